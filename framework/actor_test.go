@@ -1,0 +1,346 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestLocalSendIsOrderedAndSurvivesPanics(t *testing.T) {
+	n := newNode(t, nil, "game", "g1", nil)
+	got := make(chan int, 1000)
+	var started atomic.Int32
+	a, err := n.Spawn("counter", func() Actor {
+		return ActorFunc(func(c *Context) {
+			switch m := c.Message().(type) {
+			case Started:
+				started.Add(1)
+			case *Seq:
+				if m.N%10 == 5 {
+					panic("boom on " + m.From)
+				}
+				got <- m.N
+			}
+		})
+	}, SpawnOptions{Kind: "counter"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if err := n.Send(a, &Seq{From: "t", N: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := 0
+	for want < 100 {
+		if want%10 == 5 {
+			want++
+			continue
+		}
+		if g := receive(t, got, 2*time.Second); g != want {
+			t.Fatalf("got %d, want %d (out of order)", g, want)
+		}
+		want++
+	}
+	eventually(t, time.Second, "panic count", func() bool { return n.Stats().Kinds["counter"].Panics == 10 })
+	if s := started.Load(); s != 1 {
+		t.Fatalf("default policy should keep the instance (Started %d times)", s)
+	}
+	if err := n.Send(a, Seq{N: 1}); !errors.Is(err, ErrUnregistered) {
+		t.Fatalf("value message should be refused as unregistered, got %v", err)
+	}
+	if err := n.Send(a, &Unreg{}); !errors.Is(err, ErrUnregistered) {
+		t.Fatalf("unregistered type should be an error at Send, got %v", err)
+	}
+	if err := n.Send(n.ActorAddr("nobody"), &Ping{}); !errors.Is(err, ErrActorNotFound) {
+		t.Fatalf("missing actor: got %v", err)
+	}
+	if n.Stats().DeadLetters != 1 {
+		t.Fatalf("dead letters = %d, want 1", n.Stats().DeadLetters)
+	}
+}
+
+func TestRestartOnPanic(t *testing.T) {
+	n := newNode(t, nil, "game", "g1", nil)
+	var instances atomic.Int32
+	out := make(chan int32, 10)
+	a, _ := n.Spawn("r", func() Actor {
+		id := instances.Add(1)
+		return ActorFunc(func(c *Context) {
+			switch c.Message().(type) {
+			case *Boom:
+				panic("boom")
+			case *Ping:
+				out <- id
+			}
+		})
+	}, SpawnOptions{RestartOnPanic: true})
+	n.Send(a, &Ping{})
+	n.Send(a, &Boom{})
+	n.Send(a, &Ping{})
+	if first, second := <-out, <-out; first != 1 || second != 2 {
+		t.Fatalf("instances %d then %d, want 1 then 2", first, second)
+	}
+}
+
+// gated spawns an actor that blocks on its first *Ping until release is closed,
+// then records every Seq it handles.
+func gated(t *testing.T, n *Node, name string, opts SpawnOptions) (Addr, chan struct{}, chan int) {
+	release := make(chan struct{})
+	handled := make(chan int, 100)
+	blocked := make(chan struct{})
+	a, err := n.Spawn(name, func() Actor {
+		return ActorFunc(func(c *Context) {
+			switch m := c.Message().(type) {
+			case *Ping:
+				close(blocked)
+				<-release
+			case *Seq:
+				handled <- m.N
+			}
+		})
+	}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Send(a, &Ping{})
+	<-blocked
+	return a, release, handled
+}
+
+func TestMailboxOverflowPolicies(t *testing.T) {
+	n := newNode(t, nil, "game", "g1", nil)
+
+	t.Run("reject", func(t *testing.T) {
+		a, release, handled := gated(t, n, "reject", SpawnOptions{Kind: "rej", MailboxSize: 3})
+		for i := 0; i < 3; i++ {
+			if err := n.Send(a, &Seq{N: i}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := n.Send(a, &Seq{N: 3}); !errors.Is(err, ErrMailboxFull) {
+			t.Fatalf("4th message into a mailbox of 3: got %v", err)
+		}
+		if _, err := n.Call(context.Background(), a, &Seq{N: 4}); !errors.Is(err, ErrMailboxFull) {
+			t.Fatalf("call into a full mailbox: got %v", err)
+		}
+		close(release)
+		for i := 0; i < 3; i++ {
+			if g := <-handled; g != i {
+				t.Fatalf("handled %d, want %d", g, i)
+			}
+		}
+		if o := n.Stats().Kinds["rej"].Overflow; o != 2 {
+			t.Fatalf("overflow counted %d, want 2", o)
+		}
+	})
+
+	t.Run("drop_oldest", func(t *testing.T) {
+		a, release, handled := gated(t, n, "dropper", SpawnOptions{Kind: "drop", MailboxSize: 3, Overflow: OverflowDropOldest})
+		for i := 0; i < 5; i++ {
+			if err := n.Send(a, &Seq{N: i}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		close(release)
+		for _, want := range []int{2, 3, 4} {
+			if g := <-handled; g != want {
+				t.Fatalf("handled %d, want %d (oldest should be dropped)", g, want)
+			}
+		}
+		if o := n.Stats().Kinds["drop"].Overflow; o != 2 {
+			t.Fatalf("overflow counted %d, want 2", o)
+		}
+	})
+
+	t.Run("block", func(t *testing.T) {
+		a, release, handled := gated(t, n, "blocker", SpawnOptions{Kind: "block", MailboxSize: 1, Overflow: OverflowBlock})
+		n.Send(a, &Seq{N: 0})
+		sent := make(chan error)
+		go func() { sent <- n.Send(a, &Seq{N: 1}) }()
+		select {
+		case err := <-sent:
+			t.Fatalf("Send into a full blocking mailbox returned early: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		close(release)
+		if err := <-sent; err != nil {
+			t.Fatal(err)
+		}
+		if a, b := <-handled, <-handled; a != 0 || b != 1 {
+			t.Fatalf("handled %d, %d", a, b)
+		}
+		if o := n.Stats().Kinds["block"].Overflow; o != 0 {
+			t.Fatalf("blocking policy should lose nothing, overflow %d", o)
+		}
+	})
+}
+
+func TestLocalCall(t *testing.T) {
+	n := newNode(t, nil, "game", "g1", nil)
+	later := make(chan *Responder, 1)
+	a, _ := n.Spawn("svc", func() Actor {
+		return ActorFunc(func(c *Context) {
+			switch m := c.Message().(type) {
+			case *Ping:
+				switch m.N {
+				case 1:
+					c.Reply(&Pong{N: 2})
+				case 2:
+					c.ReplyError(NewError("not_enough_gold", "need 10"))
+				case 3:
+					// no reply
+				case 4:
+					panic("kaboom")
+				case 5:
+					r, _ := c.Responder()
+					later <- r
+				case 6:
+					time.Sleep(200 * time.Millisecond)
+					c.Reply(&Pong{})
+				}
+			}
+		})
+	}, SpawnOptions{})
+	ctx := context.Background()
+
+	if r, err := n.Call(ctx, a, &Ping{N: 1}); err != nil || r.(*Pong).N != 2 {
+		t.Fatalf("reply: %v %v", r, err)
+	}
+	_, err := n.Call(ctx, a, &Ping{N: 2})
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Code != "not_enough_gold" {
+		t.Fatalf("error reply: %v", err)
+	}
+	if _, err := n.Call(ctx, a, &Ping{N: 3}); !errors.Is(err, ErrNoReply) {
+		t.Fatalf("no reply: %v", err)
+	}
+	if _, err := n.Call(ctx, a, &Ping{N: 4}); !errors.Is(err, ErrPanic) || !strings.Contains(err.Error(), "kaboom") {
+		t.Fatalf("panic: %v", err)
+	}
+	go func() { r := <-later; time.Sleep(10 * time.Millisecond); r.Reply(&Pong{N: 5}) }()
+	if r, err := n.Call(ctx, a, &Ping{N: 5}); err != nil || r.(*Pong).N != 5 {
+		t.Fatalf("deferred reply: %v %v", r, err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, err = n.Call(tctx, a, &Ping{N: 6})
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("timeout: %v", err)
+	}
+	eventually(t, time.Second, "late reply counted", func() bool { return n.Stats().LateReplies == 1 })
+	if s := n.Stats(); s.CallTimeouts != 1 {
+		t.Fatalf("call timeouts %d", s.CallTimeouts)
+	}
+	if _, err := n.Call(ctx, n.ActorAddr("ghost"), &Ping{}); !errors.Is(err, ErrActorNotFound) {
+		t.Fatalf("call to a missing actor: %v", err)
+	}
+}
+
+func TestTimersAndStop(t *testing.T) {
+	n := newNode(t, nil, "game", "g1", nil)
+	ticks := make(chan string, 100)
+	stopped := make(chan struct{})
+	var every *Timer
+	a, _ := n.Spawn("timed", func() Actor {
+		return ActorFunc(func(c *Context) {
+			switch m := c.Message().(type) {
+			case Started:
+				if _, err := c.SendAfter(10*time.Millisecond, &Pong{N: 1}); err != nil {
+					t.Error(err)
+				}
+				var err error
+				if every, err = c.Every(5*time.Millisecond, &Tick{}); err != nil {
+					t.Error(err)
+				}
+				if _, err := c.SendAfter(time.Millisecond, &Unreg{}); !errors.Is(err, ErrUnregistered) {
+					t.Errorf("timer with unregistered message: %v", err)
+				}
+			case *Pong:
+				ticks <- "once"
+			case *Tick:
+				ticks <- "tick"
+			case *Ping:
+				c.Stop()
+			case Stopped:
+				close(stopped)
+			default:
+				_ = m
+			}
+		})
+	}, SpawnOptions{})
+	once, repeats := 0, 0
+	deadline := time.After(2 * time.Second)
+	for once == 0 || repeats < 5 {
+		select {
+		case s := <-ticks:
+			if s == "once" {
+				once++
+			} else {
+				repeats++
+			}
+		case <-deadline:
+			t.Fatalf("once=%d repeats=%d", once, repeats)
+		}
+	}
+	n.Send(a, &Ping{})
+	<-stopped
+	time.Sleep(30 * time.Millisecond)
+	for len(ticks) > 0 {
+		if s := <-ticks; s == "once" {
+			t.Fatal("one-shot timer fired twice")
+		}
+	}
+	time.Sleep(30 * time.Millisecond)
+	if len(ticks) != 0 {
+		t.Fatalf("timer kept firing after the actor stopped (%d ticks)", len(ticks))
+	}
+	every.Stop() // stopping again is harmless
+	if err := n.Send(a, &Ping{}); !errors.Is(err, ErrActorNotFound) {
+		t.Fatalf("send to stopped actor: %v", err)
+	}
+	if _, err := n.Spawn("timed", func() Actor { return ActorFunc(func(*Context) {}) }, SpawnOptions{}); err != nil {
+		t.Fatalf("the name should be free after stop: %v", err)
+	}
+}
+
+func TestChildrenStopWithParent(t *testing.T) {
+	n := newNode(t, nil, "game", "g1", nil)
+	childStopped := make(chan struct{})
+	parentReady := make(chan Addr, 1)
+	parent, _ := n.Spawn("parent", func() Actor {
+		return ActorFunc(func(c *Context) {
+			if _, ok := c.Message().(Started); ok {
+				a, err := c.Spawn("child", func() Actor {
+					return ActorFunc(func(c *Context) {
+						if _, ok := c.Message().(Stopped); ok {
+							close(childStopped)
+						}
+					})
+				}, SpawnOptions{})
+				if err != nil {
+					t.Error(err)
+				}
+				parentReady <- a
+			}
+		})
+	}, SpawnOptions{})
+	child := <-parentReady
+	if _, err := n.Spawn("child", func() Actor { return ActorFunc(func(*Context) {}) }, SpawnOptions{}); !errors.Is(err, ErrActorExists) {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	if err := n.StopActor(context.Background(), parent); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-childStopped:
+	case <-time.After(time.Second):
+		t.Fatal("child did not stop with its parent")
+	}
+	if err := n.Send(child, &Ping{}); !errors.Is(err, ErrActorNotFound) {
+		t.Fatalf("child should be gone: %v", err)
+	}
+}

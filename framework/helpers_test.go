@@ -1,0 +1,131 @@
+package framework
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/citadel-go/citadel/mq"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Test message types.
+type (
+	Ping struct{ N int }
+	Pong struct{ N int }
+	Seq  struct {
+		From string
+		N    int
+	}
+	Blob  struct{ Data []byte }
+	Boom  struct{}
+	Tick  struct{}
+	Unreg struct{}
+)
+
+func testRegistry(t testing.TB) *Registry {
+	t.Helper()
+	r := NewRegistry()
+	for id, m := range map[MsgID]any{10001: (*Ping)(nil), 10002: (*Pong)(nil), 10003: (*Seq)(nil), 10004: (*Blob)(nil), 10005: (*Boom)(nil), 10006: (*Tick)(nil)} {
+		if err := r.Register(id, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
+func testLogger() *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("CITADEL_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func startBroker(t testing.TB, cfg mq.BrokerConfig) *mq.Broker {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	cfg.TCPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.NoLookupd = true
+	cfg.Logger = testLogger()
+	b, err := mq.StartBroker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// newNode creates and starts a node on broker b (nil: local-only).
+func newNode(t testing.TB, b *mq.Broker, service, id string, tweak func(*NodeConfig)) *Node {
+	t.Helper()
+	cfg := NodeConfig{Service: service, ID: id, Registry: testRegistry(t), Logger: testLogger()}
+	if b != nil {
+		bc := b.BusConfig()
+		cfg.MQ = &bc
+		cfg.HeartbeatInterval = 100 * time.Millisecond
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Stop(context.Background()) })
+	return n
+}
+
+// recorder is an actor that forwards every non-lifecycle message to a channel.
+type recorder struct{ ch chan any }
+
+func (r *recorder) Receive(c *Context) {
+	switch c.Message().(type) {
+	case Started, Stopped:
+		return
+	}
+	r.ch <- c.Message()
+}
+
+func spawnRecorder(t testing.TB, n *Node, name string, buf int) (Addr, chan any) {
+	t.Helper()
+	ch := make(chan any, buf)
+	a, err := n.Spawn(name, func() Actor { return &recorder{ch: ch} }, SpawnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, ch
+}
+
+func receive[T any](t testing.TB, ch chan T, timeout time.Duration) T {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(timeout):
+		t.Fatalf("nothing received within %v", timeout)
+		var zero T
+		return zero
+	}
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func msgpackUnmarshal(b []byte, v any) error { return msgpack.Unmarshal(b, v) }

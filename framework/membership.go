@@ -1,0 +1,348 @@
+package framework
+
+import (
+	"fmt"
+	"maps"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/citadel-go/citadel/mq"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// MembersTopic carries every node's heartbeats.
+const MembersTopic = "citadel.members"
+
+// Member is a live node as seen through its heartbeats.
+type Member struct {
+	Service string
+	Node    string
+	// Epoch changes every time the node process starts.
+	Epoch uint64
+	// Meta is what the node advertises (NodeConfig.Meta, SetMeta).
+	Meta map[string]string
+	// Load is the node's self-reported load (SetLoad), e.g. sessions.
+	Load int64
+	// LastSeen is when its last heartbeat arrived.
+	LastSeen time.Time
+}
+
+// Addr returns the member's node address.
+func (m Member) Addr() Addr { return Addr{Service: m.Service, Node: m.Node} }
+
+// MemberEventKind says what happened to a member.
+type MemberEventKind int
+
+const (
+	// MemberJoined: a node (or a new incarnation of it) appeared.
+	MemberJoined MemberEventKind = iota + 1
+	// MemberLeft: a node said goodbye, missed its TTL, or was replaced by a
+	// new incarnation.
+	MemberLeft
+)
+
+func (k MemberEventKind) String() string {
+	switch k {
+	case MemberJoined:
+		return "joined"
+	case MemberLeft:
+		return "left"
+	}
+	return fmt.Sprintf("member_event(%d)", int(k))
+}
+
+// MemberEvent is passed to Watch callbacks.
+type MemberEvent struct {
+	Kind   MemberEventKind
+	Member Member
+}
+
+type heartbeat struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Service  string
+	Node     string
+	Epoch    uint64
+	Meta     map[string]string
+	Load     int64
+	TTLms    int64
+	Leaving  bool
+}
+
+type memberEntry struct {
+	m       Member
+	expires time.Time
+}
+
+// Membership tracks which nodes of which service are alive: every node
+// publishes a heartbeat each HeartbeatInterval and is dropped MemberTTL
+// after its last one (or at once when it leaves cleanly).
+type Membership struct {
+	n *Node
+
+	mu       sync.Mutex
+	members  map[nodeKey]*memberEntry
+	rings    map[string]*Ring
+	watchers map[int]func(MemberEvent)
+	nextW    int
+	meta     map[string]string
+	load     int64
+
+	sub    *mq.Subscription
+	stopHB chan struct{}
+	hbDone chan struct{}
+}
+
+func newMembership(n *Node) *Membership {
+	return &Membership{
+		n:        n,
+		members:  make(map[nodeKey]*memberEntry),
+		rings:    make(map[string]*Ring),
+		watchers: make(map[int]func(MemberEvent)),
+		meta:     maps.Clone(n.cfg.Meta),
+	}
+}
+
+func (m *Membership) start() error {
+	channel := m.n.cfg.Service + "." + m.n.cfg.ID + "#ephemeral"
+	sub, err := m.n.bus.Subscribe(MembersTopic, channel, m.onHeartbeat, mq.SubscribeOptions{MaxInFlight: 64})
+	if err != nil {
+		return fmt.Errorf("framework: join membership: %w", err)
+	}
+	m.sub = sub
+	return nil
+}
+
+// announce adds this node, publishes its first heartbeat and keeps
+// publishing.
+func (m *Membership) announce() error {
+	hb := m.heartbeat(false)
+	m.apply(hb, time.Now())
+	if err := m.publish(hb); err != nil {
+		return err
+	}
+	m.stopHB = make(chan struct{})
+	m.hbDone = make(chan struct{})
+	go m.loop()
+	return nil
+}
+
+func (m *Membership) loop() {
+	defer close(m.hbDone)
+	t := time.NewTicker(m.n.cfg.HeartbeatInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-m.stopHB:
+			return
+		case now := <-t.C:
+			if err := m.publish(m.heartbeat(false)); err != nil {
+				if !failing {
+					m.n.log.Warn("heartbeat publish failed", "err", err)
+				}
+				failing = true
+			} else if failing {
+				m.n.log.Info("heartbeat publish recovered")
+				failing = false
+			}
+			m.expire(now)
+		}
+	}
+}
+
+// leave stops heartbeats and tells the others this node is going.
+func (m *Membership) leave() {
+	if m.stopHB == nil {
+		return
+	}
+	close(m.stopHB)
+	<-m.hbDone
+	m.stopHB = nil
+	if err := m.publish(m.heartbeat(true)); err != nil {
+		m.n.log.Warn("leave announcement failed; others will expire this node after its TTL", "err", err)
+	}
+}
+
+func (m *Membership) stop() {
+	if m.sub != nil {
+		m.sub.Stop()
+	}
+}
+
+func (m *Membership) heartbeat(leaving bool) heartbeat {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return heartbeat{Service: m.n.cfg.Service, Node: m.n.cfg.ID, Epoch: m.n.epoch, Meta: maps.Clone(m.meta),
+		Load: m.load, TTLms: m.n.cfg.MemberTTL.Milliseconds(), Leaving: leaving}
+}
+
+func (m *Membership) publish(hb heartbeat) error {
+	body, err := msgpack.Marshal(&hb)
+	if err != nil {
+		return err
+	}
+	return m.n.bus.Publish(MembersTopic, body)
+}
+
+func (m *Membership) onHeartbeat(msg *mq.Message) error {
+	var hb heartbeat
+	if err := msgpack.Unmarshal(msg.Body, &hb); err != nil {
+		m.n.badEnvelope(msg, fmt.Errorf("undecodable heartbeat: %w", err))
+		return nil
+	}
+	if validateNodeName("service", hb.Service) != nil || validateNodeName("node", hb.Node) != nil || hb.Epoch == 0 {
+		m.n.badEnvelope(msg, fmt.Errorf("heartbeat with bad identity %q/%q epoch %d", hb.Service, hb.Node, hb.Epoch))
+		return nil
+	}
+	m.apply(hb, time.Now())
+	return nil
+}
+
+// apply records a heartbeat and notifies watchers of any change.
+func (m *Membership) apply(hb heartbeat, now time.Time) {
+	k := nodeKey{hb.Service, hb.Node}
+	var events []MemberEvent
+	m.mu.Lock()
+	cur, ok := m.members[k]
+	switch {
+	case hb.Leaving:
+		if ok && cur.m.Epoch == hb.Epoch {
+			delete(m.members, k)
+			events = append(events, MemberEvent{MemberLeft, cur.m})
+		}
+	case ok && cur.m.Epoch == hb.Epoch:
+		cur.m.Meta, cur.m.Load, cur.m.LastSeen = hb.Meta, hb.Load, now
+		cur.expires = now.Add(time.Duration(hb.TTLms) * time.Millisecond)
+	default:
+		if ok {
+			events = append(events, MemberEvent{MemberLeft, cur.m})
+		}
+		e := &memberEntry{
+			m:       Member{Service: hb.Service, Node: hb.Node, Epoch: hb.Epoch, Meta: hb.Meta, Load: hb.Load, LastSeen: now},
+			expires: now.Add(time.Duration(hb.TTLms) * time.Millisecond),
+		}
+		m.members[k] = e
+		events = append(events, MemberEvent{MemberJoined, e.m})
+	}
+	if len(events) > 0 {
+		delete(m.rings, hb.Service)
+	}
+	watchers := m.watcherList()
+	m.mu.Unlock()
+	m.notify(watchers, events)
+}
+
+func (m *Membership) expire(now time.Time) {
+	var events []MemberEvent
+	m.mu.Lock()
+	for k, e := range m.members {
+		if now.After(e.expires) && !(k.service == m.n.cfg.Service && k.node == m.n.cfg.ID) {
+			delete(m.members, k)
+			delete(m.rings, k.service)
+			events = append(events, MemberEvent{MemberLeft, e.m})
+			m.n.log.Warn("member expired", "member", k.service+"/"+k.node, "last_seen", e.m.LastSeen)
+		}
+	}
+	watchers := m.watcherList()
+	m.mu.Unlock()
+	m.notify(watchers, events)
+}
+
+func (m *Membership) watcherList() []func(MemberEvent) {
+	out := make([]func(MemberEvent), 0, len(m.watchers))
+	for _, w := range m.watchers {
+		out = append(out, w)
+	}
+	return out
+}
+
+func (m *Membership) notify(watchers []func(MemberEvent), events []MemberEvent) {
+	for _, ev := range events {
+		m.n.log.Info("membership changed", "event", ev.Kind.String(), "member", ev.Member.Service+"/"+ev.Member.Node)
+		for _, w := range watchers {
+			w(ev)
+		}
+	}
+}
+
+// Watch calls fn for every join and leave from now on, on the membership
+// goroutine: fn must not block. The returned function stops the calls.
+func (m *Membership) Watch(fn func(MemberEvent)) (cancel func()) {
+	m.mu.Lock()
+	id := m.nextW
+	m.nextW++
+	m.watchers[id] = fn
+	m.mu.Unlock()
+	return func() {
+		m.mu.Lock()
+		delete(m.watchers, id)
+		m.mu.Unlock()
+	}
+}
+
+// Alive lists the live nodes of service, sorted by node name.
+func (m *Membership) Alive(service string) []Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Member
+	for k, e := range m.members {
+		if k.service == service {
+			out = append(out, e.m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}
+
+// Get returns one member if it is alive.
+func (m *Membership) Get(service, node string) (Member, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.members[nodeKey{service, node}]
+	if !ok {
+		return Member{}, false
+	}
+	return e.m, true
+}
+
+// Pick maps key (a player ID) to a live node of service with a consistent
+// hash, so that a change in the service's nodes moves as few keys as
+// possible. ok is false when no node of service is alive.
+func (m *Membership) Pick(service, key string) (Member, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.rings[service]
+	if !ok {
+		var nodes []string
+		for k := range m.members {
+			if k.service == service {
+				nodes = append(nodes, k.node)
+			}
+		}
+		r = NewRing(nodes, DefaultReplicas)
+		m.rings[service] = r
+	}
+	node, ok := r.Get(key)
+	if !ok {
+		return Member{}, false
+	}
+	return m.members[nodeKey{service, node}].m, true
+}
+
+// SetLoad sets the load this node reports from its next heartbeat on.
+func (m *Membership) SetLoad(load int64) {
+	m.mu.Lock()
+	m.load = load
+	m.mu.Unlock()
+}
+
+// SetMeta sets one advertised key from the next heartbeat on.
+func (m *Membership) SetMeta(key, value string) {
+	m.mu.Lock()
+	if m.meta == nil {
+		m.meta = make(map[string]string)
+	}
+	m.meta[key] = value
+	m.mu.Unlock()
+}

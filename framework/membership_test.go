@@ -1,0 +1,180 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/citadel-go/citadel/mq"
+)
+
+func TestRingSpreadsAndMovesFewKeys(t *testing.T) {
+	nodes := []string{"game-1", "game-2", "game-3", "game-4"}
+	r4 := NewRing(nodes, 0)
+	r5 := NewRing(append(nodes, "game-5"), 0)
+	const keys = 100000
+	count := map[string]int{}
+	moved := 0
+	for i := 0; i < keys; i++ {
+		k := fmt.Sprintf("player-%d", i)
+		a, _ := r4.Get(k)
+		b, _ := r5.Get(k)
+		count[a]++
+		if a != b {
+			moved++
+			if b != "game-5" {
+				t.Fatalf("key %s moved from %s to %s; keys may only move to the new node", k, a, b)
+			}
+		}
+	}
+	frac := float64(moved) / keys
+	t.Logf("adding a 5th node moved %.1f%% of keys (ideal 20%%); spread over 4: %v", frac*100, count)
+	if frac < 0.15 || frac > 0.25 {
+		t.Errorf("moved %.3f of keys, want about 0.2", frac)
+	}
+	for n, c := range count {
+		if c < keys/4*90/100 || c > keys/4*110/100 {
+			t.Errorf("node %s owns %d keys, more than 10%% off even", n, c)
+		}
+	}
+	// Order of construction does not matter; removal moves only the removed node's keys.
+	r4b := NewRing([]string{"game-4", "game-3", "game-2", "game-1", "game-2"}, 0)
+	r3 := NewRing([]string{"game-1", "game-2", "game-4"}, 0)
+	for i := 0; i < 10000; i++ {
+		k := fmt.Sprintf("p%d", i)
+		a, _ := r4.Get(k)
+		b, _ := r4b.Get(k)
+		c, _ := r3.Get(k)
+		if a != b {
+			t.Fatalf("rings over the same nodes disagree on %s", k)
+		}
+		if a != "game-3" && a != c {
+			t.Fatalf("removing game-3 moved %s from %s to %s", k, a, c)
+		}
+	}
+	if _, ok := NewRing(nil, 0).Get("x"); ok {
+		t.Fatal("empty ring returned a node")
+	}
+}
+
+func TestMembershipJoinLeaveExpireAndPick(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	gate := newNode(t, broker, "gate", "gate-1", func(c *NodeConfig) { c.Meta = map[string]string{"tcp": "127.0.0.1:7000"} })
+	var mu sync.Mutex
+	var events []string
+	gate.Members().Watch(func(ev MemberEvent) {
+		mu.Lock()
+		events = append(events, ev.Kind.String()+" "+ev.Member.Node)
+		mu.Unlock()
+	})
+	g1 := newNode(t, broker, "game", "game-1", nil)
+	g2 := newNode(t, broker, "game", "game-2", nil)
+	g3 := newNode(t, broker, "game", "game-3", nil)
+	eventually(t, 5*time.Second, "gate sees 3 game nodes", func() bool { return len(gate.Members().Alive("game")) == 3 })
+	eventually(t, 5*time.Second, "game-1 sees the gate", func() bool {
+		m, ok := g1.Members().Get("gate", "gate-1")
+		return ok && m.Meta["tcp"] == "127.0.0.1:7000"
+	})
+	g2.Members().SetLoad(42)
+	eventually(t, 5*time.Second, "load report", func() bool {
+		m, _ := gate.Members().Get("game", "game-2")
+		return m.Load == 42
+	})
+
+	// Every node maps a key to the same game node.
+	for i := 0; i < 200; i++ {
+		key := fmt.Sprintf("player-%d", i)
+		a, ok1 := gate.Members().Pick("game", key)
+		b, ok2 := g1.Members().Pick("game", key)
+		if !ok1 || !ok2 || a.Node != b.Node {
+			t.Fatalf("%s: gate picks %s, game-1 picks %s", key, a.Node, b.Node)
+		}
+	}
+	if _, ok := gate.Members().Pick("chat", "x"); ok {
+		t.Fatal("picked a node of a service with no nodes")
+	}
+
+	// Clean leave: gone at once.
+	g3.Stop(context.Background())
+	eventually(t, 2*time.Second, "game-3 left", func() bool { _, ok := gate.Members().Get("game", "game-3"); return !ok })
+	// Silent death: heartbeats stop, the TTL (3 × 100ms here) expires it.
+	close(g2.members.stopHB)
+	<-g2.members.hbDone
+	g2.members.stopHB = nil
+	eventually(t, 3*time.Second, "game-2 expired", func() bool { _, ok := gate.Members().Get("game", "game-2"); return !ok })
+	for i := 0; i < 100; i++ {
+		if m, _ := gate.Members().Pick("game", fmt.Sprintf("player-%d", i)); m.Node != "game-1" {
+			t.Fatalf("only game-1 is alive but %s was picked", m.Node)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]bool{"joined game-1": true, "joined game-2": true, "joined game-3": true, "left game-3": true, "left game-2": true}
+	for _, e := range events {
+		delete(want, e)
+	}
+	if len(want) != 0 {
+		t.Fatalf("missing events %v (got %v)", want, events)
+	}
+}
+
+// A message lost for good (here: finished by the hook without handling) is
+// skipped after GapTimeout, so the stream moves on; if it turns up later it
+// is delivered late rather than dropped as a duplicate.
+func TestLostMessageGapIsSkipped(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	bc := broker.BusConfig()
+	dst, err := NewNode(NodeConfig{Service: "game", ID: "dst", Registry: testRegistry(t), Logger: testLogger(), MQ: &bc,
+		GapTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held [][]byte
+	var mu sync.Mutex
+	dst.inboundHook = func(m *mq.Message) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(held) == 0 && m.Attempts == 1 && len(m.Body) > 0 {
+			var w wireEnvelope
+			if err := msgpackUnmarshal(m.Body, &w); err == nil && w.Seq == 3 {
+				held = append(held, append([]byte(nil), m.Body...))
+				return false // "lost"
+			}
+		}
+		return true
+	}
+	if err := dst.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dst.Stop(context.Background()) })
+	seqs := spawnEcho(t, dst, "echo")
+	src := newNode(t, broker, "gate", "gate-1", nil)
+	for i := 1; i <= 5; i++ {
+		src.Send(dst.ActorAddr("echo"), &Seq{N: i})
+	}
+	for _, want := range []int{1, 2, 4, 5} {
+		if got := receive(t, seqs, 5*time.Second).N; got != want {
+			t.Fatalf("got %d, want %d", got, want)
+		}
+	}
+	if s := dst.Stats(); s.GapsSkipped != 1 {
+		t.Fatalf("gaps skipped %d, want 1", s.GapsSkipped)
+	}
+	mu.Lock()
+	body := held[0]
+	mu.Unlock()
+	src.Bus().Publish(NodeTopic("game", "dst"), body)
+	if got := receive(t, seqs, 5*time.Second).N; got != 3 {
+		t.Fatalf("late message: got %d", got)
+	}
+	src.Bus().Publish(NodeTopic("game", "dst"), body)
+	time.Sleep(100 * time.Millisecond)
+	if len(seqs) != 0 {
+		t.Fatal("a second copy of the late message was delivered")
+	}
+	if s := dst.Stats(); s.LateDelivered != 1 || s.Duplicates != 1 {
+		t.Fatalf("late %d duplicates %d, want 1 and 1", s.LateDelivered, s.Duplicates)
+	}
+}

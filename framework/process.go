@@ -1,0 +1,218 @@
+package framework
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// process is a running actor: its mailbox, its goroutine and its timers.
+type process struct {
+	node     *Node
+	addr     Addr
+	producer Producer
+	actor    Actor
+	opts     SpawnOptions
+	kind     *kindStats
+	log      *slog.Logger
+	parent   *process
+
+	mailbox  chan envelope
+	pending  atomic.Int64 // messages queued or being handled
+	stopping atomic.Bool
+	done     chan struct{}
+	ctx      Context
+
+	mu       sync.Mutex // guards timers and children
+	timers   map[*Timer]struct{}
+	children map[*process]struct{}
+}
+
+// enqueue puts env in the mailbox, applying the overflow policy.
+func (p *process) enqueue(env envelope) error {
+	if p.stopping.Load() {
+		p.node.stats.deadLetters.Add(1)
+		return fmt.Errorf("framework: %s is stopping: %w", p.addr, ErrActorNotFound)
+	}
+	p.pending.Add(1)
+	select {
+	case p.mailbox <- env:
+		return nil
+	default:
+	}
+	switch p.opts.Overflow {
+	case OverflowDropOldest:
+		for {
+			select {
+			case old := <-p.mailbox:
+				p.pending.Add(-1)
+				p.kind.overflow.Add(1)
+				p.failDropped(old, ErrMailboxFull)
+			default:
+			}
+			select {
+			case p.mailbox <- env:
+				return nil
+			default:
+			}
+		}
+	case OverflowBlock:
+		select {
+		case p.mailbox <- env:
+			return nil
+		case <-p.done:
+			p.pending.Add(-1)
+			p.node.stats.deadLetters.Add(1)
+			return fmt.Errorf("framework: %s stopped: %w", p.addr, ErrActorNotFound)
+		}
+	default:
+		p.pending.Add(-1)
+		p.kind.overflow.Add(1)
+		return fmt.Errorf("framework: %s (%d queued): %w", p.addr, cap(p.mailbox), ErrMailboxFull)
+	}
+}
+
+// failDropped answers a request that will never be handled, so its caller
+// fails now instead of at its deadline.
+func (p *process) failDropped(env envelope, err error) {
+	if env.req != nil {
+		_ = p.node.reply(env.req, p.addr, nil, toRemoteError(fmt.Errorf("%s: %w", p.addr, err)))
+	}
+}
+
+func (p *process) run() {
+	defer p.exit()
+	p.invoke(&envelope{msg: Started{}})
+	for !p.stopping.Load() {
+		env := <-p.mailbox
+		if env.sys == sysStop {
+			continue
+		}
+		if p.stopping.Load() {
+			p.pending.Add(-1)
+			p.node.stats.deadLetters.Add(1)
+			p.failDropped(env, ErrActorNotFound)
+			break
+		}
+		p.invoke(&env)
+		p.pending.Add(-1)
+	}
+}
+
+// invoke handles one message, recovering a panic so the actor survives it.
+func (p *process) invoke(env *envelope) {
+	c := &p.ctx
+	c.env, c.replied, c.detached = env, false, false
+	defer func() {
+		if r := recover(); r != nil {
+			p.onPanic(env, r)
+		}
+		c.env = nil
+	}()
+	p.actor.Receive(c)
+	p.kind.handled.Add(1)
+	if env.req != nil && !c.replied && !c.detached {
+		_ = p.node.reply(env.req, p.addr, nil, &RemoteError{Code: CodeNoReply,
+			Message: fmt.Sprintf("%s returned without replying to %T", p.addr, env.msg)})
+	}
+}
+
+func (p *process) onPanic(env *envelope, r any) {
+	p.kind.panics.Add(1)
+	p.log.Error("actor handler panicked; recovered", "msg_type", fmt.Sprintf("%T", env.msg),
+		"sender", env.from.String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	if env.req != nil && !p.ctx.replied && !p.ctx.detached {
+		_ = p.node.reply(env.req, p.addr, nil, &RemoteError{Code: CodePanic,
+			Message: fmt.Sprintf("%s panicked handling %T: %v", p.addr, env.msg, r)})
+	}
+	if p.opts.RestartOnPanic && p.producer != nil {
+		p.log.Warn("restarting actor after panic")
+		p.actor = p.producer()
+		p.invoke(&envelope{msg: Started{}})
+	}
+}
+
+// stop asks the actor to stop after its current message.
+func (p *process) stop() {
+	if p.stopping.Swap(true) {
+		return
+	}
+	select {
+	case p.mailbox <- envelope{sys: sysStop}:
+	default: // the mailbox is full, so the actor is awake and will see the flag
+	}
+}
+
+func (p *process) exit() {
+	// Messages left in the mailbox are dead letters.
+	for {
+		select {
+		case env := <-p.mailbox:
+			if env.sys == sysStop {
+				continue
+			}
+			p.pending.Add(-1)
+			p.node.stats.deadLetters.Add(1)
+			p.failDropped(env, ErrActorNotFound)
+			continue
+		default:
+		}
+		break
+	}
+	p.mu.Lock()
+	timers := p.timers
+	p.timers = nil
+	children := p.children
+	p.children = nil
+	p.mu.Unlock()
+	for t := range timers {
+		t.mu.Lock()
+		t.stopped = true
+		t.t.Stop()
+		t.mu.Unlock()
+	}
+	for child := range children {
+		child.stop()
+		<-child.done
+	}
+	p.invoke(&envelope{msg: Stopped{}})
+	if p.parent != nil {
+		p.parent.mu.Lock()
+		delete(p.parent.children, p)
+		p.parent.mu.Unlock()
+	}
+	p.node.unregister(p)
+	close(p.done)
+}
+
+func (p *process) startTimer(d time.Duration, msg any, repeat bool) (*Timer, error) {
+	if d <= 0 {
+		return nil, fmt.Errorf("framework: timer interval %v must be positive", d)
+	}
+	if _, err := p.node.reg.ID(msg); err != nil {
+		return nil, err
+	}
+	if p.stopping.Load() {
+		return nil, fmt.Errorf("framework: %s is stopping: %w", p.addr, ErrActorNotFound)
+	}
+	t := &Timer{proc: p, d: d, msg: msg, repeat: repeat}
+	p.mu.Lock()
+	if p.timers == nil {
+		p.timers = make(map[*Timer]struct{})
+	}
+	p.timers[t] = struct{}{}
+	p.mu.Unlock()
+	t.mu.Lock() // fire waits for t.t to be set
+	t.t = time.AfterFunc(d, t.fire)
+	t.mu.Unlock()
+	return t, nil
+}
+
+func (p *process) forgetTimer(t *Timer) {
+	p.mu.Lock()
+	delete(p.timers, t)
+	p.mu.Unlock()
+}

@@ -1,0 +1,453 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nsqio/go-nsq"
+)
+
+// DefaultMaxMsgSize is nsqd's default largest message (1 MiB).
+const DefaultMaxMsgSize = 1 << 20
+
+// ErrClosed is returned by a Bus after Close.
+var ErrClosed = errors.New("mq: bus is closed")
+
+// BusConfig says which NSQ cluster a Bus talks to and how. The same code
+// runs against the embedded broker (Broker.BusConfig) and an external
+// cluster. Zero values are defaults.
+type BusConfig struct {
+	// NSQD lists nsqd TCP addresses. Publishing goes to the first reachable
+	// one, in order. Consumers connect to all of them unless Lookupd is set.
+	NSQD []string
+	// NSQDHTTP lists nsqd HTTP addresses, used to create topics and channels
+	// before consumers connect (EnsureChannel). nsqd registered with Lookupd
+	// are found there as well.
+	NSQDHTTP []string
+	// Lookupd lists nsqlookupd HTTP addresses. When set, consumers discover
+	// the nsqd that hold a topic through them.
+	Lookupd []string
+	// LookupdPollInterval is how often consumers ask nsqlookupd for new
+	// nsqd. Default 5s.
+	LookupdPollInterval time.Duration
+
+	// MaxMsgSize is the largest message body accepted for publishing; larger
+	// ones are refused before they reach nsqd. It must not exceed nsqd's own
+	// limit. Default 1 MiB.
+	MaxMsgSize int
+	// BatchSize caps the messages in one batched (MPUB) publish. Default 256.
+	BatchSize int
+	// BatchBytes caps the bytes in one batched publish; keep it under nsqd's
+	// MaxBodySize (5 MiB by default). Default 4 MiB.
+	BatchBytes int
+	// Linger is how long the async batcher may wait for more messages before
+	// publishing a batch that is not full; at most 1ms. Default 0: a batch
+	// leaves as soon as the previous one is acknowledged, so batches grow with
+	// load and an idle bus adds no delay.
+	Linger time.Duration
+	// QueueSize bounds the async publish queue; PublishAsync blocks while it
+	// is full. Default 65536.
+	QueueSize int
+	// PublishTimeout is how long a failing async batch is retried (with
+	// backoff, across nsqd) before it is dropped and counted. Default 10s.
+	PublishTimeout time.Duration
+
+	// Logger receives the Bus's and go-nsq's logs. Default slog.Default().
+	Logger *slog.Logger
+	// LogLevel filters go-nsq's own logs. Default slog.LevelWarn.
+	LogLevel *slog.Level
+}
+
+func (c *BusConfig) setDefaults() error {
+	if len(c.NSQD) == 0 {
+		return errors.New("mq: BusConfig.NSQD needs at least one nsqd TCP address")
+	}
+	if c.LookupdPollInterval <= 0 {
+		c.LookupdPollInterval = 5 * time.Second
+	}
+	if c.MaxMsgSize <= 0 {
+		c.MaxMsgSize = DefaultMaxMsgSize
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 256
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 4 << 20
+	}
+	if c.BatchBytes < c.MaxMsgSize {
+		c.BatchBytes = c.MaxMsgSize
+	}
+	if c.Linger < 0 || c.Linger > time.Millisecond {
+		return fmt.Errorf("mq: BusConfig.Linger %v is outside [0, 1ms]", c.Linger)
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 65536
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.LogLevel == nil {
+		l := slog.LevelWarn
+		c.LogLevel = &l
+	}
+	return nil
+}
+
+// BusStats are cumulative counters of a Bus.
+type BusStats struct {
+	Published     uint64 // messages acknowledged by nsqd
+	Batches       uint64 // publish commands (PUB or MPUB) acknowledged
+	PublishErrors uint64 // failed publish attempts (each retry counts)
+	Dropped       uint64 // async messages given up after PublishTimeout or Close
+	Queued        int    // async messages waiting to be published now
+	Received      uint64 // messages delivered to subscription handlers
+	Requeued      uint64 // messages a handler asked to have redelivered
+	GivenUp       uint64 // messages finished unprocessed after MaxAttempts
+}
+
+// Bus publishes to and consumes from NSQ. It is safe for concurrent use.
+type Bus struct {
+	cfg       BusConfig
+	log       *slog.Logger
+	producers []*nsq.Producer
+	next      atomic.Int32 // index of the producer that last worked
+
+	mu     sync.RWMutex // held for reading while enqueueing; Close takes it to close queue
+	closed bool
+	queue  chan asyncItem
+	done   chan struct{} // closed when the batcher exits
+
+	subsMu sync.Mutex
+	subs   map[*Subscription]struct{}
+
+	published, batches, publishErrors, dropped atomic.Uint64
+	received, requeued, givenUp                atomic.Uint64
+}
+
+type asyncItem struct {
+	topic string
+	body  []byte
+	flush chan struct{} // set on Flush markers only
+}
+
+// NewBus connects lazily: no connection is made until the first publish or
+// subscription, so a Bus can be created before the cluster is up.
+func NewBus(cfg BusConfig) (*Bus, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	b := &Bus{
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "mq"),
+		queue: make(chan asyncItem, cfg.QueueSize),
+		done:  make(chan struct{}),
+		subs:  make(map[*Subscription]struct{}),
+	}
+	for _, addr := range cfg.NSQD {
+		p, err := nsq.NewProducer(addr, b.nsqConfig())
+		if err != nil {
+			b.stopProducers()
+			return nil, fmt.Errorf("mq: producer for nsqd %s: %w", addr, err)
+		}
+		p.SetLogger(slogWriter{b.log.With("nsqd", addr)}, goNSQLevel(*cfg.LogLevel))
+		b.producers = append(b.producers, p)
+	}
+	go b.batcher()
+	return b, nil
+}
+
+// Config returns the configuration in use, defaults filled in.
+func (b *Bus) Config() BusConfig { return b.cfg }
+
+func (b *Bus) nsqConfig() *nsq.Config {
+	c := nsq.NewConfig()
+	c.LookupdPollInterval = b.cfg.LookupdPollInterval
+	c.WriteTimeout = 5 * time.Second
+	return c
+}
+
+// Stats returns the Bus's counters.
+func (b *Bus) Stats() BusStats {
+	return BusStats{
+		Published: b.published.Load(), Batches: b.batches.Load(),
+		PublishErrors: b.publishErrors.Load(), Dropped: b.dropped.Load(),
+		Queued: len(b.queue), Received: b.received.Load(),
+		Requeued: b.requeued.Load(), GivenUp: b.givenUp.Load(),
+	}
+}
+
+// CheckPublish validates a publish without sending it: the topic name and
+// the body size. Callers that build bodies can check early.
+func (b *Bus) CheckPublish(topic string, body []byte) error {
+	if err := ValidateTopic(topic); err != nil {
+		return err
+	}
+	if len(body) > b.cfg.MaxMsgSize {
+		return &TooLargeError{Topic: topic, Size: len(body), Max: b.cfg.MaxMsgSize}
+	}
+	return nil
+}
+
+// TooLargeError reports a message refused before publishing for its size.
+type TooLargeError struct {
+	Topic string
+	Size  int
+	Max   int
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("mq: message of %d bytes for topic %q exceeds the %d-byte limit (BusConfig.MaxMsgSize, nsqd --max-msg-size)",
+		e.Size, e.Topic, e.Max)
+}
+
+// Publish sends one message and waits for nsqd to acknowledge it.
+func (b *Bus) Publish(topic string, body []byte) error {
+	if err := b.CheckPublish(topic, body); err != nil {
+		return err
+	}
+	return b.send(topic, [][]byte{body})
+}
+
+// MultiPublish sends messages to one topic in a single MPUB command and waits
+// for nsqd to acknowledge them; they are queued in order.
+func (b *Bus) MultiPublish(topic string, bodies [][]byte) error {
+	if len(bodies) == 0 {
+		return nil
+	}
+	size := 0
+	for _, body := range bodies {
+		if err := b.CheckPublish(topic, body); err != nil {
+			return err
+		}
+		size += len(body) + 4
+	}
+	if size > b.cfg.BatchBytes {
+		return fmt.Errorf("mq: batch of %d messages (%d bytes) for topic %q exceeds BusConfig.BatchBytes (%d)",
+			len(bodies), size, topic, b.cfg.BatchBytes)
+	}
+	return b.send(topic, bodies)
+}
+
+// send tries each nsqd once, starting with the one that last worked.
+func (b *Bus) send(topic string, bodies [][]byte) error {
+	b.mu.RLock()
+	closed := b.closed
+	b.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return b.sendOnce(topic, bodies)
+}
+
+func (b *Bus) sendOnce(topic string, bodies [][]byte) error {
+	var errs []error
+	start := int(b.next.Load())
+	for i := range b.producers {
+		idx := (start + i) % len(b.producers)
+		p := b.producers[idx]
+		var err error
+		if len(bodies) == 1 {
+			err = p.Publish(topic, bodies[0])
+		} else {
+			err = p.MultiPublish(topic, bodies)
+		}
+		if err == nil {
+			if idx != start {
+				b.next.Store(int32(idx))
+			}
+			b.published.Add(uint64(len(bodies)))
+			b.batches.Add(1)
+			return nil
+		}
+		b.publishErrors.Add(1)
+		errs = append(errs, fmt.Errorf("nsqd %s: %w", b.cfg.NSQD[idx], err))
+	}
+	return fmt.Errorf("mq: publish %d message(s) to topic %q: %w", len(bodies), topic, errors.Join(errs...))
+}
+
+// PublishAsync queues a message for the batcher and returns at once; it
+// blocks only while the queue is full. Validation errors (bad topic, too
+// large) are returned immediately. Transport failures are retried for
+// PublishTimeout, then logged and counted in Stats().Dropped. Messages for
+// one topic are published in the order they were queued.
+func (b *Bus) PublishAsync(topic string, body []byte) error {
+	if err := b.CheckPublish(topic, body); err != nil {
+		return err
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return ErrClosed
+	}
+	b.queue <- asyncItem{topic: topic, body: body}
+	return nil
+}
+
+// Flush waits until every message queued by PublishAsync before the call has
+// been published (or dropped).
+func (b *Bus) Flush(ctx context.Context) error {
+	marker := make(chan struct{})
+	b.mu.RLock()
+	if b.closed {
+		b.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case b.queue <- asyncItem{flush: marker}:
+	case <-ctx.Done():
+		b.mu.RUnlock()
+		return ctx.Err()
+	}
+	b.mu.RUnlock()
+	select {
+	case <-marker:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// batcher drains the async queue into MPUB batches: it takes what is
+// queued (up to BatchSize messages or BatchBytes), waits at most Linger for
+// more, publishes one command per topic, and repeats.
+func (b *Bus) batcher() {
+	defer close(b.done)
+	var (
+		order   []string
+		batches = make(map[string][][]byte)
+		markers []chan struct{}
+		count   int
+		size    int
+	)
+	add := func(it asyncItem) {
+		if it.flush != nil {
+			markers = append(markers, it.flush)
+			return
+		}
+		if _, ok := batches[it.topic]; !ok {
+			order = append(order, it.topic)
+		}
+		batches[it.topic] = append(batches[it.topic], it.body)
+		count++
+		size += len(it.body) + 4
+	}
+	var linger *time.Timer
+	for {
+		it, ok := <-b.queue
+		if !ok {
+			return
+		}
+		add(it)
+		if b.cfg.Linger > 0 && it.flush == nil {
+			linger = time.NewTimer(b.cfg.Linger)
+		}
+	fill:
+		for count < b.cfg.BatchSize && size < b.cfg.BatchBytes-b.cfg.MaxMsgSize && len(markers) == 0 {
+			select {
+			case it, ok = <-b.queue:
+				if !ok {
+					break fill
+				}
+				add(it)
+				continue
+			default:
+			}
+			if linger == nil {
+				break
+			}
+			select {
+			case it, ok = <-b.queue:
+				if !ok {
+					break fill
+				}
+				add(it)
+			case <-linger.C:
+				linger = nil
+				break fill
+			}
+		}
+		if linger != nil {
+			linger.Stop()
+			linger = nil
+		}
+		for _, topic := range order {
+			b.publishRetrying(topic, batches[topic])
+			delete(batches, topic)
+		}
+		order, count, size = order[:0], 0, 0
+		for _, m := range markers {
+			close(m)
+		}
+		markers = markers[:0]
+		if !ok {
+			return
+		}
+	}
+}
+
+// publishRetrying publishes one async batch, retrying with backoff across
+// nsqd until PublishTimeout; then the batch is dropped and counted.
+func (b *Bus) publishRetrying(topic string, bodies [][]byte) {
+	deadline := time.Now().Add(b.cfg.PublishTimeout)
+	backoff := 10 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := b.sendOnce(topic, bodies)
+		if err == nil {
+			if attempt > 1 {
+				b.log.Info("mq publish recovered", "topic", topic, "messages", len(bodies), "attempts", attempt)
+			}
+			return
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			b.dropped.Add(uint64(len(bodies)))
+			b.log.Error("mq publish failed; messages dropped", "topic", topic, "messages", len(bodies),
+				"attempts", attempt, "err", err)
+			return
+		}
+		if attempt == 1 {
+			b.log.Warn("mq publish failed; retrying", "topic", topic, "messages", len(bodies), "err", err)
+		}
+		time.Sleep(backoff)
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// Close publishes what is queued, stops all subscriptions (waiting for
+// their handlers) and closes the connections to nsqd.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	close(b.queue)
+	b.mu.Unlock()
+	<-b.done
+
+	b.subsMu.Lock()
+	subs := make([]*Subscription, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.subsMu.Unlock()
+	for _, s := range subs {
+		s.Stop()
+	}
+	b.stopProducers()
+	return nil
+}
+
+func (b *Bus) stopProducers() {
+	for _, p := range b.producers {
+		p.Stop()
+	}
+}

@@ -1,0 +1,41 @@
+package mq
+
+import (
+	"time"
+
+	"github.com/nsqio/go-nsq"
+)
+
+// Message is one NSQ message handed to a subscription handler. By default
+// the Bus finishes (FIN) it when the handler returns nil and requeues (REQ)
+// it when the handler returns an error; a handler that wants to answer
+// later calls DisableAutoResponse and then exactly one of Finish or Requeue.
+type Message struct {
+	// Body is the payload as published.
+	Body []byte
+	// ID is nsqd's message ID (unique per nsqd).
+	ID string
+	// Attempts counts deliveries of this message, starting at 1.
+	Attempts uint16
+	// Timestamp is when nsqd received the message.
+	Timestamp time.Time
+
+	m *nsq.Message
+}
+
+// Finish tells nsqd the message is done (FIN); it is not delivered again.
+func (m *Message) Finish() { m.m.Finish() }
+
+// Requeue asks nsqd to deliver the message again after delay (REQ). The
+// message goes back to the channel; other messages may overtake it.
+func (m *Message) Requeue(delay time.Duration) { m.m.RequeueWithoutBackoff(delay) }
+
+// Touch resets the message's timeout (TOUCH), for handlers that need longer
+// than the channel's MsgTimeout.
+func (m *Message) Touch() { m.m.Touch() }
+
+// DisableAutoResponse leaves Finish or Requeue to the handler.
+func (m *Message) DisableAutoResponse() { m.m.DisableAutoResponse() }
+
+// HasResponded reports whether Finish or Requeue was called.
+func (m *Message) HasResponded() bool { return m.m.HasResponded() }

@@ -1,0 +1,331 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func startTestBroker(t testing.TB, cfg BrokerConfig) *Broker {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	cfg.TCPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if !cfg.NoLookupd {
+		cfg.LookupdTCPAddr, cfg.LookupdHTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	}
+	cfg.Logger = quietLogger()
+	b, err := StartBroker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func newTestBus(t testing.TB, cfg BusConfig) *Bus {
+	t.Helper()
+	cfg.Logger = quietLogger()
+	bus, err := NewBus(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bus.Close() })
+	return bus
+}
+
+func collect(t testing.TB, bus *Bus, topic, channel string, opts SubscribeOptions) chan string {
+	t.Helper()
+	ch := make(chan string, 100000)
+	if _, err := bus.Subscribe(topic, channel, func(m *Message) error {
+		ch <- string(m.Body)
+		return nil
+	}, opts); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func expect(t testing.TB, ch chan string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		select {
+		case got := <-ch:
+			if got != w {
+				t.Fatalf("got %q, want %q", got, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("timed out waiting for %q", w)
+		}
+	}
+}
+
+func TestNameValidation(t *testing.T) {
+	for _, ok := range []string{"a", "citadel.game.game-1", "x_y-z.1", "members#ephemeral", strings.Repeat("a", 64)} {
+		if err := ValidateTopic(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for bad, frag := range map[string]string{
+		"":                      "empty",
+		strings.Repeat("a", 65): "65 characters",
+		"has space":             `invalid character ' '`,
+		"slash/x":               `invalid character '/'`,
+		"#ephemeral":            "nothing before",
+		"é":                     "invalid character",
+	} {
+		err := ValidateChannel(bad)
+		if err == nil || !strings.Contains(err.Error(), frag) || !strings.Contains(err.Error(), "channel") {
+			t.Errorf("%q: got %v, want an error mentioning %q", bad, err, frag)
+		}
+	}
+}
+
+func TestPublishSubscribeSyncBatchedAsync(t *testing.T) {
+	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
+	bus := newTestBus(t, b.BusConfig())
+	got := collect(t, bus, "t1", "c", SubscribeOptions{})
+	if err := bus.Publish("t1", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, "one")
+	if err := bus.MultiPublish("t1", [][]byte{[]byte("a"), []byte("b"), []byte("c")}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, "a", "b", "c")
+
+	before := bus.Stats()
+	const n = 5000
+	var want []string
+	for i := 0; i < n; i++ {
+		s := fmt.Sprint(i)
+		want = append(want, s)
+		if err := bus.PublishAsync("t1", []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bus.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	after := bus.Stats()
+	if after.Published-before.Published != n {
+		t.Fatalf("published %d, want %d", after.Published-before.Published, n)
+	}
+	batches := after.Batches - before.Batches
+	t.Logf("%d async messages went out in %d publish commands", n, batches)
+	if batches >= n/2 {
+		t.Fatalf("async publishes were not batched: %d commands for %d messages", batches, n)
+	}
+	// One consumer with concurrency 1, one nsqd, everything in memory: FIFO.
+	expect(t, got, want...)
+}
+
+func TestLingerBatchesWithinOneMillisecond(t *testing.T) {
+	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
+	if _, err := NewBus(BusConfig{NSQD: []string{b.TCPAddr()}, Linger: 2 * time.Millisecond}); err == nil {
+		t.Fatal("a linger over 1ms should be refused")
+	}
+	cfg := b.BusConfig()
+	cfg.Linger = time.Millisecond
+	bus := newTestBus(t, cfg)
+	got := collect(t, bus, "linger", "c", SubscribeOptions{})
+	for i := 0; i < 10; i++ {
+		bus.PublishAsync("linger", []byte("x"))
+	}
+	bus.Flush(context.Background())
+	for i := 0; i < 10; i++ {
+		expect(t, got, "x")
+	}
+	if s := bus.Stats(); s.Batches != 1 {
+		t.Fatalf("10 messages queued within the linger went out in %d commands, want 1", s.Batches)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
+	bus := newTestBus(t, b.BusConfig())
+	big := make([]byte, DefaultMaxMsgSize+1)
+	for name, err := range map[string]error{
+		"Publish":      bus.Publish("t", big),
+		"PublishAsync": bus.PublishAsync("t", big),
+		"MultiPublish": bus.MultiPublish("t", [][]byte{[]byte("ok"), big}),
+	} {
+		var tl *TooLargeError
+		if !errors.As(err, &tl) || tl.Size != len(big) || !strings.Contains(err.Error(), `topic "t" exceeds the 1048576-byte limit`) {
+			t.Errorf("%s of an oversized message: %v", name, err)
+		}
+	}
+	if err := bus.Publish("bad topic", []byte("x")); err == nil || !strings.Contains(err.Error(), `"bad topic"`) {
+		t.Errorf("bad topic: %v", err)
+	}
+	if _, err := bus.Subscribe("t", "bad/channel", func(*Message) error { return nil }, SubscribeOptions{}); err == nil ||
+		!strings.Contains(err.Error(), `channel name "bad/channel"`) {
+		t.Errorf("bad channel: %v", err)
+	}
+	if s := bus.Stats(); s.Published != 0 || s.PublishErrors != 0 {
+		t.Fatalf("refused messages reached nsqd: %+v", s)
+	}
+	bus.Close()
+	if err := bus.PublishAsync("t", []byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("publish after close: %v", err)
+	}
+}
+
+func TestRequeueTouchAndMaxAttempts(t *testing.T) {
+	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
+	bus := newTestBus(t, b.BusConfig())
+	var mu sync.Mutex
+	attempts := map[string][]uint16{}
+	done := make(chan string, 10)
+	_, err := bus.Subscribe("rq", "c", func(m *Message) error {
+		body := string(m.Body)
+		mu.Lock()
+		attempts[body] = append(attempts[body], m.Attempts)
+		mu.Unlock()
+		switch body {
+		case "fail-twice":
+			if m.Attempts <= 2 {
+				return errors.New("not yet")
+			}
+		case "always-fail":
+			return errors.New("never")
+		case "manual":
+			m.DisableAutoResponse()
+			go func() {
+				m.Touch()
+				time.Sleep(10 * time.Millisecond)
+				if m.Attempts == 1 {
+					m.Requeue(0)
+					return
+				}
+				m.Finish()
+				done <- body
+			}()
+			return nil
+		}
+		done <- body
+		return nil
+	}, SubscribeOptions{MaxAttempts: 3, RequeueDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"fail-twice", "always-fail", "manual"} {
+		bus.Publish("rq", []byte(s))
+	}
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case s := <-done:
+			seen[s] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %v finished", seen)
+		}
+	}
+	eventually(t, 5*time.Second, "always-fail given up", func() bool { return bus.Stats().GivenUp == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if a := attempts["fail-twice"]; len(a) != 3 || a[2] != 3 {
+		t.Errorf("fail-twice attempts %v", a)
+	}
+	// go-nsq hands a message past MaxAttempts to the give-up hook, not the handler.
+	if a := attempts["always-fail"]; len(a) != 3 {
+		t.Errorf("always-fail attempts %v", a)
+	}
+	if a := attempts["manual"]; len(a) != 2 {
+		t.Errorf("manual attempts %v", a)
+	}
+	st, _ := b.ChannelStats("rq", "c")
+	if st.Depth != 0 || st.InFlight != 0 || st.Deferred != 0 {
+		t.Fatalf("channel not empty: %+v", st)
+	}
+}
+
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestBrokerRestartKeepsQueuedMessages(t *testing.T) {
+	dir := t.TempDir()
+	b := startTestBroker(t, BrokerConfig{DataDir: dir, NoLookupd: true, MemQueueSize: 100})
+	if err := b.CreateChannel("keep", "c"); err != nil {
+		t.Fatal(err)
+	}
+	bus := newTestBus(t, b.BusConfig())
+	var want []string
+	for i := 0; i < 500; i++ {
+		want = append(want, fmt.Sprint(i))
+		bus.PublishAsync("keep", []byte(want[i]))
+	}
+	bus.Flush(context.Background())
+	bus.Close()
+	b.Close()
+
+	b2 := startTestBroker(t, BrokerConfig{DataDir: dir, NoLookupd: true})
+	if st, ok := b2.ChannelStats("keep", "c"); !ok || st.Depth != 500 {
+		t.Fatalf("after restart: %+v %v", st, ok)
+	}
+	got := collect(t, newTestBus(t, b2.BusConfig()), "keep", "c", SubscribeOptions{})
+	seen := map[string]bool{}
+	for len(seen) < 500 {
+		select {
+		case s := <-got:
+			seen[s] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("got %d of 500 after restart", len(seen))
+		}
+	}
+}
+
+func TestAdminHandlerMounts(t *testing.T) {
+	b := startTestBroker(t, BrokerConfig{})
+	bus := newTestBus(t, b.BusConfig())
+	collect(t, bus, "visible", "c", SubscribeOptions{})
+	h, err := b.AdminHandler("/nsqadmin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/nsqadmin/", h)
+	srv := &http.Server{Handler: mux}
+	ln := listen(t)
+	go srv.Serve(ln)
+	defer srv.Close()
+	get := func(path string) string {
+		resp, err := http.Get("http://" + ln.Addr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+		}
+		return string(body)
+	}
+	if page := get("/nsqadmin/"); !strings.Contains(page, "nsqadmin") {
+		t.Fatalf("index page: %.200s", page)
+	}
+	eventually(t, 5*time.Second, "nsqadmin lists the topic", func() bool {
+		return strings.Contains(get("/nsqadmin/api/topics"), "visible")
+	})
+}
