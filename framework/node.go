@@ -257,9 +257,17 @@ func (n *Node) Stop(ctx context.Context) error {
 		n.members.leave()
 	}
 	drained := n.waitQuiet(ctx)
+	// Each go-nsq consumer takes ~100ms to stop (its cleanup tick); stop the
+	// node topic and membership subscriptions together.
+	var subs sync.WaitGroup
+	if n.bus != nil {
+		subs.Add(1)
+		go func() { defer subs.Done(); n.members.stop() }()
+	}
 	if n.sub != nil {
 		n.sub.Stop()
 	}
+	subs.Wait()
 	n.inMu.Lock()
 	n.flushStreamsLocked()
 	n.inMu.Unlock()
@@ -284,7 +292,6 @@ func (n *Node) Stop(ctx context.Context) error {
 	n.bgDone.Wait()
 	var err error
 	if n.bus != nil {
-		n.members.stop()
 		err = n.bus.Close()
 	}
 	n.state.Store(stateStopped)

@@ -21,6 +21,7 @@ type process struct {
 	parent   *process
 
 	mailbox  chan envelope
+	cur      envelope     // the message being handled (kept here so it does not escape per message)
 	pending  atomic.Int64 // messages queued or being handled
 	stopping atomic.Bool
 	done     chan struct{}
@@ -87,17 +88,18 @@ func (p *process) run() {
 	defer p.exit()
 	p.invoke(&envelope{msg: Started{}})
 	for !p.stopping.Load() {
-		env := <-p.mailbox
-		if env.sys == sysStop {
+		p.cur = <-p.mailbox
+		if p.cur.sys == sysStop {
 			continue
 		}
 		if p.stopping.Load() {
 			p.pending.Add(-1)
 			p.node.stats.deadLetters.Add(1)
-			p.failDropped(env, ErrActorNotFound)
+			p.failDropped(p.cur, ErrActorNotFound)
 			break
 		}
-		p.invoke(&env)
+		p.invoke(&p.cur)
+		p.cur = envelope{} // let the message be collected
 		p.pending.Add(-1)
 	}
 }

@@ -23,12 +23,11 @@ const (
 	kindReply   uint8 = 3
 )
 
-// wireEnvelope is what crosses the mq. Every envelope from one node
-// incarnation (Epoch) to one destination node carries the next Seq, so the
-// receiver can put NSQ's unordered, at-least-once delivery back in order and
-// drop duplicates.
+// wireEnvelope is what crosses the mq: a msgpack array of the fields
+// below, in order. Every envelope from one node incarnation (Epoch) to one
+// destination node carries the next Seq, so the receiver can put NSQ's
+// unordered, at-least-once delivery back in order and drop duplicates.
 type wireEnvelope struct {
-	_msgpack struct{} `msgpack:",as_array"`
 	Kind     uint8
 	From     Addr
 	To       Addr
@@ -46,6 +45,87 @@ type wireEnvelope struct {
 	Payload     []byte
 	ErrCode     string
 	ErrMsg      string
+}
+
+const wireFields = 14
+
+// EncodeMsgpack writes the envelope without reflection (it is on the hot path).
+func (w *wireEnvelope) EncodeMsgpack(enc *msgpack.Encoder) error {
+	err := enc.EncodeArrayLen(wireFields)
+	if err == nil {
+		err = enc.EncodeUint8(w.Kind)
+	}
+	if err == nil {
+		err = w.From.EncodeMsgpack(enc)
+	}
+	if err == nil {
+		err = w.To.EncodeMsgpack(enc)
+	}
+	for _, v := range [...]uint64{w.Epoch, w.Seq, w.CorrID} {
+		if err == nil {
+			err = enc.EncodeUint64(v)
+		}
+	}
+	for _, v := range [...]int64{w.Deadline, w.Sent, w.StreamStart} {
+		if err == nil {
+			err = enc.EncodeInt64(v)
+		}
+	}
+	if err == nil {
+		err = enc.EncodeUint16(uint16(w.MsgID))
+	}
+	if err == nil {
+		err = enc.EncodeBytes(w.Payload)
+	}
+	if err == nil {
+		err = enc.EncodeString(w.ErrCode)
+	}
+	if err == nil {
+		err = enc.EncodeString(w.ErrMsg)
+	}
+	return err
+}
+
+// DecodeMsgpack reads what EncodeMsgpack wrote.
+func (w *wireEnvelope) DecodeMsgpack(dec *msgpack.Decoder) error {
+	n, err := dec.DecodeArrayLen()
+	if err == nil && n != wireFields {
+		err = fmt.Errorf("envelope has %d fields, want %d", n, wireFields)
+	}
+	if err == nil {
+		w.Kind, err = dec.DecodeUint8()
+	}
+	if err == nil {
+		err = w.From.DecodeMsgpack(dec)
+	}
+	if err == nil {
+		err = w.To.DecodeMsgpack(dec)
+	}
+	for _, p := range [...]*uint64{&w.Epoch, &w.Seq, &w.CorrID} {
+		if err == nil {
+			*p, err = dec.DecodeUint64()
+		}
+	}
+	for _, p := range [...]*int64{&w.Deadline, &w.Sent, &w.StreamStart} {
+		if err == nil {
+			*p, err = dec.DecodeInt64()
+		}
+	}
+	var id uint16
+	if err == nil {
+		id, err = dec.DecodeUint16()
+		w.MsgID = MsgID(id)
+	}
+	if err == nil {
+		w.Payload, err = dec.DecodeBytes()
+	}
+	if err == nil {
+		w.ErrCode, err = dec.DecodeString()
+	}
+	if err == nil {
+		w.ErrMsg, err = dec.DecodeString()
+	}
+	return err
 }
 
 type nodeKey struct{ service, node string }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nsqio/nsq/nsqadmin"
@@ -69,10 +70,11 @@ type Broker struct {
 	nsqd    *nsqd.NSQD
 	lookupd *nsqlookupd.NSQLookupd
 
-	mu     sync.Mutex
-	admins []*nsqadmin.NSQAdmin
-	done   chan struct{}
-	closed bool
+	mu      sync.Mutex
+	admins  []*nsqadmin.NSQAdmin
+	done    chan struct{}
+	closed  bool
+	closing atomic.Bool // quiets the daemons' complaints about connections closed by Close
 }
 
 // StartBroker starts an embedded broker. It loads the topics and channels
@@ -100,7 +102,7 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 		lo.TCPAddress = orDefault(cfg.LookupdTCPAddr, "127.0.0.1:4160")
 		lo.HTTPAddress = orDefault(cfg.LookupdHTTPAddr, "127.0.0.1:4161")
 		lo.BroadcastAddress = hostOf(lo.TCPAddress)
-		lo.Logger = slogWriter{b.log.With("component", "nsqlookupd")}
+		lo.Logger = slogWriter{log: b.log.With("component", "nsqlookupd"), quiet: &b.closing}
 		lo.LogLevel = nsqLevel(level, nsqlookupd.LOG_DEBUG, nsqlookupd.LOG_INFO, nsqlookupd.LOG_WARN, nsqlookupd.LOG_ERROR)
 		l, err := nsqlookupd.New(lo)
 		if err != nil {
@@ -119,7 +121,7 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	o.HTTPSAddress = ""
 	o.BroadcastAddress = hostOf(o.TCPAddress)
 	o.NSQLookupdTCPAddresses = lookupTCP
-	o.Logger = slogWriter{b.log.With("component", "nsqd")}
+	o.Logger = slogWriter{log: b.log.With("component", "nsqd"), quiet: &b.closing}
 	o.LogLevel = nsqLevel(level, nsqd.LOG_DEBUG, nsqd.LOG_INFO, nsqd.LOG_WARN, nsqd.LOG_ERROR)
 	o.StatsdPrefix = ""
 	switch {
@@ -156,9 +158,37 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	}
 	b.nsqd = n
 	go b.run("nsqd", n.Main)
+	if err := b.waitServing(); err != nil {
+		b.Close()
+		return nil, err
+	}
 	b.log.Info("embedded NSQ started", "nsqd_tcp", b.TCPAddr(), "nsqd_http", b.HTTPAddr(),
 		"lookupd_http", b.LookupdHTTPAddr(), "data_dir", cfg.DataDir)
 	return b, nil
+}
+
+// waitServing returns once nsqd answers /ping. nsqd.Main starts its servers
+// and loops in goroutines and gives no signal; calling Exit before Main has
+// registered them all races on nsqd's WaitGroup (seen with -race when a
+// broker is closed right after starting), so StartBroker waits for Main to
+// be serving and then a moment for its last loops to be registered.
+func (b *Broker) waitServing() error {
+	deadline := time.Now().Add(10 * time.Second)
+	url := "http://" + b.HTTPAddr() + "/ping"
+	for {
+		resp, err := httpClient.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				time.Sleep(20 * time.Millisecond)
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("mq: embedded nsqd did not answer %s within 10s: %v", url, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (b *Broker) run(name string, main func() error) {
@@ -249,7 +279,7 @@ func (b *Broker) AdminHandler(basePath string) (http.Handler, error) {
 	// nsqadmin.New insists on a listener of its own; it is never served.
 	o.HTTPAddress = "127.0.0.1:0"
 	o.BasePath = basePath
-	o.Logger = slogWriter{b.log.With("component", "nsqadmin")}
+	o.Logger = slogWriter{log: b.log.With("component", "nsqadmin"), quiet: &b.closing}
 	o.LogLevel = nsqadmin.LOG_WARN
 	if b.lookupd != nil {
 		o.NSQLookupdHTTPAddresses = []string{b.LookupdHTTPAddr()}
@@ -289,6 +319,7 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.closed = true
+	b.closing.Store(true)
 	close(b.done)
 	admins := b.admins
 	b.mu.Unlock()

@@ -157,7 +157,7 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 			b.stopProducers()
 			return nil, fmt.Errorf("mq: producer for nsqd %s: %w", addr, err)
 		}
-		p.SetLogger(slogWriter{b.log.With("nsqd", addr)}, goNSQLevel(*cfg.LogLevel))
+		p.SetLogger(slogWriter{log: b.log.With("nsqd", addr)}, goNSQLevel(*cfg.LogLevel))
 		b.producers = append(b.producers, p)
 	}
 	go b.batcher()

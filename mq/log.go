@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/nsqio/go-nsq"
 )
@@ -13,10 +14,16 @@ import (
 // a prefix of the line; it is mapped to the matching slog level.
 type slogWriter struct {
 	log *slog.Logger
+	// quiet, when set and true, turns everything into debug logs: go-nsq
+	// warns about every closed connection, including during a clean Stop.
+	quiet *atomic.Bool
 }
 
 func (w slogWriter) Output(_ int, s string) error {
 	level, msg := splitNSQLevel(s)
+	if (w.quiet != nil && w.quiet.Load()) || benignEphemeralExit(msg) {
+		level = slog.LevelDebug
+	}
 	w.log.Log(context.Background(), level, msg)
 	return nil
 }
@@ -53,4 +60,12 @@ func goNSQLevel(l slog.Level) nsq.LogLevel {
 	default:
 		return nsq.LogLevelError
 	}
+}
+
+// benignEphemeralExit recognises nsqd's error for a message that raced with
+// the deletion of an ephemeral channel (a membership subscriber leaving):
+// the channel is gone on purpose, so nothing is lost that anyone wanted.
+func benignEphemeralExit(msg string) bool {
+	return strings.Contains(msg, "failed to put msg") && strings.Contains(msg, "#ephemeral)") &&
+		strings.HasSuffix(msg, "- exiting")
 }

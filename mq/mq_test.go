@@ -329,3 +329,21 @@ func TestAdminHandlerMounts(t *testing.T) {
 		return strings.Contains(get("/nsqadmin/api/topics"), "visible")
 	})
 }
+
+func TestNSQLogLevels(t *testing.T) {
+	for line, want := range map[string]slog.Level{
+		"INFO: TCP: listening on 127.0.0.1:4150": slog.LevelInfo,
+		"WARNING: something":                     slog.LevelWarn,
+		"ERROR: TOPIC(citadel.members) ERROR: failed to put msg(18a3) to channel(game.dst#ephemeral) - exiting": slog.LevelDebug,
+		"ERROR: failed to put msg(18a3) to channel(durable) - exiting":                                          slog.LevelError,
+		"WRN    1 [t/c] there are 0 connections left alive":                                                     slog.LevelWarn,
+		"DBG    2 [t/c] querying nsqlookupd":                                                                    slog.LevelDebug,
+	} {
+		var buf strings.Builder
+		w := slogWriter{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+		w.Output(2, line)
+		if !strings.Contains(buf.String(), "level="+want.String()) {
+			t.Errorf("%q logged as %s, want %s", line, buf.String(), want)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nsqio/go-nsq"
@@ -50,6 +51,7 @@ type Subscription struct {
 	consumer *nsq.Consumer
 	topic    string
 	channel  string
+	stopping atomic.Bool
 }
 
 // Subscribe starts consuming topic on channel. For a durable channel the
@@ -111,8 +113,8 @@ func (b *Bus) Subscribe(topic, channel string, h Handler, opts SubscribeOptions)
 		return nil, fmt.Errorf("mq: consumer for %s/%s: %w", topic, channel, err)
 	}
 	log := b.log.With("topic", topic, "channel", channel)
-	consumer.SetLogger(slogWriter{log}, goNSQLevel(*b.cfg.LogLevel))
 	s := &Subscription{bus: b, consumer: consumer, topic: topic, channel: channel}
+	consumer.SetLogger(slogWriter{log: log, quiet: &s.stopping}, goNSQLevel(*b.cfg.LogLevel))
 	consumer.AddConcurrentHandlers(&handlerAdapter{bus: b, h: h, opts: opts, sub: s}, opts.Concurrency)
 
 	if len(b.cfg.Lookupd) > 0 {
@@ -142,6 +144,7 @@ func (s *Subscription) Channel() string { return s.channel }
 // being handled finish, and messages delivered but not yet handled go back
 // to nsqd. It waits for that (at most 30s, go-nsq's limit).
 func (s *Subscription) Stop() {
+	s.stopping.Store(true)
 	s.consumer.Stop()
 	<-s.consumer.StopChan
 	s.bus.subsMu.Lock()
