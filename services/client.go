@@ -1,0 +1,93 @@
+package services
+
+import "github.com/citadel-go/citadel/framework"
+
+// Client protocol messages handled by the gate itself (IDs 100–199). See
+// docs/protocol.md for framing.
+type (
+	// Auth must be a client's first frame: the ticket from login.
+	Auth struct {
+		Ticket string
+	}
+	// AuthOK answers Auth: the session is attached to the player's actor.
+	AuthOK struct {
+		PlayerID uint64
+		// Resumed is true when the player's actor was still in its grace
+		// period and kept its state.
+		Resumed bool
+		// HeartbeatMs is how often the client should send Ping; the gate
+		// closes a session that is silent for three times as long.
+		HeartbeatMs int32
+	}
+	// Kicked is the last frame before the gate closes a session.
+	Kicked struct {
+		Code   string
+		Reason string
+	}
+	// Ping is the client's heartbeat; the gate answers with Pong.
+	Ping struct {
+		ClientTime int64
+	}
+	// Pong answers Ping.
+	Pong struct {
+		ClientTime int64
+		ServerTime int64
+	}
+	// Error answers a request that failed; it carries the request's seq.
+	Error struct {
+		Code    string
+		Message string
+	}
+)
+
+// Message IDs of the client protocol.
+const (
+	IDAuth   framework.MsgID = 100
+	IDAuthOK framework.MsgID = 101
+	IDKicked framework.MsgID = 102
+	IDPing   framework.MsgID = 103
+	IDPong   framework.MsgID = 104
+	IDError  framework.MsgID = 105
+)
+
+// Kick codes (Kicked.Code), stable for clients to branch on.
+const (
+	KickBadFrame         = "bad_frame"
+	KickFrameTooLarge    = "frame_too_large"
+	KickUnknownMessage   = "unknown_message"
+	KickBadPayload       = "bad_payload"
+	KickNotAuthenticated = "not_authenticated"
+	KickBadTicket        = "bad_ticket"
+	KickTicketExpired    = "ticket_expired"
+	KickTicketReused     = "ticket_reused"
+	KickElsewhere        = "logged_in_elsewhere"
+	KickIdle             = "idle_timeout"
+	KickSlowClient       = "slow_client"
+	KickRateLimited      = "rate_limited"
+	KickShutdown         = "server_shutdown"
+	KickUnavailable      = "game_unavailable"
+)
+
+// Error codes (Error.Code) the runtime uses; games add their own.
+const (
+	ErrCodeUnavailable = "unavailable" // the player's game node did not answer
+	ErrCodeNoHandler   = "no_handler"  // no handler for that message type
+	ErrCodeInternal    = "internal"    // a handler failed unexpectedly
+)
+
+// RegisterClient registers the gate's own client protocol messages.
+func RegisterClient(r *framework.Registry) error {
+	return registerAll(r, map[framework.MsgID]any{
+		IDAuth: (*Auth)(nil), IDAuthOK: (*AuthOK)(nil), IDKicked: (*Kicked)(nil),
+		IDPing: (*Ping)(nil), IDPong: (*Pong)(nil), IDError: (*Error)(nil),
+	})
+}
+
+func registerAll(r *framework.Registry, m map[framework.MsgID]any) error {
+	for id, proto := range m {
+		if err := r.Register(id, proto); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+package services
+
+import "github.com/citadel-go/citadel/framework"
+
+// Messages between gate and game nodes (IDs 200–299). Client payloads cross
+// as raw msgpack bytes: the gate checks they decode, the game decodes them
+// for its handler.
+type (
+	// SessionRef names a client session: the gate actor that delivers to it
+	// and the session's ID on that gate.
+	SessionRef struct {
+		Gate framework.Addr
+		ID   uint64
+	}
+	// Attach asks the game node to create (or resume) the player's actor
+	// for a new session. The reply is Attached.
+	Attach struct {
+		PlayerID uint64
+		Session  SessionRef
+	}
+	// Attached answers Attach with the actor that now serves the session.
+	Attached struct {
+		Actor   framework.Addr
+		Resumed bool
+	}
+	// Detach tells the player's actor its session is gone; the actor waits
+	// out its grace period, then saves and stops.
+	Detach struct {
+		PlayerID  uint64
+		SessionID uint64
+	}
+	// ClientRequest carries one client frame to the player's actor.
+	ClientRequest struct {
+		SessionID uint64
+		Seq       uint32
+		MsgID     framework.MsgID
+		Payload   []byte
+	}
+	// ToClient carries one frame to a session: a reply (Seq of the
+	// request) or a push (Seq 0).
+	ToClient struct {
+		SessionID uint64
+		Seq       uint32
+		MsgID     framework.MsgID
+		Payload   []byte
+	}
+	// ToClients pushes one frame to several sessions on one gate.
+	ToClients struct {
+		SessionIDs []uint64
+		MsgID      framework.MsgID
+		Payload    []byte
+	}
+	// Kick closes a session with a reason (e.g. a second login).
+	Kick struct {
+		SessionID uint64
+		Code      string
+		Reason    string
+	}
+	// JoinGroup adds a session to a broadcast group on its gate.
+	JoinGroup struct {
+		SessionID uint64
+		Group     string
+	}
+	// LeaveGroup removes a session from a broadcast group.
+	LeaveGroup struct {
+		SessionID uint64
+		Group     string
+	}
+	// Broadcast is published on BroadcastTopic: every gate pushes it to all
+	// its sessions (Group "") or to the members of Group.
+	Broadcast struct {
+		Group   string
+		MsgID   framework.MsgID
+		Payload []byte
+	}
+)
+
+// BroadcastTopic carries Broadcast messages to every gate.
+const BroadcastTopic = "citadel.broadcast"
+
+// Message IDs of the internal contracts.
+const (
+	IDAttach        framework.MsgID = 200
+	IDAttached      framework.MsgID = 201
+	IDDetach        framework.MsgID = 202
+	IDClientRequest framework.MsgID = 203
+	IDToClient      framework.MsgID = 204
+	IDToClients     framework.MsgID = 205
+	IDKick          framework.MsgID = 206
+	IDJoinGroup     framework.MsgID = 207
+	IDLeaveGroup    framework.MsgID = 208
+	IDBroadcast     framework.MsgID = 209
+)
+
+// GameActorManager is the actor on every game node that receives Attach.
+const GameActorManager = "players"
+
+// Membership Meta keys a gate advertises.
+const (
+	MetaTCP = "tcp" // host:port of the TCP listener
+	MetaWS  = "ws"  // ws:// or wss:// URL of the WebSocket endpoint
+)
+
+// RegisterInternal registers the gate<->game contracts.
+func RegisterInternal(r *framework.Registry) error {
+	return registerAll(r, map[framework.MsgID]any{
+		IDAttach: (*Attach)(nil), IDAttached: (*Attached)(nil), IDDetach: (*Detach)(nil),
+		IDClientRequest: (*ClientRequest)(nil), IDToClient: (*ToClient)(nil), IDToClients: (*ToClients)(nil),
+		IDKick: (*Kick)(nil), IDJoinGroup: (*JoinGroup)(nil), IDLeaveGroup: (*LeaveGroup)(nil),
+		IDBroadcast: (*Broadcast)(nil),
+	})
+}
