@@ -91,6 +91,10 @@ type Membership struct {
 	sub    *mq.Subscription
 	stopHB chan struct{}
 	hbDone chan struct{}
+	// soon asks the heartbeat loop for an early heartbeat: when a node we
+	// did not know appears, answering at once lets it learn about us in one
+	// round trip instead of a heartbeat interval.
+	soon chan struct{}
 }
 
 func newMembership(n *Node) *Membership {
@@ -100,6 +104,7 @@ func newMembership(n *Node) *Membership {
 		rings:    make(map[string]*Ring),
 		watchers: make(map[int]func(MemberEvent)),
 		meta:     maps.Clone(n.cfg.Meta),
+		soon:     make(chan struct{}, 1),
 	}
 }
 
@@ -136,6 +141,10 @@ func (m *Membership) loop() {
 		select {
 		case <-m.stopHB:
 			return
+		case <-m.soon:
+			if err := m.publish(m.heartbeat(false)); err != nil && !failing {
+				m.n.log.Warn("heartbeat publish failed", "err", err)
+			}
 		case now := <-t.C:
 			if err := m.publish(m.heartbeat(false)); err != nil {
 				if !failing {
@@ -224,6 +233,12 @@ func (m *Membership) apply(hb heartbeat, now time.Time) {
 		}
 		m.members[k] = e
 		events = append(events, MemberEvent{MemberJoined, e.m})
+		if hb.Service != m.n.cfg.Service || hb.Node != m.n.cfg.ID {
+			select {
+			case m.soon <- struct{}{}:
+			default:
+			}
+		}
 	}
 	if len(events) > 0 {
 		delete(m.rings, hb.Service)

@@ -61,6 +61,9 @@ type NodeConfig struct {
 	Meta map[string]string
 }
 
+// DeadLetterFunc is told about a remote Send its target actor did not take.
+type DeadLetterFunc func(from, to Addr, msg any, err error)
+
 const (
 	stateCreated int32 = iota
 	stateRunning
@@ -97,8 +100,9 @@ type Node struct {
 	badLog         logLimiter
 	latency        prometheus.Histogram
 
-	members *Membership
-	stopBg  chan struct{}
+	members    *Membership
+	deadLetter atomic.Pointer[DeadLetterFunc]
+	stopBg     chan struct{}
 	bgDone  sync.WaitGroup
 }
 
@@ -199,6 +203,12 @@ func (n *Node) Logger() *slog.Logger { return n.log }
 // Bus returns the node's NSQ bus, or nil for a local-only node; services
 // use it for their own topics (broadcasts, load reports).
 func (n *Node) Bus() *mq.Bus { return n.bus }
+
+// SetDeadLetterHandler installs fn, called for a remote Send whose target
+// actor does not exist or refused it (full mailbox, stopping). It runs on the
+// node's inbound goroutine and must not block. Local senders get the error
+// from Send itself; remote Calls get it as their reply.
+func (n *Node) SetDeadLetterHandler(fn DeadLetterFunc) { n.deadLetter.Store(&fn) }
 
 // Members returns the node's view of the cluster.
 func (n *Node) Members() *Membership { return n.members }

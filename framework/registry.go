@@ -130,17 +130,25 @@ func (r *Registry) Marshal(msg any) (MsgID, []byte, error) {
 	return id, b, nil
 }
 
-// Unmarshal decodes data into a new message of the type registered for id.
-func (r *Registry) Unmarshal(id MsgID, data []byte) (any, error) {
+// New returns a new, zero message of the type registered for id.
+func (r *Registry) New(id MsgID) (any, error) {
 	t, ok := r.snap.Load().byID[id]
 	if !ok {
 		return nil, fmt.Errorf("framework: unknown message ID %d: %w", id, ErrUnregistered)
 	}
-	v := reflect.New(t.Elem())
-	if err := msgpack.Unmarshal(data, v.Interface()); err != nil {
-		return nil, fmt.Errorf("framework: decode message ID %d (%v): %w", id, t, err)
+	return reflect.New(t.Elem()).Interface(), nil
+}
+
+// Unmarshal decodes data into a new message of the type registered for id.
+func (r *Registry) Unmarshal(id MsgID, data []byte) (any, error) {
+	v, err := r.New(id)
+	if err != nil {
+		return nil, err
 	}
-	return v.Interface(), nil
+	if err := msgpack.Unmarshal(data, v); err != nil {
+		return nil, fmt.Errorf("framework: decode message ID %d (%T): %w", id, v, err)
+	}
+	return v, nil
 }
 
 // RegisteredType describes one registry entry.

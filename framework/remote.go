@@ -472,8 +472,12 @@ func (n *Node) dispatchLocked(it *inItem) {
 		}
 		return
 	}
-	if err := n.deliverLocal(w.To, envelope{from: w.From, msg: it.msg, req: req}); err != nil && req != nil {
-		_ = n.reply(req, w.To, nil, toRemoteError(err))
+	if err := n.deliverLocal(w.To, envelope{from: w.From, msg: it.msg, req: req}); err != nil {
+		if req != nil {
+			_ = n.reply(req, w.To, nil, toRemoteError(err))
+		} else if fn := n.deadLetter.Load(); fn != nil && *fn != nil {
+			(*fn)(w.From, w.To, it.msg, err)
+		}
 	}
 }
 

@@ -389,3 +389,17 @@ func TestBadInputOnNodeTopic(t *testing.T) {
 		t.Fatalf("refused message left a gap (%d skipped)", g)
 	}
 }
+
+func TestDeadLetterHook(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	dead := make(chan string, 1)
+	dst := newNode(t, broker, "game", "game-1", nil)
+	dst.SetDeadLetterHandler(func(from, to Addr, msg any, err error) {
+		dead <- fmt.Sprintf("%s->%s %T %v", from.Node, to.Actor, msg, errors.Is(err, ErrActorNotFound))
+	})
+	src := newNode(t, broker, "gate", "gate-1", nil)
+	src.Send(dst.ActorAddr("ghost"), &Seq{N: 1})
+	if got := receive(t, dead, 5*time.Second); got != "gate-1->ghost *framework.Seq true" {
+		t.Fatalf("dead letter: %s", got)
+	}
+}

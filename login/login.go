@@ -27,14 +27,14 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Error codes in JSON error bodies; stable for clients.
+// Error codes in JSON error bodies (see services.LoginCode*).
 const (
-	CodeBadRequest     = "bad_request"
-	CodeBadCredentials = "bad_credentials"
-	CodeNameTaken      = "name_taken"
-	CodeRateLimited    = "rate_limited"
-	CodeNoGate         = "no_gate"
-	CodeInternal       = "internal"
+	CodeBadRequest     = services.LoginCodeBadRequest
+	CodeBadCredentials = services.LoginCodeBadCredentials
+	CodeNameTaken      = services.LoginCodeNameTaken
+	CodeRateLimited    = services.LoginCodeRateLimited
+	CodeNoGate         = services.LoginCodeNoGate
+	CodeInternal       = services.LoginCodeInternal
 )
 
 // Config configures the service. Zero values are defaults, except Store,
@@ -169,34 +169,17 @@ func (s *Service) Handler() http.Handler {
 	return mux
 }
 
-// Credentials is the request body of both endpoints.
-type Credentials struct {
-	Name     string `json:"name"`
-	Password string `json:"password"`
-}
-
-// GateInfo says where to connect.
-type GateInfo struct {
-	Node string `json:"node"`
-	TCP  string `json:"tcp,omitempty"`
-	WS   string `json:"ws,omitempty"`
-}
-
-// Response is the body of a successful register or login.
-type Response struct {
-	PlayerID  uint64    `json:"player_id"`
-	Ticket    string    `json:"ticket"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Gate      GateInfo  `json:"gate"`
-}
-
-// ErrorBody is the body of every error response.
-type ErrorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
+// The API's JSON bodies are defined in services (the contract clients share).
+type (
+	// Credentials is the request body of both endpoints.
+	Credentials = services.Credentials
+	// GateInfo says where to connect.
+	GateInfo = services.GateInfo
+	// Response is the body of a successful register or login.
+	Response = services.LoginResponse
+	// ErrorBody is the body of every error response.
+	ErrorBody = services.LoginErrorBody
+)
 
 type apiError struct {
 	status  int

@@ -115,13 +115,13 @@ func (e *env) expectError(path string, body any, status int, code string) {
 
 func TestRegisterLoginAndTickets(t *testing.T) {
 	e := newEnv(t, nil)
-	e.expectError("/v1/register", Credentials{"ada", "correct horse"}, http.StatusServiceUnavailable, CodeNoGate)
+	e.expectError("/v1/register", Credentials{Name: "ada", Password: "correct horse"}, http.StatusServiceUnavailable, CodeNoGate)
 	e.gate("gate-1", 0)
 	deadline := time.Now().Add(5 * time.Second)
 	var code int
 	var raw []byte
 	for time.Now().Before(deadline) {
-		if code, raw = e.post("/v1/register", Credentials{"Ada_1", "correct horse"}); code != http.StatusServiceUnavailable {
+		if code, raw = e.post("/v1/register", Credentials{Name: "Ada_1", Password: "correct horse"}); code != http.StatusServiceUnavailable {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -138,18 +138,18 @@ func TestRegisterLoginAndTickets(t *testing.T) {
 		t.Fatalf("ticket expires in %v, want ~30s", until)
 	}
 
-	code, raw = e.post("/v1/login", Credentials{"ada_1", "correct horse"}) // names are case-insensitive
+	code, raw = e.post("/v1/login", Credentials{Name: "ada_1", Password: "correct horse"}) // names are case-insensitive
 	var lg Response
 	if code != http.StatusOK || json.Unmarshal(raw, &lg) != nil || lg.PlayerID != reg.PlayerID || lg.Ticket == reg.Ticket {
 		t.Fatalf("login: %d %s", code, raw)
 	}
 
-	e.expectError("/v1/register", Credentials{"ADA_1", "another pass"}, http.StatusConflict, CodeNameTaken)
-	e.expectError("/v1/login", Credentials{"ada_1", "wrong password"}, http.StatusUnauthorized, CodeBadCredentials)
-	e.expectError("/v1/login", Credentials{"nobody", "wrong password"}, http.StatusUnauthorized, CodeBadCredentials)
-	e.expectError("/v1/register", Credentials{"a", "correct horse"}, http.StatusBadRequest, CodeBadRequest)
-	e.expectError("/v1/register", Credentials{"bad name!", "correct horse"}, http.StatusBadRequest, CodeBadRequest)
-	e.expectError("/v1/register", Credentials{"shortpw", "1234567"}, http.StatusBadRequest, CodeBadRequest)
+	e.expectError("/v1/register", Credentials{Name: "ADA_1", Password: "another pass"}, http.StatusConflict, CodeNameTaken)
+	e.expectError("/v1/login", Credentials{Name: "ada_1", Password: "wrong password"}, http.StatusUnauthorized, CodeBadCredentials)
+	e.expectError("/v1/login", Credentials{Name: "nobody", Password: "wrong password"}, http.StatusUnauthorized, CodeBadCredentials)
+	e.expectError("/v1/register", Credentials{Name: "a", Password: "correct horse"}, http.StatusBadRequest, CodeBadRequest)
+	e.expectError("/v1/register", Credentials{Name: "bad name!", Password: "correct horse"}, http.StatusBadRequest, CodeBadRequest)
+	e.expectError("/v1/register", Credentials{Name: "shortpw", Password: "1234567"}, http.StatusBadRequest, CodeBadRequest)
 	e.expectError("/v1/register", `{"name":"x"`, http.StatusBadRequest, CodeBadRequest)
 	e.expectError("/v1/register", `{"name":"abc","password":"12345678","admin":true}`, http.StatusBadRequest, CodeBadRequest)
 	e.expectError("/v1/register", string(bytes.Repeat([]byte("x"), 10000)), http.StatusBadRequest, CodeBadRequest)
@@ -190,13 +190,13 @@ func TestRateLimits(t *testing.T) {
 	e.gate("gate-1", 0)
 	// Per account: the 4th attempt on one name is refused even with the right password.
 	for i := 0; i < 3; i++ {
-		e.expectError("/v1/login", Credentials{"victim", fmt.Sprintf("guess-%04d", i)}, http.StatusUnauthorized, CodeBadCredentials)
+		e.expectError("/v1/login", Credentials{Name: "victim", Password: fmt.Sprintf("guess-%04d", i)}, http.StatusUnauthorized, CodeBadCredentials)
 	}
-	e.expectError("/v1/login", Credentials{"victim", "guess-9999"}, http.StatusTooManyRequests, CodeRateLimited)
+	e.expectError("/v1/login", Credentials{Name: "victim", Password: "guess-9999"}, http.StatusTooManyRequests, CodeRateLimited)
 	// Per IP: 6 attempts in all from this address, then refused.
-	e.expectError("/v1/login", Credentials{"other1", "guess-0000"}, http.StatusUnauthorized, CodeBadCredentials)
-	e.expectError("/v1/login", Credentials{"other2", "guess-0000"}, http.StatusUnauthorized, CodeBadCredentials)
-	e.expectError("/v1/register", Credentials{"newbie", "guess-0000"}, http.StatusTooManyRequests, CodeRateLimited)
+	e.expectError("/v1/login", Credentials{Name: "other1", Password: "guess-0000"}, http.StatusUnauthorized, CodeBadCredentials)
+	e.expectError("/v1/login", Credentials{Name: "other2", Password: "guess-0000"}, http.StatusUnauthorized, CodeBadCredentials)
+	e.expectError("/v1/register", Credentials{Name: "newbie", Password: "guess-0000"}, http.StatusTooManyRequests, CodeRateLimited)
 }
 
 func TestLeastLoadedGate(t *testing.T) {
@@ -214,7 +214,7 @@ func TestLeastLoadedGate(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	code, raw := e.post("/v1/register", Credentials{"first", "password1"})
+	code, raw := e.post("/v1/register", Credentials{Name: "first", Password: "password1"})
 	var first Response
 	if json.Unmarshal(raw, &first); code != http.StatusCreated || first.Gate.Node != "gate-2" {
 		t.Fatalf("first player went to %q (%d %s), want the less loaded gate-2", first.Gate.Node, code, raw)
@@ -222,7 +222,7 @@ func TestLeastLoadedGate(t *testing.T) {
 	// A burst between heartbeats spreads: gate-2 gets load until it matches gate-1.
 	counts := map[string]int{}
 	for i := 0; i < 60; i++ {
-		_, raw := e.post("/v1/register", Credentials{fmt.Sprintf("burst%d", i), "password1"})
+		_, raw := e.post("/v1/register", Credentials{Name: fmt.Sprintf("burst%d", i), Password: "password1"})
 		var r Response
 		json.Unmarshal(raw, &r)
 		counts[r.Gate.Node]++

@@ -66,10 +66,11 @@ type (
 		SessionID uint64
 		Group     string
 	}
-	// Broadcast is published on BroadcastTopic: every gate pushes it to all
-	// its sessions (Group "") or to the members of Group.
+	// Broadcast is published on BroadcastTopic: every gate pushes it once
+	// to each of its sessions that is in any of Groups (all sessions if
+	// Groups is empty).
 	Broadcast struct {
-		Group   string
+		Groups  []string
 		MsgID   framework.MsgID
 		Payload []byte
 	}
@@ -94,6 +95,10 @@ const (
 
 // GameActorManager is the actor on every game node that receives Attach.
 const GameActorManager = "players"
+
+// GateSessionsActor is the actor on every gate that delivers ToClient,
+// ToClients, Kick, JoinGroup and LeaveGroup to sessions.
+const GateSessionsActor = "sessions"
 
 // Membership Meta keys a gate advertises.
 const (

@@ -1,165 +1,134 @@
-// Command citadel runs a Citadel server.
-//
-// Until the login, gate and game services land, it runs the foundation: an
-// embedded NSQ broker, a "gate" node and a "game" node in one process. A demo
-// actor on the game node counts the pings the gate node sends it across the
-// mq every second and answers each with the running total; the gate prints
-// what it gets back. Admin HTTP serves /healthz, /metrics and the nsqadmin UI.
+// Command citadel runs a Citadel server. With no flags it runs every role
+// in one process: embedded NSQ, embedded store (bbolt in -data), login, gate
+// and a game node with the sample game. -role runs some roles only, against
+// an external NSQ cluster given by -nsqd/-lookupd.
 package main
 
 import (
 	"context"
-	"errors"
+	"encoding/hex"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/citadel-go/citadel/framework"
-	"github.com/citadel-go/citadel/mq"
 	"github.com/citadel-go/citadel/services"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Ping and Pong are the demo's messages.
-type (
-	Ping struct{ From string }
-	Pong struct {
-		Total int
-		By    string
-	}
-)
+// listFlag collects repeated or comma-separated values.
+type listFlag []string
 
-// counter is the demo actor: it counts pings and replies with the total.
-type counter struct{ total int }
-
-func (c *counter) Receive(ctx *framework.Context) {
-	switch m := ctx.Message().(type) {
-	case framework.Started:
-		ctx.Logger().Info("counter actor started", "addr", ctx.Self().String())
-	case *Ping:
-		c.total++
-		ctx.Reply(&Pong{Total: c.total, By: ctx.Self().String()})
-		_ = m
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
 	}
+	return nil
 }
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "citadel:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	dataDir := flag.String("data", "data", "directory for the embedded NSQ queues")
-	nsqdTCP := flag.String("nsqd-tcp", "127.0.0.1:4150", "embedded nsqd TCP address")
-	nsqdHTTP := flag.String("nsqd-http", "127.0.0.1:4151", "embedded nsqd HTTP address")
-	lookupTCP := flag.String("lookupd-tcp", "127.0.0.1:4160", "embedded nsqlookupd TCP address")
-	lookupHTTP := flag.String("lookupd-http", "127.0.0.1:4161", "embedded nsqlookupd HTTP address")
-	admin := flag.String("admin", "127.0.0.1:8080", "admin HTTP address (/healthz, /metrics, /nsqadmin/)")
-	interval := flag.Duration("ping-every", time.Second, "how often the demo gate pings the game node")
-	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
-	logFormat := flag.String("log-format", "text", "text or json")
-	flag.Parse()
-
+func run(args []string) error {
+	fs := flag.NewFlagSet("citadel", flag.ContinueOnError)
+	var roles, nsqd, nsqdHTTP, lookupd, origins listFlag
+	fs.Var(&roles, "role", "roles to run: login, gate, game (repeat or comma list; default all three)")
+	dataDir := fs.String("data", "data", "data directory (store, embedded NSQ queues, ticket key)")
+	nodeID := fs.String("id", "1", "node ID suffix: -id 2 names this process's nodes login-2, gate-2, game-2")
+	fs.Var(&nsqd, "nsqd", "external nsqd TCP address(es); set to use an external NSQ cluster instead of the embedded one")
+	fs.Var(&nsqdHTTP, "nsqd-http", "external nsqd HTTP address(es), to create channels ahead of consumers")
+	fs.Var(&lookupd, "lookupd", "external nsqlookupd HTTP address(es) for discovery")
+	embTCP := fs.String("embedded-nsqd-tcp", "127.0.0.1:4150", "embedded nsqd TCP address")
+	embHTTP := fs.String("embedded-nsqd-http", "127.0.0.1:4151", "embedded nsqd HTTP address")
+	embLTCP := fs.String("embedded-lookupd-tcp", "127.0.0.1:4160", "embedded nsqlookupd TCP address")
+	embLHTTP := fs.String("embedded-lookupd-http", "127.0.0.1:4161", "embedded nsqlookupd HTTP address")
+	loginAddr := fs.String("login", "127.0.0.1:8000", "login HTTP listen address")
+	gateTCP := fs.String("gate-tcp", "127.0.0.1:7000", "gate TCP listen address (empty disables)")
+	gateWS := fs.String("gate-ws", "127.0.0.1:7001", "gate WebSocket listen address (empty disables)")
+	publicTCP := fs.String("public-tcp", "", "gate TCP address advertised to clients (default: the listen address)")
+	publicWS := fs.String("public-ws", "", "gate WebSocket URL advertised to clients (default: from the listen address)")
+	admin := fs.String("admin", "127.0.0.1:8080", "admin HTTP address: /healthz /readyz /metrics /debug/pprof/ /nsqadmin/")
+	cert := fs.String("tls-cert", "", "TLS certificate for login HTTPS and gate wss")
+	key := fs.String("tls-key", "", "TLS key for -tls-cert")
+	fs.Var(&origins, "ws-origin", "browser origins allowed to open WebSockets (repeat; * for any)")
+	ticketKey := fs.String("ticket-key", "", "hex ticket signing key shared by login and gates (default: <data>/ticket.key, created if missing)")
+	bcryptCost := fs.Int("bcrypt-cost", 10, "password hashing cost (10 ≈ 50ms per login on 2 cores; lower only for load tests)")
+	grace := fs.Duration("grace", 30*time.Second, "how long a disconnected player's actor waits for a reconnect")
+	heartbeat := fs.Duration("heartbeat", 10*time.Second, "client heartbeat interval (idle timeout is 3x)")
+	maxFrame := fs.Int("max-frame", 64<<10, "largest client frame in bytes, both directions")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if len(roles) == 0 {
+		roles = listFlag{services.Login, services.Gate, services.Game}
+	}
+	for _, r := range roles {
+		if r != services.Login && r != services.Gate && r != services.Game {
+			return fmt.Errorf("unknown role %q (want login, gate or game)", r)
+		}
+	}
+	if len(roles) < 3 && len(nsqd) == 0 {
+		fmt.Fprintln(os.Stderr, "citadel: note: running some roles with the embedded NSQ; other processes must use -nsqd to reach it")
+	}
+	if *ticketKey != "" {
+		if _, err := hex.DecodeString(*ticketKey); err != nil {
+			return fmt.Errorf("-ticket-key: %w", err)
+		}
+	}
 	log, err := framework.NewLogger(os.Stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
 	}
-	slog.SetDefault(log)
+	cfg := config{Roles: roles, DataDir: *dataDir, NodeID: *nodeID,
+		NSQDTCP: *embTCP, NSQDHTTP: *embHTTP, LookupdTCP: *embLTCP, LookupdHTTP: *embLHTTP,
+		NSQD: nsqd, NSQDHTTPExt: nsqdHTTP, Lookupd: lookupd,
+		LoginAddr: *loginAddr, GateTCP: *gateTCP, GateWS: *gateWS, AdminAddr: *admin,
+		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
+		TicketKey: *ticketKey, BcryptCost: *bcryptCost, Grace: *grace, Heartbeat: *heartbeat, MaxFrame: *maxFrame,
+		Logger: log}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	broker, err := mq.StartBroker(mq.BrokerConfig{
-		DataDir: filepath.Join(*dataDir, "nsq"), TCPAddr: *nsqdTCP, HTTPAddr: *nsqdHTTP,
-		LookupdTCPAddr: *lookupTCP, LookupdHTTPAddr: *lookupHTTP, Logger: log,
-	})
-	if err != nil {
-		return fmt.Errorf("%w (choose other ports with -nsqd-tcp, -nsqd-http, -lookupd-tcp, -lookupd-http)", err)
-	}
-	defer broker.Close()
-
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg := framework.NewRegistry()
-	reg.MustRegister(services.GameIDs+1, (*Ping)(nil))
-	reg.MustRegister(services.GameIDs+2, (*Pong)(nil))
-	busCfg := broker.BusConfig()
-	newNode := func(service, id string) (*framework.Node, error) {
-		n, err := framework.NewNode(framework.NodeConfig{Service: service, ID: id, Registry: reg, MQ: &busCfg,
-			Logger: log, Metrics: metrics})
-		if err != nil {
-			return nil, err
-		}
-		return n, n.Start(ctx)
-	}
-	game, err := newNode(services.Game, "game-1")
+	srv, err := start(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	gate, err := newNode(services.Gate, "gate-1")
-	if err != nil {
-		return err
+	fmt.Printf("citadel running roles %s (data in %s)\n", strings.Join(roles, ","), *dataDir)
+	if srv.LoginURL != "" {
+		fmt.Printf("  login HTTP    %s  (POST /v1/register, /v1/login)\n", srv.LoginURL)
 	}
-	if _, err := game.Spawn("counter", func() framework.Actor { return &counter{} }, framework.SpawnOptions{Kind: "demo"}); err != nil {
-		return err
+	if srv.GateTCP != "" {
+		fmt.Printf("  gate TCP      %s\n", srv.GateTCP)
 	}
+	if srv.GateWS != "" {
+		fmt.Printf("  gate WS       %s\n", srv.GateWS)
+	}
+	fmt.Printf("  admin         %s  (/healthz /readyz /metrics /debug/pprof/", srv.Admin)
+	if srv.broker != nil {
+		fmt.Printf(" /nsqadmin/")
+	}
+	fmt.Printf(")\n  play: go run ./cmd/citadel-bot -login %s -n 10 -d 30s\n", srv.LoginURL)
 
-	nsqadmin, err := broker.AdminHandler("/nsqadmin")
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
-	mux.Handle("/nsqadmin/", nsqadmin)
-	ln, err := net.Listen("tcp", *admin)
-	if err != nil {
-		return fmt.Errorf("admin HTTP: %w (choose another address with -admin)", err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-
-	fmt.Printf("citadel demo running\n  nsqd        tcp://%s http://%s\n  nsqlookupd  http://%s\n  admin       http://%s/healthz /metrics /nsqadmin/\n"+
-		"  the gate node pings actor %s every %v; Ctrl-C stops\n",
-		broker.TCPAddr(), broker.HTTPAddr(), broker.LookupdHTTPAddr(), ln.Addr(), game.ActorAddr("counter"), *interval)
-
-	tick := time.NewTicker(*interval)
-	defer tick.Stop()
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-tick.C:
-			callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			start := time.Now()
-			r, err := gate.Call(callCtx, game.ActorAddr("counter"), &Ping{From: "gate-1"})
-			cancel()
-			if err != nil {
-				if !errors.Is(err, context.Canceled) {
-					log.Warn("ping failed", "err", err)
-				}
-				continue
-			}
-			pong := r.(*Pong)
-			fmt.Printf("gate-1 -> %s: pong #%d over NSQ in %v\n", pong.By, pong.Total, time.Since(start).Round(time.Microsecond))
-		}
-	}
-	log.Info("shutting down")
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	<-ctx.Done()
+	stop()
+	log.Info("shutting down: closing sessions, saving players")
+	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv.Shutdown(shutdown)
-	gate.Stop(shutdown)
-	game.Stop(shutdown)
+	if err := srv.stop(shutdown); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped cleanly")
 	return nil
 }

@@ -1,0 +1,387 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/wire"
+	"github.com/citadel-go/citadel/services"
+	"github.com/gorilla/websocket"
+)
+
+// Transports.
+const (
+	TCP       = "tcp"
+	WebSocket = "ws"
+)
+
+// Options configure a connection. Zero values are defaults, except Registry.
+type Options struct {
+	// Registry holds every message the client sends or receives: the client
+	// protocol (services.RegisterClient) and the game's messages.
+	Registry *framework.Registry
+	// Transport is TCP (default) or WebSocket.
+	Transport string
+	// MaxFrame bounds frames both ways. Default 64 KiB (the gate's default).
+	MaxFrame int
+	// PushBuffer is how many pushes may wait unread; more are dropped
+	// (counted by DroppedPushes). Default 1024.
+	PushBuffer int
+	// TLS configures wss connections.
+	TLS *tls.Config
+	// Header is sent with the WebSocket upgrade (e.g. Origin).
+	Header http.Header
+	// DialTimeout bounds connecting and authenticating. Default 10s.
+	DialTimeout time.Duration
+	// NoHeartbeat turns off the automatic Ping (tests of idle timeouts).
+	NoHeartbeat bool
+}
+
+// ServerError is an Error reply to a Call.
+type ServerError struct {
+	Code    string
+	Message string
+}
+
+func (e *ServerError) Error() string { return fmt.Sprintf("server error %s: %s", e.Code, e.Message) }
+
+// KickedError says why the gate closed the connection.
+type KickedError struct {
+	Code   string // services.Kick*
+	Reason string
+}
+
+func (e *KickedError) Error() string { return fmt.Sprintf("kicked (%s): %s", e.Code, e.Reason) }
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("client: connection closed")
+
+// Conn is an authenticated connection to a gate.
+type Conn struct {
+	opts    Options
+	reg     *framework.Registry
+	player  uint64
+	resumed bool
+
+	wmu    sync.Mutex
+	tcp    net.Conn
+	ws     *websocket.Conn
+	wbuf   []byte
+	closed atomic.Bool
+
+	seq     atomic.Uint32
+	pmu     sync.Mutex
+	pending map[uint32]chan result
+
+	pushes  chan any
+	dropped atomic.Uint64
+	rtt     atomic.Int64
+
+	done    chan struct{}
+	errOnce sync.Once
+	err     error
+}
+
+type result struct {
+	msg any
+	err error
+}
+
+// Connect dials the gate in a login response and authenticates with its
+// ticket.
+func Connect(ctx context.Context, lr *services.LoginResponse, opts Options) (*Conn, error) {
+	if opts.Registry == nil {
+		return nil, errors.New("client: Options.Registry is required")
+	}
+	if opts.Transport == "" {
+		opts.Transport = TCP
+	}
+	if opts.MaxFrame <= 0 {
+		opts.MaxFrame = 64 << 10
+	}
+	if opts.PushBuffer <= 0 {
+		opts.PushBuffer = 1024
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
+	defer cancel()
+	c := &Conn{opts: opts, reg: opts.Registry, pending: make(map[uint32]chan result),
+		pushes: make(chan any, opts.PushBuffer), done: make(chan struct{})}
+	switch opts.Transport {
+	case TCP:
+		if lr.Gate.TCP == "" {
+			return nil, fmt.Errorf("client: gate %s has no TCP listener", lr.Gate.Node)
+		}
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", lr.Gate.TCP)
+		if err != nil {
+			return nil, err
+		}
+		c.tcp = conn
+	case WebSocket:
+		if lr.Gate.WS == "" {
+			return nil, fmt.Errorf("client: gate %s has no WebSocket listener", lr.Gate.Node)
+		}
+		d := websocket.Dialer{TLSClientConfig: opts.TLS, HandshakeTimeout: opts.DialTimeout}
+		conn, _, err := d.DialContext(ctx, lr.Gate.WS, opts.Header)
+		if err != nil {
+			return nil, err
+		}
+		conn.SetReadLimit(int64(opts.MaxFrame))
+		c.ws = conn
+	default:
+		return nil, fmt.Errorf("client: unknown transport %q", opts.Transport)
+	}
+	go c.readLoop()
+	r, err := c.Call(ctx, &services.Auth{Ticket: lr.Ticket})
+	if err != nil {
+		c.Close()
+		if kicked := c.Err(); kicked != nil && !errors.Is(kicked, ErrClosed) {
+			return nil, kicked
+		}
+		return nil, err
+	}
+	ok, isOK := r.(*services.AuthOK)
+	if !isOK {
+		c.Close()
+		return nil, fmt.Errorf("client: expected AuthOK, got %T", r)
+	}
+	c.player, c.resumed = ok.PlayerID, ok.Resumed
+	if !opts.NoHeartbeat && ok.HeartbeatMs > 0 {
+		go c.heartbeat(time.Duration(ok.HeartbeatMs) * time.Millisecond)
+	}
+	return c, nil
+}
+
+// PlayerID is the authenticated player.
+func (c *Conn) PlayerID() uint64 { return c.player }
+
+// Resumed reports whether the player's actor was resumed (reconnect within
+// its grace period) rather than started.
+func (c *Conn) Resumed() bool { return c.resumed }
+
+// Pushes delivers messages the server sent without a request.
+func (c *Conn) Pushes() <-chan any { return c.pushes }
+
+// DroppedPushes counts pushes dropped because Pushes was not read.
+func (c *Conn) DroppedPushes() uint64 { return c.dropped.Load() }
+
+// RTT is the last heartbeat round trip.
+func (c *Conn) RTT() time.Duration { return time.Duration(c.rtt.Load()) }
+
+// Done is closed when the connection ends; Err says why.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err is why the connection ended: a *KickedError if the gate closed it
+// with a reason, ErrClosed after Close, or the transport error.
+func (c *Conn) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Send sends msg without waiting for an answer.
+func (c *Conn) Send(msg any) error { return c.write(0, msg) }
+
+// Call sends msg and waits for the reply with the same seq. An Error reply
+// is returned as *ServerError.
+func (c *Conn) Call(ctx context.Context, msg any) (any, error) {
+	seq := c.seq.Add(1)
+	if seq == 0 {
+		seq = c.seq.Add(1)
+	}
+	ch := make(chan result, 1)
+	c.pmu.Lock()
+	c.pending[seq] = ch
+	c.pmu.Unlock()
+	defer func() {
+		c.pmu.Lock()
+		delete(c.pending, seq)
+		c.pmu.Unlock()
+	}()
+	if err := c.write(seq, msg); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.msg, r.err
+	case <-c.done:
+		return nil, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// SendRaw sends a frame as given (tests of the gate's input checks).
+func (c *Conn) SendRaw(id framework.MsgID, payload []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.writeFrameLocked(id, payload)
+}
+
+func (c *Conn) write(seq uint32, msg any) error {
+	id, body, err := c.reg.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf = wire.AppendPayload(c.wbuf[:0], seq, body)
+	return c.writeFrameLocked(id, c.wbuf)
+}
+
+func (c *Conn) writeFrameLocked(id framework.MsgID, payload []byte) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	var err error
+	if c.tcp != nil {
+		var frame []byte
+		if frame, err = wire.AppendTCP(make([]byte, 0, wire.LenSize+wire.IDSize+len(payload)), id, payload, c.opts.MaxFrame); err == nil {
+			c.tcp.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			_, err = c.tcp.Write(frame)
+		}
+	} else {
+		var msg []byte
+		if msg, err = wire.AppendWS(nil, id, payload, c.opts.MaxFrame); err == nil {
+			c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			err = c.ws.WriteMessage(websocket.BinaryMessage, msg)
+		}
+	}
+	return err
+}
+
+func (c *Conn) readLoop() {
+	var (
+		err error
+		br  *bufio.Reader
+		buf []byte
+	)
+	if c.tcp != nil {
+		br = bufio.NewReaderSize(c.tcp, 16<<10)
+	}
+	for {
+		var f wire.Frame
+		if br != nil {
+			f, buf, err = wire.ReadTCP(br, c.opts.MaxFrame, buf)
+		} else {
+			var kind int
+			var msg []byte
+			if kind, msg, err = c.ws.ReadMessage(); err == nil {
+				if kind != websocket.BinaryMessage {
+					err = fmt.Errorf("client: unexpected WebSocket message type %d", kind)
+				} else {
+					f, err = wire.DecodeWS(msg, c.opts.MaxFrame)
+				}
+			}
+		}
+		if err != nil {
+			break
+		}
+		seq, msg, _, derr := wire.Decode(c.reg, f.ID, f.Payload)
+		if derr != nil {
+			err = fmt.Errorf("client: frame %d from the server does not decode: %w", f.ID, derr)
+			break
+		}
+		if k, ok := msg.(*services.Kicked); ok {
+			err = &KickedError{Code: k.Code, Reason: k.Reason}
+			break
+		}
+		if seq == 0 {
+			select {
+			case c.pushes <- msg:
+			default:
+				c.dropped.Add(1)
+			}
+			continue
+		}
+		c.pmu.Lock()
+		ch := c.pending[seq]
+		c.pmu.Unlock()
+		if ch == nil {
+			continue // the caller gave up
+		}
+		if e, ok := msg.(*services.Error); ok {
+			ch <- result{err: &ServerError{Code: e.Code, Message: e.Message}}
+		} else {
+			ch <- result{msg: msg}
+		}
+	}
+	if c.closed.Load() {
+		err = ErrClosed
+	}
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) && ce.Code != websocket.CloseNormalClosure {
+		err = &KickedError{Code: closeCode(ce.Text), Reason: ce.Text}
+	}
+	c.finish(err)
+}
+
+// closeCode extracts "code" from a close reason "code: reason".
+func closeCode(text string) string {
+	for i := 0; i < len(text); i++ {
+		if text[i] == ':' {
+			return text[:i]
+		}
+	}
+	return text
+}
+
+func (c *Conn) finish(err error) {
+	c.errOnce.Do(func() {
+		c.err = err
+		c.closed.Store(true)
+		if c.tcp != nil {
+			c.tcp.Close()
+		} else {
+			c.ws.Close()
+		}
+		close(c.done)
+	})
+}
+
+func (c *Conn) heartbeat(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), every)
+			start := time.Now()
+			_, err := c.Call(ctx, &services.Ping{ClientTime: start.UnixMilli()})
+			cancel()
+			if err == nil {
+				c.rtt.Store(int64(time.Since(start)))
+			}
+		}
+	}
+}
+
+// Close ends the connection (a WebSocket gets a normal close frame first).
+func (c *Conn) Close() error {
+	c.wmu.Lock()
+	if c.ws != nil && !c.closed.Load() {
+		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""),
+			time.Now().Add(time.Second))
+	}
+	c.closed.Store(true)
+	c.wmu.Unlock()
+	c.finish(ErrClosed)
+	return nil
+}

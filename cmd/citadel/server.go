@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/store"
+	"github.com/citadel-go/citadel/framework/ticket"
+	"github.com/citadel-go/citadel/game"
+	"github.com/citadel-go/citadel/game/sample"
+	"github.com/citadel-go/citadel/gate"
+	"github.com/citadel-go/citadel/login"
+	"github.com/citadel-go/citadel/mq"
+	"github.com/citadel-go/citadel/services"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// config is everything the flags set.
+type config struct {
+	Roles   []string // login, gate, game
+	DataDir string
+	NodeID  string // suffix of node IDs ("1" gives login-1, gate-1, game-1)
+
+	// Embedded NSQ (when NSQD is empty).
+	NSQDTCP, NSQDHTTP, LookupdTCP, LookupdHTTP string
+	// External NSQ cluster.
+	NSQD, NSQDHTTPExt, Lookupd []string
+
+	LoginAddr, GateTCP, GateWS, AdminAddr string
+	PublicTCP, PublicWS                   string
+	TLSCert, TLSKey                       string
+	AllowedOrigins                        []string
+	TicketKey                             string // hex; empty: data dir file
+	BcryptCost                            int
+	Grace                                 time.Duration
+	Heartbeat                             time.Duration
+	MaxFrame                              int
+
+	Logger *slog.Logger
+}
+
+func (c *config) has(role string) bool {
+	for _, r := range c.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// server is a running Citadel process: some or all roles.
+type server struct {
+	cfg     config
+	log     *slog.Logger
+	metrics *prometheus.Registry
+	broker  *mq.Broker
+	store   store.Store
+	nodes   []*framework.Node // in start order
+	login   *http.Server
+	gate    *gate.Gate
+	game    *game.Service[sample.State]
+	admin   *http.Server
+	ready   atomic.Bool
+
+	LoginURL string
+	GateTCP  string
+	GateWS   string
+	Admin    string
+}
+
+// start brings the roles up in dependency order; on error it stops what
+// it started.
+func start(ctx context.Context, cfg config) (s *server, err error) {
+	s = &server{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			s.stop(context.Background())
+			s = nil
+		}
+	}()
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return s, err
+	}
+
+	busCfg := mq.BusConfig{NSQD: cfg.NSQD, NSQDHTTP: cfg.NSQDHTTPExt, Lookupd: cfg.Lookupd}
+	if len(cfg.NSQD) == 0 {
+		s.broker, err = mq.StartBroker(mq.BrokerConfig{DataDir: filepath.Join(cfg.DataDir, "nsq"),
+			TCPAddr: cfg.NSQDTCP, HTTPAddr: cfg.NSQDHTTP, LookupdTCPAddr: cfg.LookupdTCP, LookupdHTTPAddr: cfg.LookupdHTTP,
+			Logger: s.log})
+		if err != nil {
+			return s, fmt.Errorf("%w (choose other ports with -nsqd-tcp, -nsqd-http, -lookupd-tcp, -lookupd-http)", err)
+		}
+		busCfg = s.broker.BusConfig()
+	}
+
+	if cfg.has(services.Login) || cfg.has(services.Game) {
+		s.store, err = store.OpenBolt(filepath.Join(cfg.DataDir, "citadel.db"))
+		if err != nil {
+			return s, err
+		}
+	}
+	var signer *ticket.Signer
+	if cfg.has(services.Login) || cfg.has(services.Gate) {
+		key, err := ticketKey(cfg)
+		if err != nil {
+			return s, err
+		}
+		if signer, err = ticket.NewSigner(key); err != nil {
+			return s, err
+		}
+	}
+
+	newNode := func(service string) (*framework.Node, error) {
+		bc := busCfg
+		n, err := framework.NewNode(framework.NodeConfig{Service: service, ID: service + "-" + cfg.NodeID,
+			Registry: framework.NewRegistry(), MQ: &bc, Logger: s.log, Metrics: s.metrics})
+		if err != nil {
+			return nil, err
+		}
+		s.nodes = append(s.nodes, n)
+		return n, nil
+	}
+
+	// Game first: gates attach players to it, login hands out gates.
+	if cfg.has(services.Game) {
+		n, err := newNode(services.Game)
+		if err != nil {
+			return s, err
+		}
+		if s.game, err = sample.New(n, s.store, sample.Options{Grace: cfg.Grace, Metrics: s.metrics}); err != nil {
+			return s, err
+		}
+		if err := n.Start(ctx); err != nil {
+			return s, err
+		}
+		if err := s.game.Start(); err != nil {
+			return s, err
+		}
+	}
+	if cfg.has(services.Gate) {
+		n, err := newNode(services.Gate)
+		if err != nil {
+			return s, err
+		}
+		clientReg := framework.NewRegistry()
+		if err := sample.Register(clientReg); err != nil {
+			return s, err
+		}
+		if err := sample.Register(n.Registry()); err != nil {
+			return s, err
+		}
+		s.gate, err = gate.New(gate.Config{Node: n, Tickets: signer, Registry: clientReg,
+			TCPAddr: cfg.GateTCP, WSAddr: cfg.GateWS, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
+			AllowedOrigins: cfg.AllowedOrigins, PublicTCP: cfg.PublicTCP, PublicWS: cfg.PublicWS,
+			Heartbeat: cfg.Heartbeat, MaxFrame: cfg.MaxFrame, Metrics: s.metrics})
+		if err != nil {
+			return s, err
+		}
+		if err := n.Start(ctx); err != nil {
+			return s, err
+		}
+		if err := s.gate.Start(ctx); err != nil {
+			return s, err
+		}
+		s.GateTCP, s.GateWS = s.gate.TCPAddr(), s.gate.WSURL()
+	}
+	if cfg.has(services.Login) {
+		n, err := newNode(services.Login)
+		if err != nil {
+			return s, err
+		}
+		if err := n.Start(ctx); err != nil {
+			return s, err
+		}
+		svc, err := login.New(login.Config{Store: s.store, Tickets: signer, Node: n, BcryptCost: cfg.BcryptCost, Metrics: s.metrics})
+		if err != nil {
+			return s, err
+		}
+		ln, err := net.Listen("tcp", cfg.LoginAddr)
+		if err != nil {
+			return s, fmt.Errorf("login HTTP: %w (choose another address with -login)", err)
+		}
+		s.login = &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+		scheme := "http"
+		if cfg.TLSCert != "" {
+			scheme = "https"
+			go s.login.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			go s.login.Serve(ln)
+		}
+		s.LoginURL = scheme + "://" + ln.Addr().String()
+	}
+	if err := s.startAdmin(); err != nil {
+		return s, err
+	}
+	s.ready.Store(true)
+	return s, nil
+}
+
+// ticketKey returns the ticket signing key: the flag, or a key kept in the
+// data dir (created on first start). Login and gate processes must share it.
+func ticketKey(cfg config) ([]byte, error) {
+	if cfg.TicketKey != "" {
+		k, err := hex.DecodeString(cfg.TicketKey)
+		if err != nil {
+			return nil, fmt.Errorf("-ticket-key must be hex: %w", err)
+		}
+		return k, nil
+	}
+	path := filepath.Join(cfg.DataDir, "ticket.key")
+	if b, err := os.ReadFile(path); err == nil {
+		return hex.DecodeString(strings.TrimSpace(string(b)))
+	}
+	k := make([]byte, ticket.MinKeyLen)
+	rand.Read(k)
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write ticket key: %w", err)
+	}
+	return k, nil
+}
+
+func (s *server) startAdmin() error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := s.readiness(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if s.broker != nil {
+		h, err := s.broker.AdminHandler("/nsqadmin")
+		if err != nil {
+			return err
+		}
+		mux.Handle("/nsqadmin/", h)
+	}
+	ln, err := net.Listen("tcp", s.cfg.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("admin HTTP: %w (choose another address with -admin)", err)
+	}
+	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go s.admin.Serve(ln)
+	s.Admin = "http://" + ln.Addr().String()
+	return nil
+}
+
+// readiness: started, not stopping, and every login or gate node sees
+// what it needs to send players somewhere (a gate; a game node).
+func (s *server) readiness() error {
+	if !s.ready.Load() {
+		return errors.New("not ready: starting or stopping")
+	}
+	for _, n := range s.nodes {
+		m := n.Members()
+		switch n.Addr().Service {
+		case services.Login:
+			if len(m.Alive(services.Gate)) == 0 {
+				return errors.New("not ready: login sees no gate")
+			}
+		case services.Gate:
+			if len(m.Alive(services.Game)) == 0 {
+				return errors.New("not ready: gate sees no game node")
+			}
+		}
+	}
+	return nil
+}
+
+// stop shuts down in reverse: stop accepting (login, gate), let players
+// save (game node drain), then the mq and the store.
+func (s *server) stop(ctx context.Context) error {
+	s.ready.Store(false)
+	var errs []error
+	if s.login != nil {
+		errs = append(errs, s.login.Shutdown(ctx))
+	}
+	if s.gate != nil {
+		errs = append(errs, s.gate.Stop(ctx))
+	}
+	for i := len(s.nodes) - 1; i >= 0; i-- {
+		// Reverse start order: login, gate, then game, whose players save
+		// as their actors stop.
+		errs = append(errs, s.nodes[i].Stop(ctx))
+	}
+	if s.admin != nil {
+		errs = append(errs, s.admin.Shutdown(ctx))
+	}
+	if s.broker != nil {
+		errs = append(errs, s.broker.Close())
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,33 @@
+package game
+
+import (
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/services"
+)
+
+// Local messages of the game runtime (never sent to other nodes, but
+// registered like every message; IDs 300–349).
+type (
+	// attachReq hands a session to a player actor; it answers via resp.
+	attachReq struct {
+		session services.SessionRef
+		resp    *framework.Responder
+		gen     uint64
+	}
+	// graceOver fires when a detached player's grace period ends.
+	graceOver struct{ gen uint64 }
+	// retire asks the manager to stop a saved, detached player.
+	retire struct {
+		id  uint64
+		gen uint64
+	}
+)
+
+func registerLocal(r *framework.Registry) error {
+	for id, m := range map[framework.MsgID]any{300: (*attachReq)(nil), 301: (*graceOver)(nil), 302: (*retire)(nil)} {
+		if err := r.Register(id, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,319 @@
+package game
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/store"
+	"github.com/citadel-go/citadel/services"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ErrDetached is returned by Push and group calls while the player has no
+// session (in its grace period).
+var ErrDetached = errors.New("game: player has no session")
+
+// Player is one online player's actor. Handlers get it with the player's
+// state; everything on it runs on the player's own goroutine.
+type Player[S any] struct {
+	// ID is the player's (and account's) ID.
+	ID uint64
+	// State is the player's state; call MarkDirty after changing it.
+	State *S
+
+	svc      *Service[S]
+	ctx      *framework.Context
+	log      *slog.Logger
+	session  services.SessionRef
+	attached bool
+	attaches int
+	gen      uint64
+	version  uint64
+	dirty    bool
+	first    *attachReq // the attach that spawned the actor
+}
+
+// MarkDirty records that State changed and must be saved.
+func (p *Player[S]) MarkDirty() { p.dirty = true }
+
+// Context returns the actor context of the message being handled.
+func (p *Player[S]) Context() *framework.Context { return p.ctx }
+
+// Logger returns a logger tagged with the player.
+func (p *Player[S]) Logger() *slog.Logger { return p.log }
+
+// Session returns the attached session, if any.
+func (p *Player[S]) Session() (services.SessionRef, bool) { return p.session, p.attached }
+
+// Push sends msg to the player's client (a frame with seq 0).
+func (p *Player[S]) Push(msg any) error {
+	return p.toClient(0, msg)
+}
+
+func (p *Player[S]) toClient(seq uint32, msg any) error {
+	if !p.attached {
+		return ErrDetached
+	}
+	id, payload, err := p.svc.cfg.Node.Registry().Marshal(msg)
+	if err != nil {
+		return err
+	}
+	return p.ctx.Send(p.session.Gate, &services.ToClient{SessionID: p.session.ID, Seq: seq, MsgID: id, Payload: payload})
+}
+
+// JoinGroup adds the player's session to a broadcast group on its gate.
+func (p *Player[S]) JoinGroup(group string) error {
+	if !p.attached {
+		return ErrDetached
+	}
+	return p.ctx.Send(p.session.Gate, &services.JoinGroup{SessionID: p.session.ID, Group: group})
+}
+
+// LeaveGroup removes the player's session from a group.
+func (p *Player[S]) LeaveGroup(group string) error {
+	if !p.attached {
+		return ErrDetached
+	}
+	return p.ctx.Send(p.session.Gate, &services.LeaveGroup{SessionID: p.session.ID, Group: group})
+}
+
+// Broadcast pushes msg to every session, on every gate, in any of groups
+// (all sessions when groups is empty).
+func (p *Player[S]) Broadcast(groups []string, msg any) error {
+	return Broadcast(p.svc.cfg.Node, groups, msg)
+}
+
+// Broadcast publishes msg on the broadcast topic for every gate.
+func Broadcast(n *framework.Node, groups []string, msg any) error {
+	if n.Bus() == nil {
+		return errors.New("game: broadcast needs a node with an mq")
+	}
+	id, payload, err := n.Registry().Marshal(msg)
+	if err != nil {
+		return err
+	}
+	body, err := msgpack.Marshal(&services.Broadcast{Groups: groups, MsgID: id, Payload: payload})
+	if err != nil {
+		return err
+	}
+	return n.Bus().PublishAsync(services.BroadcastTopic, body)
+}
+
+// Receive implements framework.Actor.
+func (p *Player[S]) Receive(c *framework.Context) {
+	p.ctx = c
+	switch m := c.Message().(type) {
+	case framework.Started:
+		p.start()
+	case *attachReq:
+		p.attach(m)
+	case *services.ClientRequest:
+		p.request(m)
+	case *services.Detach:
+		if p.attached && m.SessionID == p.session.ID {
+			p.attached = false
+			p.svc.players.WithLabelValues("attached").Dec()
+			p.svc.players.WithLabelValues("grace").Inc()
+			if _, err := c.SendAfter(p.svc.cfg.Grace, &graceOver{gen: p.gen}); err != nil {
+				p.log.Error("cannot start grace timer", "err", err)
+			}
+		}
+	case *graceOver:
+		if m.gen == p.gen && !p.attached {
+			if err := p.save(); err != nil {
+				p.log.Error("save at end of grace failed; staying online to retry", "err", err)
+				c.SendAfter(p.svc.cfg.Grace, &graceOver{gen: p.gen})
+				return
+			}
+			c.Send(c.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.gen})
+		}
+	case framework.Stopped:
+		if p.State == nil {
+			return
+		}
+		if p.attached {
+			p.svc.players.WithLabelValues("attached").Dec()
+		} else {
+			p.svc.players.WithLabelValues("grace").Dec()
+		}
+		if err := p.save(); err != nil {
+			p.log.Error("save on stop failed", "err", err)
+		}
+	}
+}
+
+func (p *Player[S]) start() {
+	st, version, err := p.svc.load(p.ID)
+	if err != nil {
+		// A damaged record must not be replaced by a fresh player: refuse
+		// the login and leave the record for an operator.
+		p.log.Error("cannot load player; refusing login", "err", err)
+		code := services.ErrCodeInternal
+		if errors.Is(err, store.ErrCorrupt) {
+			code = "corrupt_record"
+		}
+		p.first.resp.Error(framework.NewError(code, fmt.Sprintf("player %d cannot be loaded: %v", p.ID, err)))
+		p.ctx.Send(p.ctx.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.first.gen})
+		return
+	}
+	p.State, p.version = st, version
+	p.svc.players.WithLabelValues("grace").Inc() // attach moves it to attached
+	p.attach(p.first)
+	p.first = nil
+}
+
+func (p *Player[S]) attach(m *attachReq) {
+	if p.State == nil {
+		m.resp.Error(framework.NewError(services.ErrCodeUnavailable, "player is being retired; retry"))
+		return
+	}
+	resumed := p.attaches > 0
+	if p.attached && p.session != m.session {
+		// A second login: the first session is told why it closes.
+		p.ctx.Send(p.session.Gate, &services.Kick{SessionID: p.session.ID, Code: services.KickElsewhere,
+			Reason: "the same account logged in from another session"})
+	}
+	if !p.attached {
+		p.svc.players.WithLabelValues("grace").Dec()
+		p.svc.players.WithLabelValues("attached").Inc()
+	}
+	p.attached, p.session, p.gen = true, m.session, m.gen
+	p.attaches++
+	p.svc.attaches.WithLabelValues(strconv.FormatBool(resumed)).Inc()
+	m.resp.Reply(&services.Attached{Actor: p.ctx.Self(), Resumed: resumed})
+	if p.svc.cfg.OnAttach != nil {
+		p.svc.cfg.OnAttach(p)
+	}
+}
+
+func (p *Player[S]) request(m *services.ClientRequest) {
+	if !p.attached || m.SessionID != p.session.ID {
+		return // from a session that has since been replaced
+	}
+	h, ok := p.svc.cfg.Router.handlers[m.MsgID]
+	if !ok {
+		p.svc.requests.WithLabelValues(strconv.Itoa(int(m.MsgID)), "no_handler").Inc()
+		p.replyError(m.Seq, framework.NewError(services.ErrCodeNoHandler, fmt.Sprintf("no handler for message %d", m.MsgID)))
+		return
+	}
+	resp, err := p.invoke(h, m.Payload)
+	switch {
+	case err != nil:
+		p.svc.requests.WithLabelValues(h.name, "error").Inc()
+		p.replyError(m.Seq, err)
+	case resp != nil:
+		p.svc.requests.WithLabelValues(h.name, "ok").Inc()
+		if err := p.toClient(m.Seq, resp); err != nil {
+			p.log.Error("reply failed", "msg", h.name, "err", err)
+		}
+	default:
+		p.svc.requests.WithLabelValues(h.name, "ok").Inc()
+	}
+}
+
+// invoke runs a handler, turning a panic into an internal error so the
+// client gets an answer and the actor carries on.
+func (p *Player[S]) invoke(h handler[S], payload []byte) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.svc.requests.WithLabelValues(h.name, "panic").Inc()
+			p.log.Error("handler panicked", "msg", h.name, "panic", fmt.Sprint(r))
+			resp, err = nil, errors.New("handler panicked")
+		}
+	}()
+	return h.call(p, payload)
+}
+
+func (p *Player[S]) replyError(seq uint32, err error) {
+	var re *framework.RemoteError
+	if !errors.As(err, &re) {
+		p.log.Error("handler failed", "err", err)
+		re = framework.NewError(services.ErrCodeInternal, "internal error")
+	}
+	if seq == 0 {
+		return
+	}
+	if e := p.toClient(seq, &services.Error{Code: re.Code, Message: re.Message}); e != nil && !errors.Is(e, ErrDetached) {
+		p.log.Error("error reply failed", "err", e)
+	}
+}
+
+// save writes the state if it changed, with the next version.
+func (p *Player[S]) save() error {
+	if !p.dirty {
+		return nil
+	}
+	data, err := msgpack.Marshal(p.State)
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
+	defer cancel()
+	rec := store.Record{ID: p.ID, Version: p.version + 1, Data: data}
+	if err := p.svc.cfg.Store.Save(ctx, []store.Record{rec}); err != nil {
+		result := "error"
+		if errors.Is(err, store.ErrStale) {
+			result = "stale"
+		}
+		p.svc.saves.WithLabelValues(result).Inc()
+		return err
+	}
+	p.svc.saves.WithLabelValues("ok").Inc()
+	p.version, p.dirty = rec.Version, false
+	return nil
+}
+
+// managed is the manager's record of a player actor.
+type managed struct {
+	addr framework.Addr
+	gen  uint64
+}
+
+// manager creates player actors on Attach and stops them on retire, one
+// message at a time, so a player is never both stopping and being attached.
+type manager[S any] struct {
+	svc     *Service[S]
+	players map[uint64]*managed
+}
+
+func (m *manager[S]) Receive(c *framework.Context) {
+	switch msg := c.Message().(type) {
+	case *services.Attach:
+		r, err := c.Responder()
+		if err != nil {
+			return
+		}
+		if e, ok := m.players[msg.PlayerID]; ok {
+			e.gen++
+			if err := c.Send(e.addr, &attachReq{session: msg.Session, resp: r, gen: e.gen}); err != nil {
+				r.Error(err)
+			}
+			return
+		}
+		first := &attachReq{session: msg.Session, resp: r, gen: 1}
+		id := msg.PlayerID
+		addr, err := c.Node().Spawn(playerActorName(id), func() framework.Actor {
+			return &Player[S]{ID: id, svc: m.svc, first: first, log: m.svc.log.With("player", id)}
+		}, framework.SpawnOptions{Kind: "player", MailboxSize: m.svc.cfg.MailboxSize})
+		if err != nil {
+			r.Error(err)
+			return
+		}
+		m.players[id] = &managed{addr: addr, gen: 1}
+	case *retire:
+		e, ok := m.players[msg.id]
+		if !ok || e.gen != msg.gen {
+			return // re-attached since it asked
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), m.svc.cfg.SaveTimeout)
+		defer cancel()
+		if err := c.Node().StopActor(ctx, e.addr); err != nil && !errors.Is(err, framework.ErrActorNotFound) {
+			m.svc.log.Error("player actor did not stop", "player", msg.id, "err", err)
+		}
+		delete(m.players, msg.id)
+	}
+}

@@ -1,0 +1,228 @@
+// Package sample is Citadel's sample game: players walk a shared map, chat
+// with players nearby or in channels, and keep a small inventory. It
+// exercises the whole path (client, gate, mq, player actor, broadcast groups,
+// store) and is what citadel-bot plays.
+package sample
+
+import (
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/store"
+	"github.com/citadel-go/citadel/game"
+	"github.com/citadel-go/citadel/services"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// State is a player's saved state.
+type State struct {
+	Map      string
+	X, Y     int32
+	Items    map[string]int32
+	Level    int32
+	XP       int64
+	Channels []string
+}
+
+// Player is a sample game player.
+type Player = game.Player[State]
+
+// Error codes of the sample game.
+const (
+	CodeBadMove    = "bad_move"
+	CodeBadChat    = "bad_chat"
+	CodeNoItem     = "no_item"
+	CodeBadItem    = "bad_item"
+	CodeNotInChan  = "not_in_channel"
+	CodeBadChannel = "bad_channel"
+)
+
+// Options tune the sample game service.
+type Options struct {
+	Grace   time.Duration
+	Metrics prometheus.Registerer
+}
+
+// Register adds the client protocol and the sample game's messages to reg.
+func Register(reg *framework.Registry) error {
+	if err := services.RegisterClient(reg); err != nil {
+		return err
+	}
+	return services.RegisterSample(reg)
+}
+
+// New builds the sample game service on a game node.
+func New(node *framework.Node, st store.Store, opts Options) (*game.Service[State], error) {
+	if err := Register(node.Registry()); err != nil {
+		return nil, err
+	}
+	r := game.NewRouter[State](node.Registry())
+	game.MustHandle(r, move)
+	game.MustHandle(r, say)
+	game.MustHandle(r, joinChannel)
+	game.MustHandle(r, getInventory)
+	game.MustHandle(r, pickUp)
+	game.MustHandle(r, useItem)
+	game.MustHandle(r, echo)
+	return game.New(game.Config[State]{
+		Node: node, Store: st, Router: r, NewState: newState, OnAttach: onAttach,
+		Grace: opts.Grace, Metrics: opts.Metrics,
+	})
+}
+
+func newState(id uint64) *State {
+	return &State{
+		Map: "town",
+		X:   int32(services.MapSize/2 + (id*7)%40), Y: int32(services.MapSize/2 + (id*13)%40),
+		Items: map[string]int32{"potion": 3, "bread": 5},
+		Level: 1,
+	}
+}
+
+// cellGroup is the broadcast group of the map cell holding (x, y); cells
+// are NearbyRadius wide, so "nearby" is the 3×3 cells around a player.
+func cellGroup(m string, x, y int32) string {
+	return fmt.Sprintf("map:%s:%d:%d", m, x/services.NearbyRadius, y/services.NearbyRadius)
+}
+
+func nearbyGroups(s *State) []string {
+	cx, cy := s.X/services.NearbyRadius, s.Y/services.NearbyRadius
+	groups := make([]string, 0, 9)
+	for dx := int32(-1); dx <= 1; dx++ {
+		for dy := int32(-1); dy <= 1; dy++ {
+			groups = append(groups, fmt.Sprintf("map:%s:%d:%d", s.Map, cx+dx, cy+dy))
+		}
+	}
+	return groups
+}
+
+func chatGroup(channel string) string { return "chat:" + channel }
+
+// onAttach joins the session's groups, then pushes PlayerInfo. The gate
+// handles a game node's messages in order, so a client that has PlayerInfo
+// is already in its groups and misses no broadcast after it.
+func onAttach(p *Player) {
+	s := p.State
+	p.JoinGroup(cellGroup(s.Map, s.X, s.Y))
+	for _, ch := range s.Channels {
+		p.JoinGroup(chatGroup(ch))
+	}
+	p.Push(&services.PlayerInfo{ID: p.ID, Map: s.Map, X: s.X, Y: s.Y, Items: s.Items, Level: s.Level, XP: s.XP})
+}
+
+func move(p *Player, m *services.Move) (*services.Moved, error) {
+	s := p.State
+	if abs(m.X-s.X) > services.MaxStep || abs(m.Y-s.Y) > services.MaxStep {
+		return nil, framework.NewError(CodeBadMove, fmt.Sprintf("a step is at most %d per axis", services.MaxStep))
+	}
+	if m.X < 0 || m.Y < 0 || m.X >= services.MapSize || m.Y >= services.MapSize {
+		return nil, framework.NewError(CodeBadMove, "outside the map")
+	}
+	oldCell, newCell := cellGroup(s.Map, s.X, s.Y), cellGroup(s.Map, m.X, m.Y)
+	s.X, s.Y = m.X, m.Y
+	p.MarkDirty()
+	if oldCell != newCell {
+		p.LeaveGroup(oldCell)
+		p.JoinGroup(newCell)
+	}
+	p.Broadcast(nearbyGroups(s), &services.PlayerMoved{PlayerID: p.ID, X: s.X, Y: s.Y})
+	return &services.Moved{X: s.X, Y: s.Y}, nil
+}
+
+func say(p *Player, m *services.Say) (*services.SayOK, error) {
+	if m.Text == "" || len(m.Text) > services.MaxChatLength || !utf8.ValidString(m.Text) {
+		return nil, framework.NewError(CodeBadChat, fmt.Sprintf("text must be 1-%d bytes of UTF-8", services.MaxChatLength))
+	}
+	msg := &services.ChatMessage{Channel: m.Channel, From: p.ID, Text: m.Text}
+	if m.Channel == "" {
+		return &services.SayOK{}, p.Broadcast(nearbyGroups(p.State), msg)
+	}
+	if !contains(p.State.Channels, m.Channel) {
+		return nil, framework.NewError(CodeNotInChan, "join the channel first")
+	}
+	return &services.SayOK{}, p.Broadcast([]string{chatGroup(m.Channel)}, msg)
+}
+
+func joinChannel(p *Player, m *services.JoinChannel) (*services.Joined, error) {
+	if !validName(m.Channel) {
+		return nil, framework.NewError(CodeBadChannel, "channel names are 1-32 letters, digits, '_' or '-'")
+	}
+	if !contains(p.State.Channels, m.Channel) {
+		if len(p.State.Channels) >= 10 {
+			return nil, framework.NewError(CodeBadChannel, "at most 10 channels")
+		}
+		p.State.Channels = append(p.State.Channels, m.Channel)
+		p.MarkDirty()
+	}
+	if err := p.JoinGroup(chatGroup(m.Channel)); err != nil {
+		return nil, err
+	}
+	return &services.Joined{Channel: m.Channel}, nil
+}
+
+func getInventory(p *Player, _ *services.GetInventory) (*services.Inventory, error) {
+	return &services.Inventory{Items: p.State.Items}, nil
+}
+
+func pickUp(p *Player, m *services.PickUp) (*services.Inventory, error) {
+	if !validName(m.Item) || m.Count < 1 || m.Count > 100 {
+		return nil, framework.NewError(CodeBadItem, "item names are 1-32 letters, digits, '_' or '-'; count 1-100")
+	}
+	if _, ok := p.State.Items[m.Item]; !ok && len(p.State.Items) >= 50 {
+		return nil, framework.NewError(CodeBadItem, "the bag holds at most 50 kinds of item")
+	}
+	if p.State.Items == nil {
+		p.State.Items = make(map[string]int32)
+	}
+	p.State.Items[m.Item] = min(p.State.Items[m.Item]+m.Count, 9999)
+	p.MarkDirty()
+	return &services.Inventory{Items: p.State.Items}, nil
+}
+
+func useItem(p *Player, m *services.UseItem) (*services.ItemUsed, error) {
+	n := p.State.Items[m.Item]
+	if n <= 0 {
+		return nil, framework.NewError(CodeNoItem, fmt.Sprintf("no %q in the bag", m.Item))
+	}
+	n--
+	if n == 0 {
+		delete(p.State.Items, m.Item)
+	} else {
+		p.State.Items[m.Item] = n
+	}
+	p.State.XP++
+	p.MarkDirty()
+	return &services.ItemUsed{Item: m.Item, Left: n}, nil
+}
+
+func echo(_ *Player, m *services.Echo) (*services.Echo, error) { return m, nil }
+
+func abs(v int32) int32 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '_' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}

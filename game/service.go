@@ -1,0 +1,151 @@
+// Package game runs players as actors on a game node: one actor per online
+// player, created when a gate attaches a session, fed the player's client
+// messages in order, answering through typed handlers, and saving the
+// player's state when the player leaves. Package game/sample is a small game
+// built on it.
+package game
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/store"
+	"github.com/citadel-go/citadel/services"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Config configures a game service for player state S (msgpack-encodable).
+type Config[S any] struct {
+	// Node is the game node (service "game").
+	Node *framework.Node
+	// Store holds player records.
+	Store store.Store
+	// Router holds the client message handlers.
+	Router *Router[S]
+	// NewState returns the state of a player who has never been saved.
+	NewState func(id uint64) *S
+	// OnAttach runs on the player's actor after a session attaches (new or
+	// resumed), e.g. to push the player's state and rejoin chat groups.
+	OnAttach func(p *Player[S])
+	// Grace is how long a disconnected player's actor waits for a
+	// reconnect before it saves and stops. Default 30s.
+	Grace time.Duration
+	// MailboxSize bounds each player's mailbox. Default 256.
+	MailboxSize int
+	// SaveTimeout bounds one save. Default 10s.
+	SaveTimeout time.Duration
+	// Logger defaults to the node's.
+	Logger *slog.Logger
+	// Metrics registers citadel_game_* metrics. Nil skips registration.
+	Metrics prometheus.Registerer
+}
+
+// Service is the game service on one node.
+type Service[S any] struct {
+	cfg Config[S]
+	log *slog.Logger
+
+	requests *prometheus.CounterVec
+	attaches *prometheus.CounterVec
+	players  *prometheus.GaugeVec
+	saves    *prometheus.CounterVec
+}
+
+// New validates cfg and registers the runtime's messages in the node's
+// registry.
+func New[S any](cfg Config[S]) (*Service[S], error) {
+	if cfg.Node == nil || cfg.Store == nil || cfg.Router == nil || cfg.NewState == nil {
+		return nil, errors.New("game: Config needs Node, Store, Router and NewState")
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 30 * time.Second
+	}
+	if cfg.MailboxSize <= 0 {
+		cfg.MailboxSize = 256
+	}
+	if cfg.SaveTimeout <= 0 {
+		cfg.SaveTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = cfg.Node.Logger()
+	}
+	reg := cfg.Node.Registry()
+	if err := services.RegisterInternal(reg); err != nil {
+		return nil, err
+	}
+	if err := registerLocal(reg); err != nil {
+		return nil, err
+	}
+	s := &Service[S]{
+		cfg: cfg,
+		log: cfg.Logger.With("component", "game"),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "citadel_game_requests_total", Help: "Client requests handled, by message type and result (ok, error, no_handler, panic).",
+		}, []string{"msg", "result"}),
+		attaches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "citadel_game_attaches_total", Help: "Sessions attached to player actors, by whether the actor was resumed.",
+		}, []string{"resumed"}),
+		players: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "citadel_game_players", Help: "Player actors by state (attached, grace).",
+		}, []string{"state"}),
+		saves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "citadel_game_saves_total", Help: "Player saves by result (ok, stale, error).",
+		}, []string{"result"}),
+	}
+	if cfg.Metrics != nil {
+		for _, c := range []prometheus.Collector{s.requests, s.attaches, s.players, s.saves} {
+			if err := cfg.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("game: register metrics: %w", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Start spawns the manager actor that receives Attach requests, and tells
+// gates about client messages for players that are not here.
+func (s *Service[S]) Start() error {
+	s.cfg.Node.SetDeadLetterHandler(s.deadLetter)
+	_, err := s.cfg.Node.Spawn(services.GameActorManager, func() framework.Actor {
+		return &manager[S]{svc: s, players: make(map[uint64]*managed)}
+	}, framework.SpawnOptions{Kind: "player_manager", MailboxSize: 4096})
+	return err
+}
+
+// deadLetter answers a client request for a player actor that does not
+// exist (the game node restarted, or the actor just retired): the gate
+// closes the session and the client logs in again.
+func (s *Service[S]) deadLetter(from, to framework.Addr, msg any, err error) {
+	req, ok := msg.(*services.ClientRequest)
+	if !ok || from.Service != services.Gate {
+		return
+	}
+	gate := framework.Addr{Service: from.Service, Node: from.Node, Actor: services.GateSessionsActor}
+	_ = s.cfg.Node.Send(gate, &services.Kick{SessionID: req.SessionID, Code: services.KickUnavailable,
+		Reason: fmt.Sprintf("player actor %s is not available (%v); log in again", to.Actor, err)})
+}
+
+func playerActorName(id uint64) string { return fmt.Sprintf("player-%d", id) }
+
+// load reads a player's state; a player never saved gets NewState.
+func (s *Service[S]) load(id uint64) (*S, uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.SaveTimeout)
+	defer cancel()
+	rec, err := s.cfg.Store.Load(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return s.cfg.NewState(id), 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	st := new(S)
+	if err := msgpack.Unmarshal(rec.Data, st); err != nil {
+		return nil, 0, &store.CorruptError{ID: id, Reason: "state does not decode: " + err.Error()}
+	}
+	return st, rec.Version, nil
+}

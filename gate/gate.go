@@ -1,0 +1,382 @@
+// Package gate holds client connections: cellnet TCP and WebSocket
+// acceptors with Citadel's framing (framework/wire), ticket checks,
+// heartbeats, rate limits and bounded send queues. It routes each client
+// frame to the player's actor on the game node the consistent hash picks,
+// and delivers replies, pushes and broadcasts back. See docs/protocol.md.
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/ticket"
+	"github.com/citadel-go/citadel/mq"
+	"github.com/citadel-go/citadel/services"
+	"github.com/davyxu/cellnet"
+	"github.com/davyxu/cellnet/peer"
+	"github.com/davyxu/cellnet/proc"
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+)
+
+type httpServer = http.Server
+
+// Config configures a gate. Zero values are defaults, except Node, Tickets
+// and Registry.
+type Config struct {
+	// Node is the gate node (service "gate").
+	Node *framework.Node
+	// Tickets verifies login tickets (same key as login).
+	Tickets *ticket.Signer
+	// Registry holds the messages clients may send (validated here, then
+	// forwarded) and receive. It must include services.RegisterClient.
+	Registry *framework.Registry
+
+	// TCPAddr is the TCP listen address; "" disables TCP.
+	TCPAddr string
+	// WSAddr is the WebSocket listen address (host:port); "" disables it.
+	WSAddr string
+	// WSPath is the WebSocket endpoint path. Default "/ws".
+	WSPath string
+	// TLSCert and TLSKey serve WebSocket over TLS (wss).
+	TLSCert, TLSKey string
+	// AllowedOrigins lists browser origins allowed to open a WebSocket
+	// ("https://play.example.com"; "*" allows any). Requests without an
+	// Origin header (non-browser clients) and same-host origins are allowed.
+	AllowedOrigins []string
+	// PublicTCP and PublicWS are advertised to clients through login.
+	// Default: the listen addresses.
+	PublicTCP, PublicWS string
+
+	// MaxFrame bounds msgID + payload of a frame, both ways. Default 64 KiB.
+	MaxFrame int
+	// SendQueue bounds frames waiting to be written to one client; a client
+	// that lets it fill is disconnected ("slow_client"). Default 256.
+	SendQueue int
+	// Heartbeat is how often clients must Ping; a session silent for three
+	// heartbeats is closed. Default 10s.
+	Heartbeat time.Duration
+	// AuthTimeout is how long a new connection has to send Auth. Default 10s.
+	AuthTimeout time.Duration
+	// WriteTimeout bounds one write to a client. Default 10s.
+	WriteTimeout time.Duration
+	// AttachTimeout bounds the game node's answer to Attach. Default 5s.
+	AttachTimeout time.Duration
+	// MsgRate and MsgBurst limit frames per session. Default 100/s, burst 200.
+	MsgRate  rate.Limit
+	MsgBurst int
+
+	// Logger defaults to the node's.
+	Logger *slog.Logger
+	// Metrics registers citadel_gate_* metrics. Nil skips registration.
+	Metrics prometheus.Registerer
+}
+
+// Gate serves client connections for one gate node.
+type Gate struct {
+	cfg   Config
+	log   *slog.Logger
+	node  *framework.Node
+	guard *ticket.Guard
+	self  framework.Addr // the sessions actor
+
+	sessions sync.Map // session ID -> *session
+	active   atomic.Int64
+	stopping atomic.Bool
+
+	tcp, ws       cellnet.Peer
+	tcpAddr       string
+	wsURL         string
+	broadcastSub  *mq.Subscription
+	unwatch       func()
+	inCounters    map[framework.MsgID]prometheus.Counter
+	m             metrics
+}
+
+type metrics struct {
+	sessions *prometheus.GaugeVec
+	in       *prometheus.CounterVec
+	out      prometheus.Counter
+	kicks    *prometheus.CounterVec
+	auths    *prometheus.CounterVec
+	dropped  prometheus.Counter
+}
+
+// New validates cfg and creates a gate.
+func New(cfg Config) (*Gate, error) {
+	if cfg.Node == nil || cfg.Tickets == nil || cfg.Registry == nil {
+		return nil, errors.New("gate: Config needs Node, Tickets and Registry")
+	}
+	if _, err := cfg.Registry.ID(&services.Auth{}); err != nil {
+		return nil, fmt.Errorf("gate: Registry lacks the client protocol (services.RegisterClient): %w", err)
+	}
+	if cfg.TCPAddr == "" && cfg.WSAddr == "" {
+		return nil, errors.New("gate: set TCPAddr, WSAddr or both")
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("gate: TLSCert and TLSKey go together")
+	}
+	if cfg.WSPath == "" {
+		cfg.WSPath = "/ws"
+	}
+	if !strings.HasPrefix(cfg.WSPath, "/") {
+		cfg.WSPath = "/" + cfg.WSPath
+	}
+	if cfg.MaxFrame <= 0 {
+		cfg.MaxFrame = 64 << 10
+	}
+	if cfg.MaxFrame < 256 {
+		return nil, fmt.Errorf("gate: MaxFrame %d is too small (at least 256)", cfg.MaxFrame)
+	}
+	if cfg.SendQueue <= 0 {
+		cfg.SendQueue = 256
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 10 * time.Second
+	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = 10 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.AttachTimeout <= 0 {
+		cfg.AttachTimeout = 5 * time.Second
+	}
+	if cfg.MsgRate <= 0 {
+		cfg.MsgRate, cfg.MsgBurst = 100, 200
+	}
+	if cfg.MsgBurst <= 0 {
+		cfg.MsgBurst = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = cfg.Node.Logger()
+	}
+	reg := cfg.Node.Registry()
+	if err := services.RegisterInternal(reg); err != nil {
+		return nil, err
+	}
+	if err := services.RegisterClient(reg); err != nil {
+		return nil, err
+	}
+	if err := registerLocal(reg); err != nil {
+		return nil, err
+	}
+	g := &Gate{
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "gate"),
+		node:  cfg.Node,
+		guard: ticket.NewGuard(),
+		self:  cfg.Node.ActorAddr(services.GateSessionsActor),
+		m: metrics{
+			sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "citadel_gate_sessions",
+				Help: "Client sessions by transport and state (pending: connected, not yet attached)."}, []string{"transport", "state"}),
+			in: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "citadel_gate_messages_in_total",
+				Help: "Client frames accepted, by message type."}, []string{"msg"}),
+			out: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_gate_messages_out_total",
+				Help: "Frames queued to clients."}),
+			kicks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "citadel_gate_kicks_total",
+				Help: "Sessions closed by the gate, by reason code."}, []string{"code"}),
+			auths: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "citadel_gate_auth_total",
+				Help: "Auth attempts by result."}, []string{"result"}),
+			dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_gate_frames_dropped_total",
+				Help: "Frames for sessions that had already gone."}),
+		},
+	}
+	g.inCounters = make(map[framework.MsgID]prometheus.Counter)
+	for _, t := range cfg.Registry.Types() {
+		g.inCounters[t.ID] = g.m.in.WithLabelValues(strings.TrimPrefix(t.Name, "*services."))
+	}
+	if cfg.Metrics != nil {
+		for _, c := range []prometheus.Collector{g.m.sessions, g.m.in, g.m.out, g.m.kicks, g.m.auths, g.m.dropped} {
+			if err := cfg.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("gate: register metrics: %w", err)
+			}
+		}
+	}
+	return g, nil
+}
+
+// Start spawns the sessions actor, subscribes to broadcasts, opens the
+// listeners and advertises them in membership (login hands them out).
+func (g *Gate) Start(ctx context.Context) error {
+	registerCellnet()
+	if _, err := g.node.Spawn(services.GateSessionsActor, func() framework.Actor { return newOutbound(g) },
+		framework.SpawnOptions{Kind: "gate_sessions", MailboxSize: 16384, Overflow: framework.OverflowBlock}); err != nil {
+		return err
+	}
+	if bus := g.node.Bus(); bus != nil {
+		sub, err := bus.Subscribe(services.BroadcastTopic, g.node.Addr().Node+"#ephemeral", g.onBroadcast, mq.SubscribeOptions{})
+		if err != nil {
+			return err
+		}
+		g.broadcastSub = sub
+		g.unwatch = g.node.Members().Watch(g.onMember)
+	}
+	if g.cfg.TCPAddr != "" {
+		p := peer.NewGenericPeer("tcp.Acceptor", "citadel-gate-tcp", g.cfg.TCPAddr, nil)
+		// cellnet turns TCP_NODELAY off unless told otherwise.
+		p.(cellnet.TCPSocketOption).SetSocketBuffer(-1, -1, true)
+		proc.BindProcessorHandler(p, procTCP, g.onEvent, g)
+		p.Start()
+		port := p.(cellnet.TCPAcceptor).Port()
+		if port == 0 {
+			return fmt.Errorf("gate: cannot listen on TCP %s (in use?)", g.cfg.TCPAddr)
+		}
+		g.tcp = p
+		g.tcpAddr = net.JoinHostPort(hostOf(g.cfg.TCPAddr), strconv.Itoa(port))
+	}
+	if g.cfg.WSAddr != "" {
+		scheme := "http"
+		if g.cfg.TLSCert != "" {
+			scheme = "https"
+		}
+		p := peer.NewGenericPeer("gorillaws.Acceptor", "citadel-gate-ws", scheme+"://"+g.cfg.WSAddr+g.cfg.WSPath, nil)
+		p.(peer.SessionManager).SetIDBase(wsIDBase)
+		ws := p.(cellnet.WSAcceptor)
+		ws.SetUpgrader(websocket.Upgrader{CheckOrigin: g.checkOrigin, ReadBufferSize: 1024, WriteBufferSize: 1024})
+		if g.cfg.TLSCert != "" {
+			ws.SetHttps(g.cfg.TLSCert, g.cfg.TLSKey)
+		}
+		proc.BindProcessorHandler(p, procWS, g.onEvent, g)
+		p.Start()
+		if ws.Port() == 0 {
+			g.stopListeners()
+			return fmt.Errorf("gate: cannot listen on WebSocket %s (in use?)", g.cfg.WSAddr)
+		}
+		g.ws = p
+		wsScheme := "ws"
+		if g.cfg.TLSCert != "" {
+			wsScheme = "wss"
+		}
+		g.wsURL = fmt.Sprintf("%s://%s%s", wsScheme, net.JoinHostPort(hostOf(g.cfg.WSAddr), strconv.Itoa(ws.Port())), g.cfg.WSPath)
+	}
+	m := g.node.Members()
+	if g.tcp != nil {
+		m.SetMeta(services.MetaTCP, orDefault(g.cfg.PublicTCP, g.tcpAddr))
+	}
+	if g.ws != nil {
+		m.SetMeta(services.MetaWS, orDefault(g.cfg.PublicWS, g.wsURL))
+	}
+	g.log.Info("gate listening", "tcp", g.tcpAddr, "ws", g.wsURL)
+	return nil
+}
+
+// TCPAddr is the TCP address the gate listens on ("" if disabled).
+func (g *Gate) TCPAddr() string { return g.tcpAddr }
+
+// WSURL is the WebSocket URL the gate serves ("" if disabled).
+func (g *Gate) WSURL() string { return g.wsURL }
+
+// Sessions reports how many sessions are attached to players.
+func (g *Gate) Sessions() int { return int(g.active.Load()) }
+
+// Stop stops accepting connections, closes every session with
+// "server_shutdown" (their players enter their grace period) and waits for
+// them to go, until ctx ends.
+func (g *Gate) Stop(ctx context.Context) error {
+	if !g.stopping.CompareAndSwap(false, true) {
+		return nil
+	}
+	g.stopListeners()
+	g.sessions.Range(func(_, v any) bool {
+		g.kick(v.(*session), services.KickShutdown, "the server is shutting down; reconnect shortly")
+		return true
+	})
+	if g.unwatch != nil {
+		g.unwatch()
+	}
+	var err error
+	for {
+		n := 0
+		g.sessions.Range(func(_, _ any) bool { n++; return true })
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			err = fmt.Errorf("gate: %d sessions still open: %w", n, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if g.broadcastSub != nil {
+		g.broadcastSub.Stop()
+	}
+	return err
+}
+
+func (g *Gate) stopListeners() {
+	if g.tcp != nil {
+		g.tcp.Stop()
+	}
+	if g.ws != nil {
+		if err := closeWSAcceptor(g.ws); err != nil {
+			g.log.Warn("cannot close the WebSocket listener; new upgrades are refused instead", "err", err)
+		}
+	}
+}
+
+// checkOrigin allows non-browser clients (no Origin), same-host origins and
+// the configured list; and nobody once the gate is stopping.
+func (g *Gate) checkOrigin(r *http.Request) bool {
+	if g.stopping.Load() {
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range g.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	if i := strings.Index(origin, "://"); i >= 0 && strings.EqualFold(origin[i+3:], r.Host) {
+		return true
+	}
+	g.log.Warn("WebSocket origin refused", "origin", origin, "remote", r.RemoteAddr)
+	return false
+}
+
+// onMember kicks the sessions whose player actors were on a game node that
+// left; their clients log in again and land on a live node.
+func (g *Gate) onMember(ev framework.MemberEvent) {
+	if ev.Kind != framework.MemberLeft || ev.Member.Service != services.Game {
+		return
+	}
+	go g.sessions.Range(func(_, v any) bool {
+		s := v.(*session)
+		if s.state.Load() == stateActive && s.actor.Node == ev.Member.Node {
+			g.kick(s, services.KickUnavailable, "the game node serving this player left; log in again")
+		}
+		return true
+	})
+}
+
+func hostOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || host == "0.0.0.0" || host == "::" {
+		return "127.0.0.1"
+	}
+	return host
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

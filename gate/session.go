@@ -1,0 +1,320 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/ticket"
+	"github.com/citadel-go/citadel/framework/wire"
+	"github.com/citadel-go/citadel/services"
+	"github.com/davyxu/cellnet"
+	"github.com/davyxu/cellnet/util"
+	"golang.org/x/time/rate"
+)
+
+// Session states, in order.
+const (
+	stateNew       int32 = iota // connected, no Auth yet
+	stateAttaching              // ticket accepted, waiting for the game node
+	stateActive                 // attached to the player's actor
+)
+
+// session is one client connection. Inbound work runs on cellnet's read
+// goroutine for the connection; outbound work on the sessions actor.
+type session struct {
+	id        uint64
+	ses       cellnet.Session
+	transport string
+	remote    string
+	state     atomic.Int32
+	closing   atomic.Bool
+	queued    atomic.Int32 // frames in cellnet's send queue
+	limiter   rate.Limiter
+	readBuf   []byte
+
+	// Set before state becomes active, read-only after.
+	player uint64
+	actor  framework.Addr
+
+	// mu orders activation against frames that arrive for an attaching
+	// session: they wait in held and go out right after AuthOK.
+	mu   sync.Mutex
+	held [][]byte
+
+	cleanOnce sync.Once
+	groups    []string // owned by the sessions actor
+}
+
+func (s *session) isClosing() bool { return s.closing.Load() }
+
+// session returns the state for a cellnet session, creating it on the first
+// call (from the read goroutine: cellnet may run the first read before its
+// accept callback).
+func (g *Gate) session(ses cellnet.Session, transport string) *session {
+	id := uint64(ses.ID())
+	if v, ok := g.sessions.Load(id); ok {
+		return v.(*session)
+	}
+	s := &session{id: id, ses: ses, transport: transport, remote: remoteAddr(ses)}
+	s.limiter = *rate.NewLimiter(g.cfg.MsgRate, g.cfg.MsgBurst)
+	if v, loaded := g.sessions.LoadOrStore(id, s); loaded {
+		return v.(*session)
+	}
+	g.m.sessions.WithLabelValues(transport, "pending").Inc()
+	if g.stopping.Load() {
+		g.kick(s, services.KickShutdown, "the server is shutting down")
+	}
+	return s
+}
+
+func remoteAddr(ses cellnet.Session) string {
+	addr, _ := util.GetRemoteAddrss(ses)
+	return addr
+}
+
+// onEvent is cellnet's callback; it runs on the connection's read goroutine
+// (and must never let a panic reach cellnet, which would end the process).
+func (g *Gate) onEvent(ev cellnet.Event) {
+	v, ok := g.sessions.Load(uint64(ev.Session().ID()))
+	if !ok {
+		return
+	}
+	s := v.(*session)
+	defer func() {
+		if r := recover(); r != nil {
+			g.log.Error("gate session handler panicked", "session", s.id, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			g.kick(s, services.KickBadFrame, "internal error handling the frame")
+		}
+	}()
+	switch m := ev.Message().(type) {
+	case *packet:
+		if !s.isClosing() {
+			g.onPacket(s, m)
+		}
+	case *inboundProblem:
+		g.kick(s, m.code, m.reason)
+	case *cellnet.SessionClosed:
+		g.cleanup(s)
+	}
+}
+
+func (g *Gate) onPacket(s *session, p *packet) {
+	if s.state.Load() == stateNew {
+		g.authenticate(s, p)
+		return
+	}
+	if !s.limiter.Allow() {
+		g.kick(s, services.KickRateLimited, fmt.Sprintf("more than %v frames/s", g.cfg.MsgRate))
+		return
+	}
+	if c := g.inCounters[p.id]; c != nil {
+		c.Inc()
+	}
+	switch {
+	case p.id == services.IDPing:
+		seq, msg, _, err := wire.Decode(g.cfg.Registry, p.id, p.payload)
+		if err != nil {
+			g.kick(s, services.KickBadPayload, err.Error())
+			return
+		}
+		g.sendTo(s, seq, &services.Pong{ClientTime: msg.(*services.Ping).ClientTime, ServerTime: time.Now().UnixMilli()})
+	case p.id >= 100 && p.id < 200:
+		g.kick(s, services.KickUnknownMessage, fmt.Sprintf("message %d is not sent by clients", p.id))
+	default:
+		seq, _, body, err := wire.Decode(g.cfg.Registry, p.id, p.payload)
+		if errors.Is(err, framework.ErrUnregistered) {
+			g.kick(s, services.KickUnknownMessage, fmt.Sprintf("unknown message ID %d", p.id))
+			return
+		}
+		if err != nil {
+			g.kick(s, services.KickBadPayload, err.Error())
+			return
+		}
+		req := &services.ClientRequest{SessionID: s.id, Seq: seq, MsgID: p.id, Payload: body}
+		if err := g.node.Send(s.actor, req); err != nil {
+			g.log.Warn("cannot forward client message", "session", s.id, "player", s.player, "err", err)
+			if seq != 0 {
+				g.sendTo(s, seq, &services.Error{Code: services.ErrCodeUnavailable, Message: "the game is not reachable; retry"})
+			}
+		}
+	}
+}
+
+// authenticate handles the first frame: it must be Auth with a valid,
+// unused ticket for this gate; then the player's actor is attached.
+func (g *Gate) authenticate(s *session, p *packet) {
+	if p.id != services.IDAuth {
+		g.m.auths.WithLabelValues("not_auth").Inc()
+		g.kick(s, services.KickNotAuthenticated, fmt.Sprintf("the first frame must be Auth (message %d), got message %d", services.IDAuth, p.id))
+		return
+	}
+	seq, msg, _, err := wire.Decode(g.cfg.Registry, p.id, p.payload)
+	if err != nil {
+		g.m.auths.WithLabelValues("bad_payload").Inc()
+		g.kick(s, services.KickBadPayload, err.Error())
+		return
+	}
+	now := time.Now()
+	t, err := g.cfg.Tickets.Verify(msg.(*services.Auth).Ticket, g.node.Addr().Node, now)
+	if err == nil {
+		err = g.guard.Use(t, now)
+	}
+	if err != nil {
+		code := services.KickBadTicket
+		switch {
+		case errors.Is(err, ticket.ErrExpired):
+			code = services.KickTicketExpired
+		case errors.Is(err, ticket.ErrReused):
+			code = services.KickTicketReused
+		}
+		g.m.auths.WithLabelValues(code).Inc()
+		g.kick(s, code, err.Error())
+		return
+	}
+	member, ok := g.node.Members().Pick(services.Game, strconv.FormatUint(t.PlayerID, 10))
+	if !ok {
+		g.m.auths.WithLabelValues("no_game").Inc()
+		g.kick(s, services.KickUnavailable, "no game node is online")
+		return
+	}
+	s.state.Store(stateAttaching)
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.AttachTimeout)
+	defer cancel()
+	manager := framework.Addr{Service: services.Game, Node: member.Node, Actor: services.GameActorManager}
+	r, err := g.node.Call(ctx, manager, &services.Attach{PlayerID: t.PlayerID, Session: services.SessionRef{Gate: g.self, ID: s.id}})
+	if err != nil {
+		g.m.auths.WithLabelValues("attach_failed").Inc()
+		g.kick(s, services.KickUnavailable, fmt.Sprintf("the game node could not take the player: %v", err))
+		return
+	}
+	att := r.(*services.Attached)
+	s.player, s.actor = t.PlayerID, att.Actor
+	if s.isClosing() { // kicked while attaching (e.g. shutdown): let the actor know
+		g.node.Send(s.actor, &services.Detach{PlayerID: s.player, SessionID: s.id})
+		return
+	}
+	g.activate(s, seq, att.Resumed)
+	g.m.auths.WithLabelValues("ok").Inc()
+}
+
+// activate sends AuthOK, then whatever the game already pushed, then opens
+// the session for direct delivery.
+func (g *Gate) activate(s *session, seq uint32, resumed bool) {
+	s.mu.Lock()
+	g.sendTo(s, seq, &services.AuthOK{PlayerID: s.player, Resumed: resumed, HeartbeatMs: int32(g.cfg.Heartbeat.Milliseconds())})
+	for _, f := range s.held {
+		g.enqueue(s, f)
+	}
+	s.held = nil
+	s.state.Store(stateActive)
+	s.mu.Unlock()
+	g.m.sessions.WithLabelValues(s.transport, "pending").Dec()
+	g.m.sessions.WithLabelValues(s.transport, "active").Inc()
+	g.node.Members().SetLoad(g.active.Add(1))
+}
+
+// deliver queues a frame built by the sessions actor; frames for a session
+// still attaching wait until AuthOK has gone out.
+func (g *Gate) deliver(s *session, data []byte) {
+	if s.state.Load() != stateActive {
+		s.mu.Lock()
+		if s.state.Load() != stateActive {
+			if len(s.held) < g.cfg.SendQueue {
+				s.held = append(s.held, data)
+			}
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+	g.enqueue(s, data)
+}
+
+// sendTo encodes msg for one session with seq.
+func (g *Gate) sendTo(s *session, seq uint32, msg any) {
+	id, body, err := g.node.Registry().Marshal(msg)
+	if err != nil {
+		g.log.Error("cannot encode frame", "type", fmt.Sprintf("%T", msg), "err", err)
+		return
+	}
+	data, err := frameData(id, seq, body, g.cfg.MaxFrame)
+	if err != nil {
+		g.log.Error("frame too large for client", "type", fmt.Sprintf("%T", msg), "err", err)
+		return
+	}
+	g.enqueue(s, data)
+}
+
+// frameData is msgID + payload [seq, body]: the WebSocket message, and the
+// TCP frame after its length.
+func frameData(id framework.MsgID, seq uint32, body []byte, max int) ([]byte, error) {
+	data, err := wire.AppendWS(make([]byte, 0, wire.IDSize+6+len(body)), id, wire.AppendPayload(nil, seq, body), max)
+	return data, err
+}
+
+// enqueue puts a frame on the session's send queue; a client that lets the
+// queue fill up is disconnected rather than allowed to slow the gate.
+func (g *Gate) enqueue(s *session, data []byte) {
+	if s.isClosing() {
+		g.m.dropped.Inc()
+		return
+	}
+	if int(s.queued.Add(1)) > g.cfg.SendQueue {
+		s.queued.Add(-1)
+		g.kick(s, services.KickSlowClient, fmt.Sprintf("the client did not read %d queued frames", g.cfg.SendQueue))
+		return
+	}
+	g.m.out.Inc()
+	s.ses.Send(&outFrame{s: s, data: data})
+}
+
+// kick tells the client why, then closes the session.
+func (g *Gate) kick(s *session, code, reason string) {
+	if !s.closing.CompareAndSwap(false, true) {
+		return
+	}
+	g.m.kicks.WithLabelValues(code).Inc()
+	g.log.Info("session kicked", "session", s.id, "remote", s.remote, "player", s.player, "code", code, "reason", reason)
+	if id, body, err := g.node.Registry().Marshal(&services.Kicked{Code: code, Reason: reason}); err == nil {
+		if data, err := frameData(id, 0, body, g.cfg.MaxFrame); err == nil {
+			s.queued.Add(1)
+			s.ses.Send(&outFrame{s: s, data: data})
+		}
+	}
+	s.ses.Send(&closeFrame{code: code, reason: reason})
+	g.cleanup(s)
+}
+
+// kicked records a session the transport closed itself with a reason.
+func (g *Gate) kicked(s *session, code, reason string) {
+	if s.closing.CompareAndSwap(false, true) {
+		g.m.kicks.WithLabelValues(code).Inc()
+		g.log.Info("session closed", "session", s.id, "remote", s.remote, "code", code, "reason", reason)
+	}
+}
+
+// cleanup forgets a session once: the player's actor is told (it starts its
+// grace period) and the sessions actor drops the session's groups.
+func (g *Gate) cleanup(s *session) {
+	s.cleanOnce.Do(func() {
+		s.closing.Store(true)
+		g.sessions.Delete(s.id)
+		if s.state.Load() == stateActive {
+			g.m.sessions.WithLabelValues(s.transport, "active").Dec()
+			g.node.Members().SetLoad(g.active.Add(-1))
+			if err := g.node.Send(s.actor, &services.Detach{PlayerID: s.player, SessionID: s.id}); err != nil {
+				g.log.Warn("cannot tell the player actor its session closed", "player", s.player, "err", err)
+			}
+		} else {
+			g.m.sessions.WithLabelValues(s.transport, "pending").Dec()
+		}
+		g.node.Send(g.self, &sessionGone{s: s})
+	})
+}
