@@ -103,7 +103,7 @@ type Node struct {
 	members    *Membership
 	deadLetter atomic.Pointer[DeadLetterFunc]
 	stopBg     chan struct{}
-	bgDone  sync.WaitGroup
+	bgDone     sync.WaitGroup
 }
 
 type callResult struct {

@@ -95,13 +95,13 @@ type Gate struct {
 	active   atomic.Int64
 	stopping atomic.Bool
 
-	tcp, ws       cellnet.Peer
-	tcpAddr       string
-	wsURL         string
-	broadcastSub  *mq.Subscription
-	unwatch       func()
-	inCounters    map[framework.MsgID]prometheus.Counter
-	m             metrics
+	tcp, ws      cellnet.Peer
+	tcpAddr      string
+	wsURL        string
+	broadcastSub *mq.Subscription
+	unwatch      func()
+	inCounters   map[framework.MsgID]prometheus.Counter
+	m            metrics
 }
 
 type metrics struct {
