@@ -64,6 +64,10 @@ type Config struct {
 	// SendQueue bounds frames waiting to be written to one client; a client
 	// that lets it fill is disconnected ("slow_client"). Default 256.
 	SendQueue int
+	// WriteBuffer fixes each TCP client socket's kernel send buffer (bytes).
+	// Default 0 keeps the OS's autotuning (up to tcp_wmem's max, 4 MiB
+	// here), which can hide a client that stopped reading for megabytes.
+	WriteBuffer int
 	// Heartbeat is how often clients must Ping; a session silent for three
 	// heartbeats is closed. Default 10s.
 	Heartbeat time.Duration
@@ -227,7 +231,11 @@ func (g *Gate) Start(ctx context.Context) error {
 	if g.cfg.TCPAddr != "" {
 		p := peer.NewGenericPeer("tcp.Acceptor", "citadel-gate-tcp", g.cfg.TCPAddr, nil)
 		// cellnet turns TCP_NODELAY off unless told otherwise.
-		p.(cellnet.TCPSocketOption).SetSocketBuffer(-1, -1, true)
+		wbuf := -1
+		if g.cfg.WriteBuffer > 0 {
+			wbuf = g.cfg.WriteBuffer
+		}
+		p.(cellnet.TCPSocketOption).SetSocketBuffer(-1, wbuf, true)
 		proc.BindProcessorHandler(p, procTCP, g.onEvent, g)
 		p.Start()
 		port := p.(cellnet.TCPAcceptor).Port()
@@ -282,14 +290,13 @@ func (g *Gate) WSURL() string { return g.wsURL }
 // Sessions reports how many sessions are attached to players.
 func (g *Gate) Sessions() int { return int(g.active.Load()) }
 
-// Stop stops accepting connections, closes every session with
-// "server_shutdown" (their players enter their grace period) and waits for
-// them to go, until ctx ends.
+// Stop closes every session with "server_shutdown" (their players enter
+// their grace period), refuses new ones, waits for the sessions to go (until
+// ctx ends), then closes the listeners.
 func (g *Gate) Stop(ctx context.Context) error {
 	if !g.stopping.CompareAndSwap(false, true) {
 		return nil
 	}
-	g.stopListeners()
 	g.sessions.Range(func(_, v any) bool {
 		g.kick(v.(*session), services.KickShutdown, "the server is shutting down; reconnect shortly")
 		return true
@@ -312,6 +319,9 @@ func (g *Gate) Stop(ctx context.Context) error {
 		}
 		break
 	}
+	// cellnet's TCP Stop closes the sessions' sockets too, so it comes after
+	// the Kicked frames have been written.
+	g.stopListeners()
 	if g.broadcastSub != nil {
 		g.broadcastSub.Stop()
 	}

@@ -50,7 +50,8 @@ type Config struct {
 	// a 2-core box); lower it only for load tests.
 	BcryptCost int
 	// HashWorkers bounds concurrent password hashes, so a login storm cannot
-	// take every core from the game. Default GOMAXPROCS.
+	// take every core from the players already in game. Default half of
+	// GOMAXPROCS (at least 1).
 	HashWorkers int
 	// IPRate and IPBurst limit register and login attempts per client IP.
 	// Default 10/s, burst 20.
@@ -108,7 +109,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("login: bcrypt cost %d outside [%d, %d]", cfg.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
 	}
 	if cfg.HashWorkers <= 0 {
-		cfg.HashWorkers = runtime.GOMAXPROCS(0)
+		cfg.HashWorkers = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	if cfg.IPRate <= 0 {
 		cfg.IPRate, cfg.IPBurst = 10, 20

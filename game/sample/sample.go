@@ -72,10 +72,19 @@ func New(node *framework.Node, st store.Store, opts Options) (*game.Service[Stat
 	})
 }
 
+// spawnGroup players (consecutive IDs) start together; groups are scattered
+// over the map's cells, so a crowd of new players does not all stand in the
+// same few cells (where every step would be pushed to everyone).
+const spawnGroup = 8
+
 func newState(id uint64) *State {
+	cells := uint64(services.MapSize / services.NearbyRadius)
+	h := (id / spawnGroup) * 2654435761 % (cells * cells) // Knuth's multiplicative hash
+	cx, cy := int32(h%cells), int32(h/cells)
+	slot := int32(id % spawnGroup)
 	return &State{
 		Map: "town",
-		X:   int32(services.MapSize/2 + (id*7)%40), Y: int32(services.MapSize/2 + (id*13)%40),
+		X:   cx*services.NearbyRadius + 10 + 3*slot, Y: cy*services.NearbyRadius + 10 + 2*slot,
 		Items: map[string]int32{"potion": 3, "bread": 5},
 		Level: 1,
 	}
