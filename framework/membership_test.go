@@ -133,17 +133,17 @@ func TestLostMessageGapIsSkipped(t *testing.T) {
 	}
 	var held [][]byte
 	var mu sync.Mutex
-	dst.inboundHook = func(m *mq.Message) bool {
+	dst.inboundHook = func(m *mq.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(held) == 0 && m.Attempts == 1 && len(m.Body) > 0 {
 			var w wireEnvelope
 			if err := msgpackUnmarshal(m.Body, &w); err == nil && w.Seq == 3 {
 				held = append(held, append([]byte(nil), m.Body...))
-				return false // "lost"
+				return errHookDrop // "lost"
 			}
 		}
-		return true
+		return nil
 	}
 	if err := dst.Start(context.Background()); err != nil {
 		t.Fatal(err)

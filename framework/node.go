@@ -96,7 +96,7 @@ type Node struct {
 	streams        map[streamKey]*inStream
 	consumingSince int64 // unix nanoseconds; set by Start before the channel exists
 	sub            *mq.Subscription
-	inboundHook    func(*mq.Message) bool // tests inject redelivery here
+	inboundHook    func(*mq.Message) error // tests only: inject loss and redelivery (see onRemote)
 	badLog         logLimiter
 	latency        prometheus.Histogram
 
@@ -236,7 +236,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.bus.EnsureChannel(ctx, topic, nodeChannel); err != nil {
 		return err
 	}
-	sub, err := n.bus.Subscribe(topic, nodeChannel, n.onRemote, n.cfg.Inbound)
+	inbound := n.cfg.Inbound
+	inbound.Unpack = true
+	sub, err := n.bus.Subscribe(topic, nodeChannel, n.onRemote, inbound)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -181,13 +182,17 @@ func (n *Node) sendRemote(kind uint8, from, to Addr, msg any, req *request, rerr
 	if err != nil {
 		return fmt.Errorf("framework: encode envelope for %s: %w", to, err)
 	}
-	if err := n.bus.PublishAsync(os.topic, body); err != nil {
+	// Envelopes queued together travel in one NSQ message (see mq.PackAsync).
+	if err := n.bus.PackAsync(os.topic, body); err != nil {
 		return fmt.Errorf("framework: send %T to %s: %w", msg, to, err)
 	}
 	os.seq++
 	n.stats.remoteSent.Add(1)
 	return nil
 }
+
+// errHookDrop is returned by a test's inbound hook to lose a message.
+var errHookDrop = errors.New("dropped by test hook")
 
 // inItem is a received envelope with its decoded message.
 type inItem struct {
@@ -226,8 +231,14 @@ const (
 // onRemote handles one message from the node's topic. It always finishes
 // the message: a bad payload is logged and counted, never requeued forever.
 func (n *Node) onRemote(m *mq.Message) error {
-	if n.inboundHook != nil && !n.inboundHook(m) {
-		return nil
+	if n.inboundHook != nil {
+		// Tests only: an error makes NSQ redeliver the message (the whole
+		// pack); errHookDrop loses it.
+		if err := n.inboundHook(m); err == errHookDrop {
+			return nil
+		} else if err != nil {
+			return err
+		}
 	}
 	n.stats.remoteReceived.Add(1)
 	it := &inItem{}

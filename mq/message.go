@@ -20,22 +20,38 @@ type Message struct {
 	// Timestamp is when nsqd received the message.
 	Timestamp time.Time
 
-	m *nsq.Message
+	m    *nsq.Message
+	part bool // one part of a packed message: answered as a whole
 }
 
 // Finish tells nsqd the message is done (FIN); it is not delivered again.
-func (m *Message) Finish() { m.m.Finish() }
+// It does nothing on a part of a packed message.
+func (m *Message) Finish() {
+	if !m.part {
+		m.m.Finish()
+	}
+}
 
 // Requeue asks nsqd to deliver the message again after delay (REQ). The
-// message goes back to the channel; other messages may overtake it.
-func (m *Message) Requeue(delay time.Duration) { m.m.RequeueWithoutBackoff(delay) }
+// message goes back to the channel; other messages may overtake it. It does
+// nothing on a part of a packed message (return an error instead).
+func (m *Message) Requeue(delay time.Duration) {
+	if !m.part {
+		m.m.RequeueWithoutBackoff(delay)
+	}
+}
 
 // Touch resets the message's timeout (TOUCH), for handlers that need longer
 // than the channel's MsgTimeout.
 func (m *Message) Touch() { m.m.Touch() }
 
-// DisableAutoResponse leaves Finish or Requeue to the handler.
-func (m *Message) DisableAutoResponse() { m.m.DisableAutoResponse() }
+// DisableAutoResponse leaves Finish or Requeue to the handler (not
+// available for parts of a packed message).
+func (m *Message) DisableAutoResponse() {
+	if !m.part {
+		m.m.DisableAutoResponse()
+	}
+}
 
 // HasResponded reports whether Finish or Requeue was called.
 func (m *Message) HasResponded() bool { return m.m.HasResponded() }

@@ -347,3 +347,84 @@ func TestNSQLogLevels(t *testing.T) {
 		}
 	}
 }
+
+func TestPackAsyncPacksInOrderAndUnpacks(t *testing.T) {
+	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
+	bus := newTestBus(t, b.BusConfig())
+	got := collect(t, bus, "packed", "c", SubscribeOptions{Unpack: true})
+	var want []string
+	for i := 0; i < 3000; i++ {
+		s := fmt.Sprintf("m%d", i)
+		want = append(want, s)
+		var err error
+		if i%100 == 50 {
+			err = bus.PublishAsync("packed", []byte(s)) // plain messages keep their place
+		} else {
+			err = bus.PackAsync("packed", []byte(s))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	bus.Flush(context.Background())
+	expect(t, got, want...)
+	st := bus.Stats()
+	t.Logf("3000 messages went out as %d NSQ messages in %d commands", st.Published, st.Batches)
+	if st.Published >= 1000 {
+		t.Fatalf("PackAsync did not pack: %d NSQ messages for 3000", st.Published)
+	}
+	if st.Received != 3000 {
+		t.Fatalf("handler saw %d parts, want 3000", st.Received)
+	}
+	var tl *TooLargeError
+	if err := bus.PackAsync("packed", make([]byte, DefaultMaxMsgSize-5)); !errors.As(err, &tl) {
+		t.Fatalf("a part that cannot fit a pack: %v", err)
+	}
+	// Damaged framing reaches the handler whole, once, and is finished.
+	bad := append(append([]byte{}, packMagic...), 0xff, 0xff, 0xff)
+	if err := bus.Publish("packed", bad); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-got; m != string(bad) {
+		t.Fatalf("damaged pack delivered as %q", m)
+	}
+	eventually(t, 5*time.Second, "damaged pack finished", func() bool {
+		st, _ := b.ChannelStats("packed", "c")
+		return st.Depth == 0 && st.InFlight == 0 && st.Requeues == 0
+	})
+}
+
+func TestPackedPartErrorRequeuesThePack(t *testing.T) {
+	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
+	cfg := b.BusConfig()
+	cfg.Linger = time.Millisecond // the three parts queued together share a pack
+	bus := newTestBus(t, cfg)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	_, err := bus.Subscribe("pk", "c", func(m *Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[string(m.Body)]++
+		m.Finish() // no effect on a part
+		if string(m.Body) == "b" && seen["b"] == 1 {
+			return errors.New("fail once")
+		}
+		return nil
+	}, SubscribeOptions{Unpack: true, RequeueDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"a", "b", "c"} {
+		bus.PackAsync("pk", []byte(s))
+	}
+	// nsqd looks for due deferred messages only on the channels it knew at
+	// its last refresh (every 5s), so a REQ on a new channel can wait that long.
+	eventually(t, 15*time.Second, "pack redelivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen["a"] == 2 && seen["b"] == 2 && seen["c"] == 2
+	})
+	if st := bus.Stats(); st.Requeued != 1 {
+		t.Fatalf("requeued %d, want 1", st.Requeued)
+	}
+}

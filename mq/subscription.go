@@ -43,6 +43,12 @@ type SubscribeOptions struct {
 	// to each message when more than one is in flight. Default false:
 	// every message is written to the socket as soon as it is sent.
 	Buffered bool
+	// Unpack splits messages published with PackAsync and calls the
+	// handler once per part, in order. A packed message is answered as a
+	// whole: finished when every part's handler returned nil, requeued
+	// (all of it) if one returned an error; Finish and Requeue on a part
+	// do nothing.
+	Unpack bool
 }
 
 // Subscription is a running consumer of one topic and channel.
@@ -160,9 +166,30 @@ type handlerAdapter struct {
 }
 
 func (a *handlerAdapter) HandleMessage(m *nsq.Message) error {
-	a.bus.received.Add(1)
 	msg := &Message{Body: m.Body, ID: string(m.ID[:]), Attempts: m.Attempts, Timestamp: time.Unix(0, m.Timestamp), m: m}
-	if err := a.h(msg); err != nil && !m.HasResponded() && !m.IsAutoResponseDisabled() {
+	var err error
+	parts, perr := [][]byte(nil), error(nil)
+	if a.opts.Unpack && isPacked(m.Body) {
+		parts, perr = splitPack(m.Body)
+	}
+	if len(parts) > 0 && perr == nil {
+		var errs []error
+		for _, part := range parts {
+			a.bus.received.Add(1)
+			p := *msg
+			p.Body, p.part = part, true
+			if e := a.h(&p); e != nil {
+				errs = append(errs, e)
+			}
+		}
+		err = errors.Join(errs...)
+	} else {
+		// Not packed, or damaged framing: the handler sees the whole body
+		// (and can report it as bad input).
+		a.bus.received.Add(1)
+		err = a.h(msg)
+	}
+	if err != nil && !m.HasResponded() && !m.IsAutoResponseDisabled() {
 		a.bus.requeued.Add(1)
 		delay := a.opts.RequeueDelay * time.Duration(m.Attempts)
 		a.bus.log.Warn("mq handler failed; message requeued", "topic", a.sub.topic, "channel", a.sub.channel,

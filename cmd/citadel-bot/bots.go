@@ -225,15 +225,30 @@ func connect(ctx context.Context, cfg botConfig, reg *framework.Registry, name s
 // play runs one bot's game loop.
 func play(ctx context.Context, cfg botConfig, c *client.Conn, st *stats, stop <-chan struct{}, seed int64) {
 	rnd := rand.New(rand.NewPCG(uint64(seed), uint64(time.Now().UnixNano())))
+	// Our position comes with PlayerInfo, the first push after attaching;
+	// after that only Move replies change it.
 	var x, y int32
-	go func() { // count pushes; learn our position
+wait:
+	for {
+		select {
+		case m := <-c.Pushes():
+			st.pushes.Add(1)
+			if info, ok := m.(*services.PlayerInfo); ok {
+				x, y = info.X, info.Y
+				break wait
+			}
+		case <-c.Done():
+			break wait
+		case <-time.After(5 * time.Second):
+			st.observe(0, errors.New("no PlayerInfo within 5s of connecting"))
+			break wait
+		}
+	}
+	go func() { // count pushes
 		for {
 			select {
-			case m := <-c.Pushes():
+			case <-c.Pushes():
 				st.pushes.Add(1)
-				if info, ok := m.(*services.PlayerInfo); ok {
-					x, y = info.X, info.Y
-				}
 			case <-c.Done():
 				return
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/citadel-go/citadel/client"
 	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/ticket"
 	"github.com/citadel-go/citadel/game/sample"
 	"github.com/citadel-go/citadel/services"
 )
@@ -24,7 +25,7 @@ func testConfig(t testing.TB) config {
 		Roles: []string{services.Login, services.Gate, services.Game}, DataDir: t.TempDir(), NodeID: "1",
 		NSQDTCP: "127.0.0.1:0", NSQDHTTP: "127.0.0.1:0", LookupdTCP: "127.0.0.1:0", LookupdHTTP: "127.0.0.1:0",
 		LoginAddr: "127.0.0.1:0", GateTCP: "127.0.0.1:0", GateWS: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		BcryptCost: 4, Grace: 2 * time.Second, Heartbeat: 10 * time.Second, MaxFrame: 64 << 10,
+		BcryptCost: 4, Grace: 2 * time.Second, Heartbeat: 10 * time.Second, MaxFrame: 64 << 10, ClientRate: 100,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 }
@@ -261,4 +262,21 @@ func waitSaved(t testing.TB, srv *server, id uint64) uint64 {
 func actorGone(n *framework.Node, id uint64) bool {
 	err := n.Send(n.ActorAddr(fmt.Sprintf("player-%d", id)), &services.Echo{})
 	return errors.Is(err, framework.ErrActorNotFound)
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// srvSigner signs tickets with the server's key (read from its data dir).
+func srvSigner(t testing.TB, srv *server) *ticket.Signer {
+	key, err := ticketKey(srv.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ticket.NewSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

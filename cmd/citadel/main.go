@@ -66,6 +66,7 @@ func run(args []string) error {
 	grace := fs.Duration("grace", 30*time.Second, "how long a disconnected player's actor waits for a reconnect")
 	heartbeat := fs.Duration("heartbeat", 10*time.Second, "client heartbeat interval (idle timeout is 3x)")
 	maxFrame := fs.Int("max-frame", 64<<10, "largest client frame in bytes, both directions")
+	clientRate := fs.Float64("client-rate", 100, "frames per second a client session may send (burst: twice that); more is kicked")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -96,7 +97,7 @@ func run(args []string) error {
 		NSQD: nsqd, NSQDHTTPExt: nsqdHTTP, Lookupd: lookupd,
 		LoginAddr: *loginAddr, GateTCP: *gateTCP, GateWS: *gateWS, AdminAddr: *admin,
 		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
-		TicketKey: *ticketKey, BcryptCost: *bcryptCost, Grace: *grace, Heartbeat: *heartbeat, MaxFrame: *maxFrame,
+		TicketKey: *ticketKey, BcryptCost: *bcryptCost, Grace: *grace, Heartbeat: *heartbeat, MaxFrame: *maxFrame, ClientRate: *clientRate,
 		Logger: log}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

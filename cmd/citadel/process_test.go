@@ -49,8 +49,8 @@ func citadelBinary(t testing.TB) string {
 	return binPath
 }
 
-// proc is a running citadel binary.
-type proc struct {
+// process is a running citadel binary.
+type process struct {
 	cmd      *exec.Cmd
 	loginURL string
 	admin    string
@@ -80,7 +80,7 @@ var adminLine = regexp.MustCompile(`admin\s+(\S+)`)
 
 // startProcess runs the binary with ephemeral ports and waits for it to
 // print where it listens.
-func startProcess(t testing.TB, dataDir string, extra ...string) *proc {
+func startProcess(t testing.TB, dataDir string, extra ...string) *process {
 	t.Helper()
 	args := append([]string{"-data", dataDir, "-bcrypt-cost", "4", "-grace", "1m",
 		"-embedded-nsqd-tcp", "127.0.0.1:0", "-embedded-nsqd-http", "127.0.0.1:0",
@@ -92,7 +92,7 @@ func startProcess(t testing.TB, dataDir string, extra ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	p := &process{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

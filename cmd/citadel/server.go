@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 )
 
 // config is everything the flags set.
@@ -50,6 +51,7 @@ type config struct {
 	Grace                                 time.Duration
 	Heartbeat                             time.Duration
 	MaxFrame                              int
+	ClientRate                            float64 // frames/s per session; burst is twice that
 
 	Logger *slog.Logger
 }
@@ -168,7 +170,8 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		s.gate, err = gate.New(gate.Config{Node: n, Tickets: signer, Registry: clientReg,
 			TCPAddr: cfg.GateTCP, WSAddr: cfg.GateWS, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 			AllowedOrigins: cfg.AllowedOrigins, PublicTCP: cfg.PublicTCP, PublicWS: cfg.PublicWS,
-			Heartbeat: cfg.Heartbeat, MaxFrame: cfg.MaxFrame, Metrics: s.metrics})
+			Heartbeat: cfg.Heartbeat, MaxFrame: cfg.MaxFrame, Metrics: s.metrics,
+			MsgRate: rate.Limit(cfg.ClientRate), MsgBurst: int(2 * cfg.ClientRate)})
 		if err != nil {
 			return s, err
 		}

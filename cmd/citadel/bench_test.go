@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/wire"
+	"github.com/citadel-go/citadel/services"
+	"github.com/davyxu/cellnet"
+	"github.com/davyxu/cellnet/peer"
+	"github.com/davyxu/cellnet/proc"
+
+	_ "github.com/davyxu/cellnet/peer/tcp"
+)
+
+// The round-trip benchmarks drive the server with the same minimal client
+// (framing only, one request in flight per connection) against two
+// servers in the same run: a raw cellnet echo server, and Citadel's full
+// path client → gate → NSQ → player actor → NSQ → gate → client.
+
+const benchConns = 100
+
+// echoFrame is one Echo request frame with seq 1; Citadel answers it with
+// an Echo reply, the raw server with the frame itself.
+func echoFrame(t testing.TB) []byte {
+	reg := clientRegistry(t)
+	id, payload, err := wire.Encode(reg, 1, &services.Echo{Data: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := wire.AppendTCP(nil, id, payload, 1<<20)
+	return f
+}
+
+// rawEchoServer is cellnet's TCP acceptor with a processor that echoes
+// u32-framed frames.
+func rawEchoServer(t testing.TB) string {
+	registerBenchProc.Do(func() {
+		proc.RegisterProcessor("bench.echo", func(b proc.ProcessorBundle, cb cellnet.EventCallback, _ ...interface{}) {
+			b.SetTransmitter(echoTransmitter{})
+			b.SetCallback(cb)
+		})
+	})
+	p := peer.NewGenericPeer("tcp.Acceptor", "bench-echo", "127.0.0.1:0", nil)
+	p.(cellnet.TCPSocketOption).SetSocketBuffer(-1, -1, true)
+	proc.BindProcessorHandler(p, "bench.echo", func(ev cellnet.Event) {
+		if f, ok := ev.Message().([]byte); ok {
+			ev.Session().Send(f)
+		}
+	})
+	p.Start()
+	t.Cleanup(p.Stop)
+	return net.JoinHostPort("127.0.0.1", itoa(p.(cellnet.TCPAcceptor).Port()))
+}
+
+var registerBenchProc sync.Once
+
+type echoTransmitter struct{}
+
+func (echoTransmitter) OnRecvMessage(ses cellnet.Session) (interface{}, error) {
+	conn, _ := ses.Raw().(net.Conn)
+	if conn == nil {
+		return nil, io.EOF
+	}
+	var hdr [4]byte
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		return nil, err
+	}
+	f := make([]byte, 4+binary.BigEndian.Uint32(hdr[:]))
+	copy(f, hdr[:])
+	if _, err := io.ReadFull(conn, f[4:]); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (echoTransmitter) OnSendMessage(ses cellnet.Session, msg interface{}) error {
+	if conn, _ := ses.Raw().(net.Conn); conn != nil {
+		_, err := conn.Write(msg.([]byte))
+		return err
+	}
+	return nil
+}
+
+func itoa(n int) string {
+	b := make([]byte, 0, 8)
+	for n > 0 || len(b) == 0 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+		n /= 10
+	}
+	return string(b)
+}
+
+// benchConn is one benchmark connection: send a request, read until the
+// reply (frames with seq 0 are pushes and are skipped).
+type benchConn struct {
+	c     net.Conn
+	br    *bufio.Reader
+	req   []byte
+	buf   []byte
+	reply framework.MsgID
+}
+
+func (b *benchConn) roundTrip() error {
+	if _, err := b.c.Write(b.req); err != nil {
+		return err
+	}
+	return b.await()
+}
+
+// await reads until the reply (a frame of the reply type with a seq).
+func (b *benchConn) await() error {
+	for {
+		f, buf, err := wire.ReadTCP(b.br, 1<<20, b.buf)
+		b.buf = buf
+		if err != nil {
+			return err
+		}
+		if seq, _, err := wire.SplitPayload(f.Payload); err == nil && seq != 0 && f.ID == b.reply {
+			return nil
+		}
+		if f.ID == services.IDKicked {
+			return errors.New("kicked")
+		}
+	}
+}
+
+// dialBench opens n connections; authenticate is nil for the raw server.
+func dialBench(t testing.TB, addr string, n int, req []byte, authenticate func(int) []byte) []*benchConn {
+	conns := make([]*benchConn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		bc := &benchConn{c: c, br: bufio.NewReaderSize(c, 64<<10), req: req, reply: services.IDEcho}
+		if authenticate != nil {
+			c.Write(authenticate(i))
+			bc.reply = services.IDAuthOK
+			if err := bc.await(); err != nil {
+				t.Fatalf("auth %d: %v", i, err)
+			}
+			bc.reply = services.IDEcho
+		}
+		conns[i] = bc
+	}
+	return conns
+}
+
+// closedLoop runs every connection as fast as replies come back for d and
+// returns round trips per second.
+func closedLoop(t testing.TB, conns []*benchConn, d time.Duration) float64 {
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	stop := time.Now().Add(d)
+	start := time.Now()
+	for _, c := range conns {
+		wg.Add(1)
+		go func(c *benchConn) {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if err := c.roundTrip(); err != nil {
+					t.Error(err)
+					return
+				}
+				total.Add(1)
+			}
+		}(c)
+	}
+	wg.Wait()
+	return float64(total.Load()) / time.Since(start).Seconds()
+}
+
+// paced sends rate round trips per second in all, spread evenly over the
+// connections, for d; latency counts from each request's scheduled time,
+// so a stall is not hidden by requests that were never sent.
+func paced(t testing.TB, conns []*benchConn, rate float64, d time.Duration) (p50, p99 time.Duration) {
+	interval := time.Duration(float64(time.Second) * float64(len(conns)) / rate)
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, c := range conns {
+		wg.Add(1)
+		go func(i int, c *benchConn) {
+			defer wg.Done()
+			next := start.Add(interval * time.Duration(i) / time.Duration(len(conns)))
+			var mine []time.Duration
+			for next.Before(start.Add(d)) {
+				time.Sleep(time.Until(next))
+				if err := c.roundTrip(); err != nil {
+					t.Error(err)
+					return
+				}
+				mine = append(mine, time.Since(next))
+				next = next.Add(interval)
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}(i, c)
+	}
+	wg.Wait()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) == 0 {
+		return 0, 0
+	}
+	return lat[len(lat)/2], lat[len(lat)*99/100]
+}
+
+// BenchmarkRoundTrip: round trips per second with 100 connections through
+// Citadel vs a raw cellnet echo server in the same run (target: ratio >=
+// 0.5), and Citadel's p99 latency at half its measured throughput (target:
+// <= 5ms). Each b.N iteration is a measurement round of 3s per server.
+func BenchmarkRoundTrip(b *testing.B) {
+	srv := startTestServer(b, func(c *config) { c.Logger, c.ClientRate = quietLogger(), 1e6 })
+	req := echoFrame(b)
+	rawAddr := rawEchoServer(b)
+	signer := srvSigner(b, srv)
+	next := uint64(1 << 30)
+	auth := func(int) []byte {
+		next++
+		tok, _, err := signer.Issue(next, "gate-1", time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		id, payload, _ := wire.Encode(clientRegistry(b), 1, &services.Auth{Ticket: tok})
+		f, _ := wire.AppendTCP(nil, id, payload, 1<<20)
+		return f
+	}
+	raw := dialBench(b, rawAddr, benchConns, req, nil)
+	cit := dialBench(b, srv.GateTCP, benchConns, req, auth)
+	closedLoop(b, raw, 500*time.Millisecond) // warm up
+	closedLoop(b, cit, 500*time.Millisecond)
+	var rawRate, citRate float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		rawRate += closedLoop(b, raw, 3*time.Second)
+		citRate += closedLoop(b, cit, 3*time.Second)
+	}
+	b.StopTimer()
+	rawRate /= float64(b.N)
+	citRate /= float64(b.N)
+	p50, p99 := paced(b, cit, citRate/2, 5*time.Second)
+	b.ReportMetric(rawRate, "raw-rt/s")
+	b.ReportMetric(citRate, "citadel-rt/s")
+	b.ReportMetric(citRate/rawRate, "ratio-vs-raw")
+	b.ReportMetric(float64(p50.Microseconds()), "p50-µs@half")
+	b.ReportMetric(float64(p99.Microseconds()), "p99-µs@half")
+}
