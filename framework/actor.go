@@ -75,6 +75,14 @@ type SpawnOptions struct {
 	// Producer after a handler panic (it receives Started again). By default
 	// the same instance keeps going with the next message.
 	RestartOnPanic bool
+	// Inline runs the actor without a goroutine or mailbox: each message is
+	// handled on the sender's goroutine (for remote senders, the node's
+	// inbound goroutine), one at a time under a lock, in each sender's
+	// order. It saves a goroutine hand-off per message for actors that only
+	// do quick, non-blocking work (routing, counting). An inline actor must
+	// not block: Call from it returns an error, and a slow handler holds up
+	// every sender. MailboxSize and Overflow do not apply.
+	Inline bool
 }
 
 type sysKind uint8
@@ -144,6 +152,9 @@ func (c *Context) Send(to Addr, msg any) error {
 // mailbox waits) until the reply or ctx's deadline (default: the node's
 // CallTimeout); keep calls from actors short.
 func (c *Context) Call(ctx context.Context, to Addr, msg any) (any, error) {
+	if c.proc.opts.Inline {
+		return nil, fmt.Errorf("framework: %s is inline and must not block: use Send, or a mailbox actor for Call", c.proc.addr)
+	}
 	return c.proc.node.call(ctx, c.proc.addr, to, msg)
 }
 

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/citadel-go/citadel/mq"
 )
 
 func TestLocalSendIsOrderedAndSurvivesPanics(t *testing.T) {
@@ -342,5 +345,95 @@ func TestChildrenStopWithParent(t *testing.T) {
 	}
 	if err := n.Send(child, &Ping{}); !errors.Is(err, ErrActorNotFound) {
 		t.Fatalf("child should be gone: %v", err)
+	}
+}
+
+func TestInlineActor(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	n := newNode(t, broker, "gate", "g1", nil)
+	src := newNode(t, broker, "game", "s1", nil)
+	var order []int
+	var mu sync.Mutex
+	stopped := make(chan struct{})
+	callErr := make(chan error, 1)
+	a, err := n.Spawn("inline", func() Actor {
+		return ActorFunc(func(c *Context) {
+			switch m := c.Message().(type) {
+			case *Seq:
+				mu.Lock()
+				order = append(order, m.N)
+				mu.Unlock()
+			case *Boom:
+				panic("inline boom")
+			case *Ping:
+				_, err := c.Call(context.Background(), c.Self(), &Ping{})
+				callErr <- err
+				c.Reply(&Pong{N: m.N})
+			case Stopped:
+				close(stopped)
+			}
+		})
+	}, SpawnOptions{Inline: true, Kind: "inline"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		if err := src.Send(a, &Seq{N: i}); err != nil { // remote: handled on n's inbound goroutine
+			t.Fatal(err)
+		}
+	}
+	n.Send(a, &Boom{}) // recovered; the actor carries on
+	r, err := src.Call(context.Background(), a, &Ping{N: 9})
+	if err != nil || r.(*Pong).N != 9 {
+		t.Fatalf("call into an inline actor: %v %v", r, err)
+	}
+	if err := <-callErr; err == nil || !strings.Contains(err.Error(), "inline") {
+		t.Fatalf("Call from an inline actor should be refused, got %v", err)
+	}
+	mu.Lock()
+	for i, v := range order {
+		if v != i {
+			t.Fatalf("inline actor saw %v", order)
+		}
+	}
+	if len(order) != 50 {
+		t.Fatalf("inline actor saw %d of 50", len(order))
+	}
+	mu.Unlock()
+	if s := n.Stats().Kinds["inline"]; s.Panics != 1 || s.Handled < 51 {
+		t.Fatalf("stats %+v", s)
+	}
+	if err := n.StopActor(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	<-stopped
+	if err := n.Send(a, &Seq{}); !errors.Is(err, ErrActorNotFound) {
+		t.Fatalf("send after stop: %v", err)
+	}
+}
+
+// An inline actor that sends to itself from its handler (directly, or
+// through a Kick-style cleanup) queues the message instead of deadlocking.
+func TestInlineSelfSend(t *testing.T) {
+	n := newNode(t, nil, "gate", "g1", nil)
+	got := make(chan int, 10)
+	var self Addr
+	self, _ = n.Spawn("loop", func() Actor {
+		return ActorFunc(func(c *Context) {
+			if m, ok := c.Message().(*Seq); ok {
+				got <- m.N
+				if m.N < 3 {
+					if err := n.Send(self, &Seq{N: m.N + 1}); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}, SpawnOptions{Inline: true})
+	n.Send(self, &Seq{N: 0})
+	for want := 0; want <= 3; want++ {
+		if g := receive(t, got, time.Second); g != want {
+			t.Fatalf("got %d, want %d", g, want)
+		}
 	}
 }

@@ -374,6 +374,10 @@ func (n *Node) spawn(parent *process, name string, prod Producer, opts SpawnOpti
 		done:    make(chan struct{}),
 	}
 	p.ctx.proc = p
+	if opts.Inline {
+		// Senders that find it by name before Started has run only queue.
+		p.mailbox, p.draining = nil, true
+	}
 	if _, loaded := n.procs.LoadOrStore(name, p); loaded {
 		return Addr{}, fmt.Errorf("framework: spawn %s: %w", addr, ErrActorExists)
 	}
@@ -387,7 +391,13 @@ func (n *Node) spawn(parent *process, name string, prod Producer, opts SpawnOpti
 	}
 	p.actor = prod()
 	p.kind.actors.Add(1)
-	go p.run()
+	if opts.Inline {
+		p.invoke(&envelope{msg: Started{}})
+		p.inlineMu.Lock()
+		p.drainLocked()
+	} else {
+		go p.run()
+	}
 	return addr, nil
 }
 

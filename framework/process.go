@@ -20,23 +20,34 @@ type process struct {
 	log      *slog.Logger
 	parent   *process
 
-	mailbox  chan envelope
-	cur      envelope     // the message being handled (kept here so it does not escape per message)
-	pending  atomic.Int64 // messages queued or being handled
-	stopping atomic.Bool
-	done     chan struct{}
-	ctx      Context
+	mailbox chan envelope
+	cur     envelope // the message being handled (kept here so it does not escape per message)
+
+	// Inline actors: senders append to inlineQ; whoever finds nobody
+	// draining drains it, one message at a time, outside the lock.
+	inlineMu    sync.Mutex
+	inlineQ     []envelope
+	draining    bool
+	stopDrained bool         // stop requested while draining: exit when done
+	pending     atomic.Int64 // messages queued or being handled
+	stopping    atomic.Bool
+	done        chan struct{}
+	ctx         Context
 
 	mu       sync.Mutex // guards timers and children
 	timers   map[*Timer]struct{}
 	children map[*process]struct{}
 }
 
-// enqueue puts env in the mailbox, applying the overflow policy.
+// enqueue puts env in the mailbox, applying the overflow policy; an
+// inline actor handles it right here.
 func (p *process) enqueue(env envelope) error {
 	if p.stopping.Load() {
 		p.node.stats.deadLetters.Add(1)
 		return fmt.Errorf("framework: %s is stopping: %w", p.addr, ErrActorNotFound)
+	}
+	if p.opts.Inline {
+		return p.enqueueInline(env)
 	}
 	p.pending.Add(1)
 	select {
@@ -74,6 +85,68 @@ func (p *process) enqueue(env envelope) error {
 		p.kind.overflow.Add(1)
 		return fmt.Errorf("framework: %s (%d queued): %w", p.addr, cap(p.mailbox), ErrMailboxFull)
 	}
+}
+
+// enqueueInline queues env and, if no goroutine is draining the queue,
+// drains it on this one. A handler that sends to its own actor (directly or
+// through others) only queues: the drain loop gets to it next, so there is
+// no deadlock and no sender ever waits for a handler.
+func (p *process) enqueueInline(env envelope) error {
+	p.inlineMu.Lock()
+	if p.stopping.Load() {
+		p.inlineMu.Unlock()
+		p.node.stats.deadLetters.Add(1)
+		return fmt.Errorf("framework: %s is stopping: %w", p.addr, ErrActorNotFound)
+	}
+	if len(p.inlineQ) >= p.opts.MailboxSize {
+		p.inlineMu.Unlock()
+		p.kind.overflow.Add(1)
+		return fmt.Errorf("framework: %s (%d queued): %w", p.addr, p.opts.MailboxSize, ErrMailboxFull)
+	}
+	p.pending.Add(1)
+	p.inlineQ = append(p.inlineQ, env)
+	if p.draining {
+		p.inlineMu.Unlock()
+		return nil
+	}
+	p.draining = true
+	p.drainLocked()
+	return nil
+}
+
+// drainLocked handles queued messages until none are left; it is entered
+// with inlineMu held and returns with it released.
+func (p *process) drainLocked() {
+	for len(p.inlineQ) > 0 {
+		p.cur = p.inlineQ[0]
+		p.inlineQ[0] = envelope{}
+		p.inlineQ = p.inlineQ[1:]
+		p.inlineMu.Unlock()
+		p.invoke(&p.cur)
+		p.cur = envelope{}
+		p.pending.Add(-1)
+		p.inlineMu.Lock()
+	}
+	p.inlineQ = p.inlineQ[:0]
+	p.draining = false
+	exit := p.stopDrained
+	p.inlineMu.Unlock()
+	if exit {
+		p.exit()
+	}
+}
+
+// stopInline stops an inline actor once no handler is running.
+func (p *process) stopInline() {
+	p.inlineMu.Lock()
+	if p.draining {
+		p.stopDrained = true
+		p.inlineMu.Unlock()
+		return
+	}
+	p.draining = true // nobody else may run handlers now
+	p.inlineMu.Unlock()
+	go p.exit()
 }
 
 // failDropped answers a request that will never be handled, so its caller
@@ -142,6 +215,10 @@ func (p *process) stop() {
 	if p.stopping.Swap(true) {
 		return
 	}
+	if p.opts.Inline {
+		p.stopInline()
+		return
+	}
 	select {
 	case p.mailbox <- envelope{sys: sysStop}:
 	default: // the mailbox is full, so the actor is awake and will see the flag
@@ -149,6 +226,14 @@ func (p *process) stop() {
 }
 
 func (p *process) exit() {
+	p.inlineMu.Lock()
+	for _, env := range p.inlineQ {
+		p.pending.Add(-1)
+		p.node.stats.deadLetters.Add(1)
+		p.failDropped(env, ErrActorNotFound)
+	}
+	p.inlineQ = nil
+	p.inlineMu.Unlock()
 	// Messages left in the mailbox are dead letters.
 	for {
 		select {

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,7 @@ type session struct {
 	closing   atomic.Bool
 	queued    atomic.Int32 // frames in cellnet's send queue
 	limiter   rate.Limiter
+	reader    *bufio.Reader // TCP only
 	readBuf   []byte
 
 	// Set before state becomes active, read-only after.

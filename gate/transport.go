@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -61,9 +62,12 @@ const (
 	// closeGrace is how long a kicked client has to read its Kicked frame
 	// and close before the gate closes the connection itself.
 	closeGrace = 2 * time.Second
-	// keptReadBuf is the largest per-session read buffer kept between
+	// keptReadBuf is the largest per-session frame buffer kept between
 	// frames; larger frames get a temporary one.
 	keptReadBuf = 512
+	// readAhead is the per-session read buffer: a typical frame arrives in
+	// one read syscall instead of two (length, then the rest).
+	readAhead = 512
 )
 
 var registerOnce sync.Once
@@ -131,7 +135,10 @@ func (t *tcpTransmitter) OnRecvMessage(ses cellnet.Session) (interface{}, error)
 		return nil, io.EOF
 	}
 	conn.SetReadDeadline(t.g.readDeadline(s))
-	f, buf, err := wire.ReadTCP(conn, t.g.cfg.MaxFrame, s.readBuf)
+	if s.reader == nil {
+		s.reader = bufio.NewReaderSize(conn, readAhead)
+	}
+	f, buf, err := wire.ReadTCP(s.reader, t.g.cfg.MaxFrame, s.readBuf)
 	if cap(buf) <= keptReadBuf {
 		s.readBuf = buf[:0]
 	}
