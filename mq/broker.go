@@ -224,10 +224,27 @@ func (b *Broker) LookupdTCPAddr() string {
 	return b.lookupd.RealTCPAddr().String()
 }
 
-// BusConfig returns a Bus configuration that talks to this broker's nsqd
-// directly (no lookupd polling delay).
+// BusConfig returns a Bus configuration for this broker: publishing goes
+// into nsqd in-process, consumers connect to its TCP address directly (no
+// lookupd polling delay).
 func (b *Broker) BusConfig() BusConfig {
-	return BusConfig{NSQD: []string{b.TCPAddr()}, NSQDHTTP: []string{b.HTTPAddr()}}
+	return BusConfig{NSQD: []string{b.TCPAddr()}, NSQDHTTP: []string{b.HTTPAddr()}, Local: b}
+}
+
+// put publishes bodies to topic in-process, the way nsqd's HTTP /mpub does.
+func (b *Broker) put(topic string, bodies [][]byte) error {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return errors.New("embedded broker is closed")
+	}
+	t := b.nsqd.GetTopic(topic)
+	msgs := make([]*nsqd.Message, len(bodies))
+	for i, body := range bodies {
+		msgs[i] = nsqd.NewMessage(t.GenerateID(), body)
+	}
+	return t.PutMessages(msgs)
 }
 
 // CreateChannel creates topic and channel in-process, so that messages
