@@ -9,7 +9,6 @@ import (
 
 	"github.com/citadel-go/citadel/mq"
 	"github.com/nsqio/go-nsq"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Each benchmark measures Citadel and its baseline in the same run and
@@ -76,11 +75,7 @@ func benchBody(b *testing.B) []byte {
 	_, payload, _ := reg.Marshal(&Seq{From: "bench", N: 123456})
 	w := wireEnvelope{Kind: kindSend, From: Addr{"gate", "src", ""}, To: Addr{"game", "dst", "sink"}, Epoch: 1 << 60,
 		Seq: 123456, Sent: time.Now().UnixNano(), StreamStart: time.Now().UnixNano(), MsgID: 10003, Payload: payload}
-	body, err := msgpack.Marshal(&w)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return body
+	return appendEnvelope(nil, &w)
 }
 
 func rawConsumerConfig() *nsq.Config {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/citadel-go/citadel/mq"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Test message types.
@@ -127,5 +126,3 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-func msgpackUnmarshal(b []byte, v any) error { return msgpack.Unmarshal(b, v) }

@@ -98,6 +98,7 @@ type Node struct {
 	sub            *mq.Subscription
 	inboundHook    func(*mq.Message) error // tests only: inject loss and redelivery (see onRemote)
 	badLog         logLimiter
+	intern         interner // address strings of received envelopes
 	latency        prometheus.Histogram
 
 	members    *Membership

@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
@@ -123,12 +124,32 @@ func (r *Registry) Marshal(msg any) (MsgID, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	b, err := msgpack.Marshal(msg)
-	if err != nil {
+	e := encoders.Get().(*pooledEncoder)
+	defer func() {
+		if e.buf.Cap() <= 64<<10 { // do not keep a huge buffer in the pool
+			encoders.Put(e)
+		}
+	}()
+	e.buf.Reset()
+	if err := e.enc.Encode(msg); err != nil {
 		return 0, nil, fmt.Errorf("framework: encode %T: %w", msg, err)
 	}
-	return id, b, nil
+	return id, bytes.Clone(e.buf.Bytes()), nil
 }
+
+// pooledEncoder keeps a grown buffer, so encoding a message costs one
+// allocation (the result) instead of a buffer that doubles its way up.
+type pooledEncoder struct {
+	buf bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := &pooledEncoder{}
+	e.buf.Grow(512)
+	e.enc = msgpack.NewEncoder(&e.buf)
+	return e
+}}
 
 // New returns a new, zero message of the type registered for id.
 func (r *Registry) New(id MsgID) (any, error) {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/citadel-go/citadel/mq"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // NodeTopic is the NSQ topic a node consumes: "citadel.<service>.<node>".
@@ -46,87 +45,6 @@ type wireEnvelope struct {
 	Payload     []byte
 	ErrCode     string
 	ErrMsg      string
-}
-
-const wireFields = 14
-
-// EncodeMsgpack writes the envelope without reflection (it is on the hot path).
-func (w *wireEnvelope) EncodeMsgpack(enc *msgpack.Encoder) error {
-	err := enc.EncodeArrayLen(wireFields)
-	if err == nil {
-		err = enc.EncodeUint8(w.Kind)
-	}
-	if err == nil {
-		err = w.From.EncodeMsgpack(enc)
-	}
-	if err == nil {
-		err = w.To.EncodeMsgpack(enc)
-	}
-	for _, v := range [...]uint64{w.Epoch, w.Seq, w.CorrID} {
-		if err == nil {
-			err = enc.EncodeUint64(v)
-		}
-	}
-	for _, v := range [...]int64{w.Deadline, w.Sent, w.StreamStart} {
-		if err == nil {
-			err = enc.EncodeInt64(v)
-		}
-	}
-	if err == nil {
-		err = enc.EncodeUint16(uint16(w.MsgID))
-	}
-	if err == nil {
-		err = enc.EncodeBytes(w.Payload)
-	}
-	if err == nil {
-		err = enc.EncodeString(w.ErrCode)
-	}
-	if err == nil {
-		err = enc.EncodeString(w.ErrMsg)
-	}
-	return err
-}
-
-// DecodeMsgpack reads what EncodeMsgpack wrote.
-func (w *wireEnvelope) DecodeMsgpack(dec *msgpack.Decoder) error {
-	n, err := dec.DecodeArrayLen()
-	if err == nil && n != wireFields {
-		err = fmt.Errorf("envelope has %d fields, want %d", n, wireFields)
-	}
-	if err == nil {
-		w.Kind, err = dec.DecodeUint8()
-	}
-	if err == nil {
-		err = w.From.DecodeMsgpack(dec)
-	}
-	if err == nil {
-		err = w.To.DecodeMsgpack(dec)
-	}
-	for _, p := range [...]*uint64{&w.Epoch, &w.Seq, &w.CorrID} {
-		if err == nil {
-			*p, err = dec.DecodeUint64()
-		}
-	}
-	for _, p := range [...]*int64{&w.Deadline, &w.Sent, &w.StreamStart} {
-		if err == nil {
-			*p, err = dec.DecodeInt64()
-		}
-	}
-	var id uint16
-	if err == nil {
-		id, err = dec.DecodeUint16()
-		w.MsgID = MsgID(id)
-	}
-	if err == nil {
-		w.Payload, err = dec.DecodeBytes()
-	}
-	if err == nil {
-		w.ErrCode, err = dec.DecodeString()
-	}
-	if err == nil {
-		w.ErrMsg, err = dec.DecodeString()
-	}
-	return err
 }
 
 type nodeKey struct{ service, node string }
@@ -178,10 +96,7 @@ func (n *Node) sendRemote(kind uint8, from, to Addr, msg any, req *request, rerr
 	os.mu.Lock()
 	defer os.mu.Unlock()
 	w.Seq, w.StreamStart = os.seq+1, os.start
-	body, err := msgpack.Marshal(&w)
-	if err != nil {
-		return fmt.Errorf("framework: encode envelope for %s: %w", to, err)
-	}
+	body := appendEnvelope(make([]byte, 0, envelopeSize(&w)), &w)
 	// Envelopes queued together travel in one NSQ message (see mq.PackAsync).
 	if err := n.bus.PackAsync(os.topic, body); err != nil {
 		return fmt.Errorf("framework: send %T to %s: %w", msg, to, err)
@@ -242,7 +157,7 @@ func (n *Node) onRemote(m *mq.Message) error {
 	}
 	n.stats.remoteReceived.Add(1)
 	it := &inItem{}
-	if err := msgpack.Unmarshal(m.Body, &it.w); err != nil {
+	if err := parseEnvelope(m.Body, &it.w, &n.intern); err != nil {
 		n.badEnvelope(m, fmt.Errorf("undecodable envelope: %w", err))
 		return nil
 	}
@@ -262,7 +177,7 @@ func (n *Node) onRemote(m *mq.Message) error {
 			n.badEnvelope(m, it.decodeErr)
 		}
 	}
-	w.Payload = nil
+	w.Payload = nil // do not keep the NSQ message alive
 	n.inMu.Lock()
 	n.acceptLocked(it)
 	n.inMu.Unlock()

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/citadel-go/citadel/mq"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // echo replies to *Ping with *Pong{N+1} and records *Seq messages.
@@ -318,11 +317,7 @@ func TestBadInputOnNodeTopic(t *testing.T) {
 		_, payload, _ := reg.Marshal(&Seq{N: 1})
 		w := wireEnvelope{Kind: kindSend, From: Addr{"gate", "evil", ""}, To: dst.ActorAddr("echo"), Epoch: 99, Seq: 1, MsgID: 10003, Payload: payload}
 		mut(&w)
-		b, err := msgpack.Marshal(&w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+		return appendEnvelope(nil, &w)
 	}
 	bad := [][]byte{
 		[]byte("definitely not msgpack"),

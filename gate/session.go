@@ -3,6 +3,7 @@ package gate
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -40,6 +41,8 @@ type session struct {
 	limiter   rate.Limiter
 	reader    *bufio.Reader // TCP only
 	readBuf   []byte
+
+	writeDeadlineSet time.Time // owned by the session's write goroutine
 
 	// Set before state becomes active, read-only after.
 	player uint64
@@ -254,11 +257,21 @@ func (g *Gate) sendTo(s *session, seq uint32, msg any) {
 	g.enqueue(s, data)
 }
 
-// frameData is msgID + payload [seq, body]: the WebSocket message, and the
-// TCP frame after its length.
+// frameData builds a frame once for either transport: the TCP frame
+// (u32 length, msgID, payload [seq, body]); the WebSocket message is the
+// same bytes without the length (data[wire.LenSize:]).
 func frameData(id framework.MsgID, seq uint32, body []byte, max int) ([]byte, error) {
-	data, err := wire.AppendWS(make([]byte, 0, wire.IDSize+6+len(body)), id, wire.AppendPayload(nil, seq, body), max)
-	return data, err
+	n := wire.IDSize + 6 + len(body) // upper bound: ID, [seq] header, body
+	if n > max+4 {
+		n = max + 4
+	}
+	buf := make([]byte, wire.LenSize, wire.LenSize+n)
+	buf, err := wire.AppendWS(buf, id, wire.AppendPayload(make([]byte, 0, 6+len(body)), seq, body), max)
+	if err != nil {
+		return nil, err
+	}
+	binary.BigEndian.PutUint32(buf, uint32(len(buf)-wire.LenSize))
+	return buf, nil
 }
 
 // enqueue puts a frame on the session's send queue; a client that lets the

@@ -2,7 +2,6 @@ package gate
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -40,7 +39,7 @@ type (
 
 // What the session sends through cellnet's send queue.
 type (
-	// outFrame is msgID + payload; the transmitter adds TCP's length.
+	// outFrame is a whole TCP frame; WebSocket sends it without the length.
 	outFrame struct {
 		s    *session
 		data []byte
@@ -157,14 +156,21 @@ func (t *tcpTransmitter) OnSendMessage(ses cellnet.Session, msg interface{}) err
 	if conn == nil {
 		return nil
 	}
-	conn.SetWriteDeadline(time.Now().Add(t.g.cfg.WriteTimeout))
+	// A deadline per write guards against a client that stopped reading;
+	// moving it costs a timer update, so it moves only when a quarter of
+	// WriteTimeout has gone by (writes run on one goroutine per session).
+	if s := sessionOf(msg); s != nil {
+		if now := time.Now(); now.Sub(s.writeDeadlineSet) > t.g.cfg.WriteTimeout/4 {
+			conn.SetWriteDeadline(now.Add(t.g.cfg.WriteTimeout))
+			s.writeDeadlineSet = now
+		}
+	} else {
+		conn.SetWriteDeadline(time.Now().Add(t.g.cfg.WriteTimeout))
+	}
 	switch m := msg.(type) {
 	case *outFrame:
 		m.s.queued.Add(-1)
-		var hdr [wire.LenSize]byte
-		binary.BigEndian.PutUint32(hdr[:], uint32(len(m.data)))
-		bufs := net.Buffers{hdr[:], m.data}
-		if _, err := bufs.WriteTo(conn); err != nil {
+		if _, err := conn.Write(m.data); err != nil {
 			conn.Close() // cellnet ignores send errors; end the session
 			return err
 		}
@@ -173,6 +179,13 @@ func (t *tcpTransmitter) OnSendMessage(ses cellnet.Session, msg interface{}) err
 			tc.CloseWrite()
 		}
 		time.AfterFunc(closeGrace, ses.Close)
+	}
+	return nil
+}
+
+func sessionOf(msg interface{}) *session {
+	if f, ok := msg.(*outFrame); ok {
+		return f.s
 	}
 	return nil
 }
@@ -229,7 +242,7 @@ func (t *wsTransmitter) OnSendMessage(ses cellnet.Session, msg interface{}) erro
 	switch m := msg.(type) {
 	case *outFrame:
 		m.s.queued.Add(-1)
-		if err := conn.WriteMessage(websocket.BinaryMessage, m.data); err != nil {
+		if err := conn.WriteMessage(websocket.BinaryMessage, m.data[wire.LenSize:]); err != nil {
 			conn.Close()
 			return err
 		}

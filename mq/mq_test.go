@@ -428,3 +428,29 @@ func TestPackedPartErrorRequeuesThePack(t *testing.T) {
 		t.Fatalf("requeued %d, want 1", st.Requeued)
 	}
 }
+
+// A consumer of two nsqd gets messages from both at once, not after go-nsq's
+// 5s RDY retry (see Subscription.rebalance).
+func TestConsumerOfTwoNSQDIsNotStarved(t *testing.T) {
+	for i := 0; i < 6; i++ {
+		b1 := startTestBroker(t, BrokerConfig{NoLookupd: true})
+		b2 := startTestBroker(t, BrokerConfig{NoLookupd: true})
+		sub := newTestBus(t, BusConfig{NSQD: []string{b1.TCPAddr(), b2.TCPAddr()}, NSQDHTTP: []string{b1.HTTPAddr(), b2.HTTPAddr()}})
+		got := collect(t, sub, "two", "c", SubscribeOptions{})
+		for _, b := range []*Broker{b1, b2} {
+			pub := newTestBus(t, b.BusConfig())
+			start := time.Now()
+			if err := pub.Publish("two", []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-got:
+			case <-time.After(2 * time.Second):
+				t.Fatalf("run %d: message published on %s not delivered within 2s", i, b.TCPAddr())
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("run %d: delivery took %v", i, d)
+			}
+		}
+	}
+}

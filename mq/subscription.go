@@ -53,11 +53,13 @@ type SubscribeOptions struct {
 
 // Subscription is a running consumer of one topic and channel.
 type Subscription struct {
-	bus      *Bus
-	consumer *nsq.Consumer
-	topic    string
-	channel  string
-	stopping atomic.Bool
+	bus         *Bus
+	consumer    *nsq.Consumer
+	topic       string
+	channel     string
+	maxInFlight int
+	stopping    atomic.Bool
+	done        chan struct{}
 }
 
 // Subscribe starts consuming topic on channel. For a durable channel the
@@ -119,7 +121,8 @@ func (b *Bus) Subscribe(topic, channel string, h Handler, opts SubscribeOptions)
 		return nil, fmt.Errorf("mq: consumer for %s/%s: %w", topic, channel, err)
 	}
 	log := b.log.With("topic", topic, "channel", channel)
-	s := &Subscription{bus: b, consumer: consumer, topic: topic, channel: channel}
+	s := &Subscription{bus: b, consumer: consumer, topic: topic, channel: channel, maxInFlight: opts.MaxInFlight,
+		done: make(chan struct{})}
 	consumer.SetLogger(slogWriter{log: log, quiet: &s.stopping}, goNSQLevel(*b.cfg.LogLevel))
 	consumer.AddConcurrentHandlers(&handlerAdapter{bus: b, h: h, opts: opts, sub: s}, opts.Concurrency)
 
@@ -134,6 +137,7 @@ func (b *Bus) Subscribe(topic, channel string, h Handler, opts SubscribeOptions)
 		<-consumer.StopChan
 		return nil, fmt.Errorf("mq: connect consumer for %s/%s: %w", topic, channel, err)
 	}
+	go s.rebalance()
 	b.subsMu.Lock()
 	b.subs[s] = struct{}{}
 	b.subsMu.Unlock()
@@ -150,12 +154,43 @@ func (s *Subscription) Channel() string { return s.channel }
 // being handled finish, and messages delivered but not yet handled go back
 // to nsqd. It waits for that (at most 30s, go-nsq's limit).
 func (s *Subscription) Stop() {
-	s.stopping.Store(true)
+	if !s.stopping.Swap(true) {
+		close(s.done)
+	}
 	s.consumer.Stop()
 	<-s.consumer.StopChan
 	s.bus.subsMu.Lock()
 	delete(s.bus.subs, s)
 	s.bus.subsMu.Unlock()
+}
+
+// rebalance works around go-nsq starving a connection: the first nsqd
+// connection takes all of MaxInFlight as RDY, and when more connect, go-nsq
+// updates each connection's RDY in map order; a new connection updated
+// before the first computes an allowance of 0 and retries only after 5s, so
+// one nsqd's messages can stall that long. Changing MaxInFlight once the
+// connections are in place (and whenever their number changes, as
+// nsqlookupd finds more) spreads RDY evenly.
+func (s *Subscription) rebalance() {
+	conns := -1
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if n := s.consumer.Stats().Connections; n != conns {
+			conns = n
+			if n > 1 {
+				// go-nsq ignores a call with the current value, so step
+				// down and back; each call updates every connection's RDY.
+				s.consumer.ChangeMaxInFlight(s.maxInFlight - 1)
+				s.consumer.ChangeMaxInFlight(s.maxInFlight)
+			}
+		}
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 type handlerAdapter struct {
