@@ -23,6 +23,7 @@ require (
 	github.com/davyxu/cellnet v0.0.0-20240314085345-916a7eaabb30 // indirect
 	github.com/davyxu/golog v0.1.0 // indirect
 	github.com/davyxu/goobjfmt v0.1.0 // indirect
+	github.com/davyxu/protoplus v0.1.0 // indirect
 	github.com/golang/snappy v0.0.4 // indirect
 	github.com/gorilla/websocket v1.4.1 // indirect
 	github.com/judwhite/go-svc v1.2.1 // indirect

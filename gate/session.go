@@ -112,7 +112,22 @@ func (g *Gate) onEvent(ev cellnet.Event) {
 
 func (g *Gate) onPacket(s *session, p *packet) {
 	if s.state.Load() == stateNew {
-		g.authenticate(s, p)
+		// Authentication (ticket check, the Attach call) runs deep; on a
+		// short-lived goroutine it cannot grow the stack of the session's
+		// long-lived read goroutine, which an idle session would otherwise
+		// carry for as long as it stays connected.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			defer func() {
+				if r := recover(); r != nil {
+					g.log.Error("gate auth panicked", "session", s.id, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+					g.kick(s, services.KickBadFrame, "internal error handling Auth")
+				}
+			}()
+			g.authenticate(s, p)
+		}()
+		<-done
 		return
 	}
 	if !s.limiter.Allow() {

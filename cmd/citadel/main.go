@@ -107,6 +107,10 @@ func run(args []string) error {
 		return err
 	}
 	fmt.Printf("citadel running roles %s (data in %s)\n", strings.Join(roles, ","), *dataDir)
+	if srv.broker != nil {
+		fmt.Printf("  embedded nsqd %s (http %s)  other processes join with -nsqd %s -nsqd-http %s\n",
+			srv.broker.TCPAddr(), srv.broker.HTTPAddr(), srv.broker.TCPAddr(), srv.broker.HTTPAddr())
+	}
 	if srv.LoginURL != "" {
 		fmt.Printf("  login HTTP    %s  (POST /v1/register, /v1/login)\n", srv.LoginURL)
 	}

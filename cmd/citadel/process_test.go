@@ -53,7 +53,10 @@ func citadelBinary(t testing.TB) string {
 type process struct {
 	cmd      *exec.Cmd
 	loginURL string
+	gateTCP  string
 	admin    string
+	nsqd     string
+	nsqdHTTP string
 	stderr   *lockedBuffer
 	exited   chan error
 }
@@ -75,18 +78,29 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-var loginLine = regexp.MustCompile(`login HTTP\s+(\S+)`)
-var adminLine = regexp.MustCompile(`admin\s+(\S+)`)
+var (
+	loginLine = regexp.MustCompile(`login HTTP\s+(\S+)`)
+	gateLine  = regexp.MustCompile(`gate TCP\s+(\S+)`)
+	adminLine = regexp.MustCompile(`admin\s+(\S+)`)
+	nsqdLine  = regexp.MustCompile(`embedded nsqd (\S+) \(http (\S+)\)`)
+)
 
-// startProcess runs the binary with ephemeral ports and waits for it to
-// print where it listens.
+// ephemeral are the flags that put every listener on a free port.
+var ephemeral = []string{"-embedded-nsqd-tcp", "127.0.0.1:0", "-embedded-nsqd-http", "127.0.0.1:0",
+	"-embedded-lookupd-tcp", "127.0.0.1:0", "-embedded-lookupd-http", "127.0.0.1:0",
+	"-login", "127.0.0.1:0", "-gate-tcp", "127.0.0.1:0", "-gate-ws", "127.0.0.1:0", "-admin", "127.0.0.1:0"}
+
+// startProcess runs the all-in-one binary with ephemeral ports.
 func startProcess(t testing.TB, dataDir string, extra ...string) *process {
 	t.Helper()
-	args := append([]string{"-data", dataDir, "-bcrypt-cost", "4", "-grace", "1m",
-		"-embedded-nsqd-tcp", "127.0.0.1:0", "-embedded-nsqd-http", "127.0.0.1:0",
-		"-embedded-lookupd-tcp", "127.0.0.1:0", "-embedded-lookupd-http", "127.0.0.1:0",
-		"-login", "127.0.0.1:0", "-gate-tcp", "127.0.0.1:0", "-gate-ws", "127.0.0.1:0", "-admin", "127.0.0.1:0",
-		"-log-level", "warn"}, extra...)
+	args := append([]string{"-data", dataDir, "-bcrypt-cost", "4", "-grace", "1m", "-log-level", "warn"}, ephemeral...)
+	return runCitadel(t, append(args, extra...)...)
+}
+
+// runCitadel runs the binary and waits until it has printed where it
+// listens (the admin line comes last).
+func runCitadel(t testing.TB, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(citadelBinary(t), args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -111,7 +125,7 @@ func startProcess(t testing.TB, dataDir string, extra ...string) *process {
 		io.Copy(io.Discard, stdout)
 	}()
 	deadline := time.After(60 * time.Second)
-	for p.loginURL == "" || p.admin == "" {
+	for p.admin == "" {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -119,6 +133,12 @@ func startProcess(t testing.TB, dataDir string, extra ...string) *process {
 			}
 			if m := loginLine.FindStringSubmatch(l); m != nil {
 				p.loginURL = m[1]
+			}
+			if m := gateLine.FindStringSubmatch(l); m != nil {
+				p.gateTCP = m[1]
+			}
+			if m := nsqdLine.FindStringSubmatch(l); m != nil {
+				p.nsqd, p.nsqdHTTP = m[1], m[2]
 			}
 			if m := adminLine.FindStringSubmatch(l); m != nil {
 				p.admin = m[1]

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/citadel-go/citadel/framework/ticket"
+	"github.com/citadel-go/citadel/framework/wire"
+	"github.com/citadel-go/citadel/services"
+)
+
+// BenchmarkGateMemoryPerConnection: Go heap and stacks of a gate process
+// per idle, authenticated TCP connection, at 10,000 connections (target:
+// at most 16 KiB each). The gate runs alone in its process (the game node,
+// which holds 10,000 player actors, and NSQ run in another), so the
+// process's own memory statistics measure the gate. CITADEL_BENCH_CONNS
+// overrides the count.
+func BenchmarkGateMemoryPerConnection(b *testing.B) {
+	conns := 10000
+	if v := os.Getenv("CITADEL_BENCH_CONNS"); v != "" {
+		conns, _ = strconv.Atoi(v)
+	}
+	raiseFileLimit(b, conns+1000)
+	key := hex.EncodeToString(ticket.NewKey())
+	game := runCitadel(b, append([]string{"-role", "game", "-data", b.TempDir(), "-log-level", "warn"}, ephemeral...)...)
+	gate := runCitadel(b, "-role", "gate", "-data", b.TempDir(), "-log-level", "warn", "-ticket-key", key,
+		"-nsqd", game.nsqd, "-nsqd-http", game.nsqdHTTP, "-gate-tcp", "127.0.0.1:0", "-gate-ws", "",
+		"-admin", "127.0.0.1:0", "-heartbeat", "10m")
+	signer, _ := ticket.NewSigner(mustHex(b, key))
+	reg := clientRegistry(b)
+
+	before := gateMemory(b, gate.admin)
+	b.ResetTimer()
+	var open []net.Conn
+	start := time.Now()
+	for i := 0; i < conns; i++ {
+		c, err := net.Dial("tcp", gate.gateTCP)
+		if err != nil {
+			b.Fatalf("connection %d: %v", i, err)
+		}
+		open = append(open, c)
+		tok, _, _ := signer.Issue(uint64(i+1), "gate-1", time.Minute)
+		id, payload, _ := wire.Encode(reg, 1, &services.Auth{Ticket: tok})
+		f, _ := wire.AppendTCP(nil, id, payload, 1<<20)
+		c.Write(f)
+		if i%500 == 499 || i == conns-1 {
+			awaitAuth(b, open[len(open)-min(500, len(open)):], reg)
+			if i%2500 == 2499 {
+				fmt.Fprintf(os.Stderr, "memory benchmark: %d/%d connections authenticated (%v)\n", i+1, conns, time.Since(start).Round(time.Millisecond))
+			}
+		}
+	}
+	b.StopTimer()
+	time.Sleep(time.Second) // let pushes and load reports settle
+	after := gateMemory(b, gate.admin)
+	per := float64(after.heap+after.stack-before.heap-before.stack) / float64(conns)
+	b.ReportMetric(per/1024, "KiB/conn")
+	b.ReportMetric(float64(after.heap-before.heap)/float64(conns)/1024, "heap-KiB/conn")
+	b.ReportMetric(float64(after.stack-before.stack)/float64(conns)/1024, "stack-KiB/conn")
+	b.ReportMetric(float64(after.rss-before.rss)/float64(conns)/1024, "rss-KiB/conn")
+	b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(conns), "goroutines/conn")
+	for _, c := range open {
+		c.Close()
+	}
+}
+
+// awaitAuth reads each connection until its AuthOK.
+func awaitAuth(b *testing.B, conns []net.Conn, reg interface{}) {
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func(c net.Conn) {
+			defer wg.Done()
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			br := bufio.NewReader(c)
+			for {
+				f, _, err := wire.ReadTCP(br, 1<<20, nil)
+				if err != nil {
+					b.Errorf("waiting for AuthOK: %v", err)
+					return
+				}
+				if f.ID == services.IDAuthOK {
+					c.SetReadDeadline(time.Time{})
+					return
+				}
+				if f.ID == services.IDKicked {
+					b.Errorf("kicked while authenticating")
+					return
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+}
+
+type memStats struct{ heap, stack, rss, goroutines int64 }
+
+// gateMemory asks the process to collect garbage (the pprof heap endpoint
+// with gc=1) until idle stacks have shrunk, then reads its Go memory
+// statistics from /metrics.
+func gateMemory(b *testing.B, admin string) memStats {
+	// Several cycles: each GC halves at most the stacks that use under a
+	// quarter of their size, so idle sessions' stacks settle over a few.
+	for i := 0; i < 6; i++ {
+		resp, err := http.Get(admin + "/debug/pprof/heap?gc=1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	resp, err := http.Get(admin + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m memStats
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "go_memstats_heap_inuse_bytes":
+			m.heap = int64(v)
+		case "go_memstats_stack_inuse_bytes":
+			m.stack = int64(v)
+		case "process_resident_memory_bytes":
+			m.rss = int64(v)
+		case "go_goroutines":
+			m.goroutines = int64(v)
+		}
+	}
+	return m
+}
+
+func mustHex(b *testing.B, s string) []byte {
+	k, err := hex.DecodeString(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return k
+}
+
+func raiseFileLimit(b *testing.B, want int) {
+	var l syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+	if l.Cur < uint64(want) {
+		l.Cur = min(uint64(want), l.Max)
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+	if l.Cur < uint64(want) {
+		b.Skipf("open file limit %d is below the %d this benchmark needs", l.Cur, want)
+	}
+}
