@@ -12,6 +12,10 @@ import (
 	"github.com/nsqio/go-nsq"
 )
 
+// busyGap: a batcher woken for messages more often than this (on
+// average) is busy enough to coalesce.
+const busyGap = 66 * time.Microsecond
+
 // DefaultMaxMsgSize is nsqd's default largest message (1 MiB).
 const DefaultMaxMsgSize = 1 << 20
 
@@ -57,10 +61,10 @@ type BusConfig struct {
 	// load and an idle bus adds no delay.
 	Linger time.Duration
 	// Coalesce makes a busy bus send fewer, fuller batches and packs:
-	// when messages arrive faster than three per Coalesce, the batcher waits
-	// until Coalesce has passed since its previous batch before sending the
-	// next. A lone message (an idle bus, a request/reply ping-pong) still
-	// goes at once. Per NSQ message, nsqd writes to the consumer and the
+	// while messages arrive more than about 15,000 a second (a smoothed gap
+	// under 66µs), the batcher waits until Coalesce has passed since its
+	// previous batch before sending the next. A quiet bus, or a
+	// request/reply ping-pong, still sends each message at once. Per NSQ message, nsqd writes to the consumer and the
 	// consumer answers with a FIN: fuller packs spend those syscalls once
 	// for many messages. Default 100µs, at most 1ms; negative disables.
 	Coalesce time.Duration
@@ -405,10 +409,10 @@ func (b *Bus) batcher() {
 		size += len(bodies[len(bodies)-1]) + 4
 	}
 	var (
-		linger *time.Timer
-		last   time.Time    // when the previous batch left
-		recent [3]time.Time // arrival times of the last three messages
-		ri     int
+		linger  *time.Timer
+		last    time.Time // when the previous batch left
+		arrival time.Time // when the batcher last woke for a message
+		gap     float64   // smoothed gap between wake-ups, in seconds
 	)
 	for {
 		it, ok := <-b.queue
@@ -419,10 +423,12 @@ func (b *Bus) batcher() {
 		wait := time.Duration(0)
 		if it.flush == nil {
 			now := time.Now()
-			busy := now.Sub(recent[ri]) < b.cfg.Coalesce // three arrivals within the window
-			recent[ri], ri = now, (ri+1)%len(recent)
+			if !arrival.IsZero() {
+				gap += 0.1 * (now.Sub(arrival).Seconds() - gap)
+			}
+			arrival = now
 			wait = b.cfg.Linger
-			if busy && b.cfg.Coalesce > 0 {
+			if b.cfg.Coalesce > 0 && gap > 0 && gap < busyGap.Seconds() {
 				wait = max(wait, b.cfg.Coalesce-now.Sub(last))
 			}
 		}
