@@ -27,26 +27,51 @@ func (e *LoginError) Error() string {
 	return fmt.Sprintf("login: %s (HTTP %d): %s", e.Code, e.Status, e.Message)
 }
 
-var defaultHTTP = &http.Client{Timeout: 30 * time.Second}
+// LoginAPI is the login service at URL; HTTP defaults to a client with a
+// 30s timeout (set one with a TLS config to trust a private certificate).
+type LoginAPI struct {
+	URL  string
+	HTTP *http.Client
+}
 
 // Register creates an account and returns a ticket for it, as Login does.
-func Register(ctx context.Context, loginURL, name, password string) (*services.LoginResponse, error) {
-	return postCredentials(ctx, loginURL+"/v1/register", name, password)
+func (a LoginAPI) Register(ctx context.Context, name, password string) (*services.LoginResponse, error) {
+	return a.post(ctx, "/v1/register", name, password)
 }
 
 // Login checks the password and returns a ticket and the gate to use it at.
-func Login(ctx context.Context, loginURL, name, password string) (*services.LoginResponse, error) {
-	return postCredentials(ctx, loginURL+"/v1/login", name, password)
+func (a LoginAPI) Login(ctx context.Context, name, password string) (*services.LoginResponse, error) {
+	return a.post(ctx, "/v1/login", name, password)
 }
 
-func postCredentials(ctx context.Context, url, name, password string) (*services.LoginResponse, error) {
+func (a LoginAPI) post(ctx context.Context, path, name, password string) (*services.LoginResponse, error) {
+	hc := a.HTTP
+	if hc == nil {
+		hc = defaultHTTP
+	}
+	return postCredentials(ctx, hc, a.URL+path, name, password)
+}
+
+var defaultHTTP = &http.Client{Timeout: 30 * time.Second}
+
+// Register creates an account at the login service at loginURL.
+func Register(ctx context.Context, loginURL, name, password string) (*services.LoginResponse, error) {
+	return LoginAPI{URL: loginURL}.Register(ctx, name, password)
+}
+
+// Login logs in at the login service at loginURL.
+func Login(ctx context.Context, loginURL, name, password string) (*services.LoginResponse, error) {
+	return LoginAPI{URL: loginURL}.Login(ctx, name, password)
+}
+
+func postCredentials(ctx context.Context, hc *http.Client, url, name, password string) (*services.LoginResponse, error) {
 	body, _ := json.Marshal(services.Credentials{Name: name, Password: password})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := defaultHTTP.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}

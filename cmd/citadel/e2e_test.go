@@ -2,6 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -279,4 +291,53 @@ func srvSigner(t testing.TB, srv *server) *ticket.Signer {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Optional TLS: login over HTTPS and the gate over wss.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSignedCert(t, dir)
+	srv := startTestServer(t, func(c *config) { c.TLSCert, c.TLSKey = certFile, keyFile })
+	if !strings.HasPrefix(srv.LoginURL, "https://") || !strings.HasPrefix(srv.GateWS, "wss://") {
+		t.Fatalf("TLS endpoints: %s %s", srv.LoginURL, srv.GateWS)
+	}
+	tlsConf := &tls.Config{RootCAs: pool}
+	api := client.LoginAPI{URL: srv.LoginURL, HTTP: &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}}}
+	lr, err := api.Register(context.Background(), "tlsuser", "password-tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Connect(context.Background(), lr, client.Options{Registry: clientRegistry(t), Transport: client.WebSocket, TLS: tlsConf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	call[*services.Echo](t, c, &services.Echo{Data: []byte("over wss")})
+	// Plain HTTP to the TLS listener is refused.
+	if _, err := client.Login(context.Background(), strings.Replace(srv.LoginURL, "https", "http", 1), "tlsuser", "password-tls"); err == nil {
+		t.Fatal("plain HTTP accepted on the TLS login listener")
+	}
+}
+
+func selfSignedCert(t testing.TB, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "citadel-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
 }

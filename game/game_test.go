@@ -1,0 +1,255 @@
+package game_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/store"
+	"github.com/citadel-go/citadel/game"
+	"github.com/citadel-go/citadel/services"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// A minimal game: a counter per player.
+type (
+	counter struct{ N int }
+	Inc     struct{ By int }
+	Count   struct{ N int }
+	Fail    struct{ Panic bool }
+)
+
+type rig struct {
+	t     *testing.T
+	node  *framework.Node
+	store *store.Bolt
+	gate  framework.Addr
+	out   chan *services.ToClient
+	kicks chan *services.Kick
+	reg   *framework.Registry
+}
+
+func newRig(t *testing.T, grace time.Duration) *rig {
+	t.Helper()
+	reg := framework.NewRegistry()
+	services.RegisterClient(reg)
+	reg.MustRegister(10001, (*Inc)(nil))
+	reg.MustRegister(10002, (*Count)(nil))
+	reg.MustRegister(10003, (*Fail)(nil))
+	node, err := framework.NewNode(framework.NodeConfig{Service: "game", ID: "game-1", Registry: reg,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := game.NewRouter[counter](reg)
+	game.MustHandle(r, func(p *game.Player[counter], m *Inc) (*Count, error) {
+		p.State.N += m.By
+		p.MarkDirty()
+		return &Count{N: p.State.N}, nil
+	})
+	game.MustHandle(r, func(p *game.Player[counter], m *Fail) (*Count, error) {
+		if m.Panic {
+			panic("handler bug")
+		}
+		return nil, framework.NewError("nope", "refused on purpose")
+	})
+	if err := game.Handle(r, func(p *game.Player[counter], m *Inc) (*Count, error) { return nil, nil }); err == nil {
+		t.Fatal("a second handler for Inc was accepted")
+	}
+	svc, err := game.New(game.Config[counter]{Node: node, Store: st, Router: r, Grace: grace,
+		NewState: func(uint64) *counter { return &counter{} },
+		OnAttach: func(p *game.Player[counter]) { p.Push(&Count{N: p.State.N}) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rg := &rig{t: t, node: node, store: st, out: make(chan *services.ToClient, 100), kicks: make(chan *services.Kick, 10), reg: reg}
+	rg.gate, _ = node.Spawn(services.GateSessionsActor, func() framework.Actor {
+		return framework.ActorFunc(func(c *framework.Context) {
+			switch m := c.Message().(type) {
+			case *services.ToClient:
+				rg.out <- m
+			case *services.Kick:
+				rg.kicks <- m
+			}
+		})
+	}, framework.SpawnOptions{})
+	t.Cleanup(func() {
+		node.Stop(context.Background())
+		st.Close()
+	})
+	return rg
+}
+
+func (r *rig) attach(player, session uint64) (*services.Attached, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := r.node.Call(ctx, r.node.ActorAddr(services.GameActorManager),
+		&services.Attach{PlayerID: player, Session: services.SessionRef{Gate: r.gate, ID: session}})
+	if err != nil {
+		return nil, err
+	}
+	return res.(*services.Attached), nil
+}
+
+func (r *rig) request(actor framework.Addr, session uint64, seq uint32, msg any) {
+	id, payload, err := r.reg.Marshal(msg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.node.Send(actor, &services.ClientRequest{SessionID: session, Seq: seq, MsgID: id, Payload: payload}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) reply() (*services.ToClient, any) {
+	r.t.Helper()
+	select {
+	case m := <-r.out:
+		v, err := r.reg.Unmarshal(m.MsgID, m.Payload)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		return m, v
+	case <-time.After(5 * time.Second):
+		r.t.Fatal("no frame for the client")
+		return nil, nil
+	}
+}
+
+func TestRequestsRepliesAndErrors(t *testing.T) {
+	r := newRig(t, time.Minute)
+	att, err := r.attach(7, 100)
+	if err != nil || att.Resumed {
+		t.Fatalf("attach: %+v %v", att, err)
+	}
+	if m, v := r.reply(); m.Seq != 0 || v.(*Count).N != 0 {
+		t.Fatalf("OnAttach push: %+v %+v", m, v)
+	}
+	r.request(att.Actor, 100, 1, &Inc{By: 2})
+	r.request(att.Actor, 100, 2, &Inc{By: 3})
+	for seq, want := range map[uint32]int{1: 2, 2: 5} {
+		m, v := r.reply()
+		if m.Seq != seq || v.(*Count).N != want {
+			t.Fatalf("reply %d: seq %d %+v", seq, m.Seq, v)
+		}
+	}
+	r.request(att.Actor, 100, 3, &Fail{})
+	if m, v := r.reply(); m.Seq != 3 || v.(*services.Error).Code != "nope" {
+		t.Fatalf("error reply: %+v %+v", m, v)
+	}
+	r.request(att.Actor, 100, 4, &Fail{Panic: true})
+	if m, v := r.reply(); m.Seq != 4 || v.(*services.Error).Code != services.ErrCodeInternal {
+		t.Fatalf("panic reply: %+v %+v", m, v)
+	}
+	r.request(att.Actor, 100, 5, &services.Ping{}) // registered, but no handler
+	if _, v := r.reply(); v.(*services.Error).Code != services.ErrCodeNoHandler {
+		t.Fatalf("no handler: %+v", v)
+	}
+	r.node.Send(att.Actor, &services.ClientRequest{SessionID: 100, Seq: 6, MsgID: 10001, Payload: []byte{0xc1}})
+	if _, v := r.reply(); v.(*services.Error).Code != game.CodeBadRequest {
+		t.Fatalf("undecodable payload: %+v", v)
+	}
+	// A request from a session that is not (or no longer) attached is ignored.
+	r.request(att.Actor, 999, 7, &Inc{By: 1})
+	r.request(att.Actor, 100, 8, &Inc{By: 1})
+	if m, v := r.reply(); m.Seq != 8 || v.(*Count).N != 6 {
+		t.Fatalf("stale session's request was handled: %+v %+v", m, v)
+	}
+}
+
+func TestSecondAttachKicksTheFirstAndResumes(t *testing.T) {
+	r := newRig(t, time.Minute)
+	att, _ := r.attach(7, 100)
+	r.reply()
+	r.request(att.Actor, 100, 1, &Inc{By: 4})
+	r.reply()
+	att2, err := r.attach(7, 200)
+	if err != nil || !att2.Resumed || att2.Actor != att.Actor {
+		t.Fatalf("second attach: %+v %v", att2, err)
+	}
+	select {
+	case k := <-r.kicks:
+		if k.SessionID != 100 || k.Code != services.KickElsewhere {
+			t.Fatalf("kick %+v", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("first session not kicked")
+	}
+	if _, v := r.reply(); v.(*Count).N != 4 {
+		t.Fatalf("resumed state %+v", v)
+	}
+}
+
+func TestGraceThenSaveAndReload(t *testing.T) {
+	r := newRig(t, 200*time.Millisecond)
+	att, _ := r.attach(7, 100)
+	r.reply()
+	r.request(att.Actor, 100, 1, &Inc{By: 9})
+	r.reply()
+	r.node.Send(att.Actor, &services.Detach{PlayerID: 7, SessionID: 100})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rec, err := r.store.Load(context.Background(), 7)
+		if err == nil {
+			var c counter
+			msgpack.Unmarshal(rec.Data, &c)
+			if c.N != 9 || rec.Version != 1 {
+				t.Fatalf("saved %+v version %d", c, rec.Version)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not saved after the grace period: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for time.Now().Before(deadline) {
+		if err := r.node.Send(att.Actor, &services.Detach{}); errors.Is(err, framework.ErrActorNotFound) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	att2, err := r.attach(7, 300)
+	if err != nil || att2.Resumed {
+		t.Fatalf("attach after retire: %+v %v", att2, err)
+	}
+	if _, v := r.reply(); v.(*Count).N != 9 {
+		t.Fatalf("reloaded %+v", v)
+	}
+}
+
+func TestCorruptRecordIsRefusedNotReset(t *testing.T) {
+	r := newRig(t, time.Minute)
+	if err := r.store.Save(context.Background(), []store.Record{{ID: 8, Version: 3, Data: []byte("not msgpack at all \xc1")}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.attach(8, 100)
+	var re *framework.RemoteError
+	if !errors.As(err, &re) || re.Code != "corrupt_record" {
+		t.Fatalf("attach of a corrupt player: %v", err)
+	}
+	rec, err := r.store.Load(context.Background(), 8)
+	if err != nil || rec.Version != 3 || string(rec.Data) != "not msgpack at all \xc1" {
+		t.Fatalf("the corrupt record was touched: %+v %v", rec, err)
+	}
+	// It stays refused (the actor is retired, not left half-alive).
+	time.Sleep(50 * time.Millisecond)
+	if _, err := r.attach(8, 101); !errors.As(err, &re) || re.Code != "corrupt_record" {
+		t.Fatalf("second attach: %v", err)
+	}
+}
