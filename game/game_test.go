@@ -24,18 +24,25 @@ type (
 	Fail    struct{ Panic bool }
 )
 
+type rigConfig struct{ saveInterval time.Duration }
+
 type rig struct {
 	t     *testing.T
 	node  *framework.Node
-	store *store.Bolt
+	store store.Store
+	flaky *flaky
 	gate  framework.Addr
 	out   chan *services.ToClient
 	kicks chan *services.Kick
 	reg   *framework.Registry
 }
 
-func newRig(t *testing.T, grace time.Duration) *rig {
+func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig {
 	t.Helper()
+	rc := rigConfig{saveInterval: time.Hour}
+	for _, f := range tweaks {
+		f(&rc)
+	}
 	reg := framework.NewRegistry()
 	services.RegisterClient(reg)
 	reg.MustRegister(10001, (*Inc)(nil))
@@ -46,10 +53,11 @@ func newRig(t *testing.T, grace time.Duration) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"))
+	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	st := &flaky{Store: bolt}
 	r := game.NewRouter[counter](reg)
 	game.MustHandle(r, func(p *game.Player[counter], m *Inc) (*Count, error) {
 		p.State.N += m.By
@@ -65,9 +73,14 @@ func newRig(t *testing.T, grace time.Duration) *rig {
 	if err := game.Handle(r, func(p *game.Player[counter], m *Inc) (*Count, error) { return nil, nil }); err == nil {
 		t.Fatal("a second handler for Inc was accepted")
 	}
-	svc, err := game.New(game.Config[counter]{Node: node, Store: st, Router: r, Grace: grace,
-		NewState: func(uint64) *counter { return &counter{} },
-		OnAttach: func(p *game.Player[counter]) { p.Push(&Count{N: p.State.N}) }})
+	saver, err := game.NewSaver(game.SaverConfig{Store: st, RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := game.New(game.Config[counter]{Node: node, Store: st, Saver: saver, Router: r, Grace: grace,
+		SaveInterval: rc.saveInterval,
+		NewState:     func(uint64) *counter { return &counter{} },
+		OnAttach:     func(p *game.Player[counter]) { p.Push(&Count{N: p.State.N}) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +90,7 @@ func newRig(t *testing.T, grace time.Duration) *rig {
 	if err := svc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	rg := &rig{t: t, node: node, store: st, out: make(chan *services.ToClient, 100), kicks: make(chan *services.Kick, 10), reg: reg}
+	rg := &rig{t: t, node: node, store: bolt, flaky: st, out: make(chan *services.ToClient, 100), kicks: make(chan *services.Kick, 10), reg: reg}
 	rg.gate, _ = node.Spawn(services.GateSessionsActor, func() framework.Actor {
 		return framework.ActorFunc(func(c *framework.Context) {
 			switch m := c.Message().(type) {
@@ -90,7 +103,8 @@ func newRig(t *testing.T, grace time.Duration) *rig {
 	}, framework.SpawnOptions{})
 	t.Cleanup(func() {
 		node.Stop(context.Background())
-		st.Close()
+		saver.Stop(context.Background())
+		bolt.Close()
 	})
 	return rg
 }
@@ -252,4 +266,12 @@ func TestCorruptRecordIsRefusedNotReset(t *testing.T) {
 	if _, err := r.attach(8, 101); !errors.As(err, &re) || re.Code != "corrupt_record" {
 		t.Fatalf("second attach: %v", err)
 	}
+}
+
+func decodeCounter(t *testing.T, b []byte) counter {
+	var c counter
+	if err := msgpack.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -21,10 +21,13 @@ type (
 		id  uint64
 		gen uint64
 	}
+	// saveTick makes a player snapshot itself if it is dirty.
+	saveTick struct{}
 )
 
 func registerLocal(r *framework.Registry) error {
-	for id, m := range map[framework.MsgID]any{300: (*attachReq)(nil), 301: (*graceOver)(nil), 302: (*retire)(nil)} {
+	for id, m := range map[framework.MsgID]any{300: (*attachReq)(nil), 301: (*graceOver)(nil), 302: (*retire)(nil),
+		303: (*saveTick)(nil)} {
 		if err := r.Register(id, m); err != nil {
 			return err
 		}

@@ -31,14 +31,10 @@ type Player[S any] struct {
 	session  services.SessionRef
 	attached bool
 	attaches int
-	gen      uint64
-	version  uint64
-	dirty    bool
+	gen      uint64 // attach generation (from the manager)
+	save     saveState
 	first    *attachReq // the attach that spawned the actor
 }
-
-// MarkDirty records that State changed and must be saved.
-func (p *Player[S]) MarkDirty() { p.dirty = true }
 
 // Context returns the actor context of the message being handled.
 func (p *Player[S]) Context() *framework.Context { return p.ctx }
@@ -122,9 +118,14 @@ func (p *Player[S]) Receive(c *framework.Context) {
 				p.log.Error("cannot start grace timer", "err", err)
 			}
 		}
+	case *saveTick:
+		p.onSaveTick()
 	case *graceOver:
 		if m.gen == p.gen && !p.attached {
-			if err := p.save(); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
+			err := p.flush(ctx)
+			cancel()
+			if err != nil {
 				p.log.Error("save at end of grace failed; staying online to retry", "err", err)
 				c.SendAfter(p.svc.cfg.Grace, &graceOver{gen: p.gen})
 				return
@@ -140,8 +141,10 @@ func (p *Player[S]) Receive(c *framework.Context) {
 		} else {
 			p.svc.players.WithLabelValues("grace").Dec()
 		}
-		if err := p.save(); err != nil {
-			p.log.Error("save on stop failed", "err", err)
+		ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
+		defer cancel()
+		if err := p.flush(ctx); err != nil {
+			p.log.Error("save on stop failed: changes since the last commit are lost", "err", err)
 		}
 	}
 }
@@ -160,10 +163,12 @@ func (p *Player[S]) start() {
 		p.ctx.Send(p.ctx.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.first.gen})
 		return
 	}
-	p.State, p.version = st, version
+	p.State = st
+	p.save.version, p.save.next = version, version
 	p.svc.players.WithLabelValues("grace").Inc() // attach moves it to attached
 	p.attach(p.first)
 	p.first = nil
+	p.scheduleSaves()
 }
 
 func (p *Player[S]) attach(m *attachReq) {
@@ -240,31 +245,6 @@ func (p *Player[S]) replyError(seq uint32, err error) {
 	if e := p.toClient(seq, &services.Error{Code: re.Code, Message: re.Message}); e != nil && !errors.Is(e, ErrDetached) {
 		p.log.Error("error reply failed", "err", e)
 	}
-}
-
-// save writes the state if it changed, with the next version.
-func (p *Player[S]) save() error {
-	if !p.dirty {
-		return nil
-	}
-	data, err := msgpack.Marshal(p.State)
-	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
-	defer cancel()
-	rec := store.Record{ID: p.ID, Version: p.version + 1, Data: data}
-	if err := p.svc.cfg.Store.Save(ctx, []store.Record{rec}); err != nil {
-		result := "error"
-		if errors.Is(err, store.ErrStale) {
-			result = "stale"
-		}
-		p.svc.saves.WithLabelValues(result).Inc()
-		return err
-	}
-	p.svc.saves.WithLabelValues("ok").Inc()
-	p.version, p.dirty = rec.Version, false
-	return nil
 }
 
 // managed is the manager's record of a player actor.

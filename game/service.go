@@ -25,6 +25,13 @@ type Config[S any] struct {
 	Node *framework.Node
 	// Store holds player records.
 	Store store.Store
+	// Saver commits player snapshots (batched, durable); it must use Store.
+	// Stop it after the node, so players saving as they stop get through.
+	Saver *Saver
+	// SaveInterval is how often a dirty player snapshots itself; each
+	// player's ticks start at a random point of the interval, so snapshots
+	// spread evenly. It bounds what a crash can lose. Default 5s.
+	SaveInterval time.Duration
 	// Router holds the client message handlers.
 	Router *Router[S]
 	// NewState returns the state of a player who has never been saved.
@@ -50,17 +57,20 @@ type Service[S any] struct {
 	cfg Config[S]
 	log *slog.Logger
 
-	requests *prometheus.CounterVec
-	attaches *prometheus.CounterVec
-	players  *prometheus.GaugeVec
-	saves    *prometheus.CounterVec
+	requests  *prometheus.CounterVec
+	attaches  *prometheus.CounterVec
+	players   *prometheus.GaugeVec
+	conflicts prometheus.Counter
 }
 
 // New validates cfg and registers the runtime's messages in the node's
 // registry.
 func New[S any](cfg Config[S]) (*Service[S], error) {
-	if cfg.Node == nil || cfg.Store == nil || cfg.Router == nil || cfg.NewState == nil {
-		return nil, errors.New("game: Config needs Node, Store, Router and NewState")
+	if cfg.Node == nil || cfg.Store == nil || cfg.Saver == nil || cfg.Router == nil || cfg.NewState == nil {
+		return nil, errors.New("game: Config needs Node, Store, Saver, Router and NewState")
+	}
+	if cfg.SaveInterval <= 0 {
+		cfg.SaveInterval = 5 * time.Second
 	}
 	if cfg.Grace <= 0 {
 		cfg.Grace = 30 * time.Second
@@ -93,12 +103,13 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 		players: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "citadel_game_players", Help: "Player actors by state (attached, grace).",
 		}, []string{"state"}),
-		saves: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "citadel_game_saves_total", Help: "Player saves by result (ok, stale, error).",
-		}, []string{"result"}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "citadel_game_save_conflicts_total",
+			Help: "Snapshots refused because another writer stored a newer version of the player.",
+		}),
 	}
 	if cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{s.requests, s.attaches, s.players, s.saves} {
+		for _, c := range []prometheus.Collector{s.requests, s.attaches, s.players, s.conflicts} {
 			if err := cfg.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("game: register metrics: %w", err)
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/framework/ticket"
 	"github.com/citadel-go/citadel/framework/wire"
+	"github.com/citadel-go/citadel/game"
 	"github.com/citadel-go/citadel/game/sample"
 	"github.com/citadel-go/citadel/gate"
 	"github.com/citadel-go/citadel/mq"
@@ -69,7 +70,12 @@ func newRig(t *testing.T, tweak func(*gate.Config)) *rig {
 		return n
 	}
 	gameNode := node(services.Game)
-	svc, err := sample.New(gameNode, st, sample.Options{Grace: time.Minute})
+	saver, err := game.NewSaver(game.SaverConfig{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { saver.Stop(context.Background()) })
+	svc, err := sample.New(gameNode, st, sample.Options{Saver: saver, Grace: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,11 +14,16 @@ type (
 		Items map[string]int32
 		Level int32
 		XP    int64
+		Moves int64
 	}
 	// Move asks to move to X, Y (at most MaxStep per axis); reply Moved.
 	Move struct{ X, Y int32 }
-	// Moved is where the player is now.
-	Moved struct{ X, Y int32 }
+	// Moved is where the player is now; Moves counts every move the player
+	// has made (it is saved with the state).
+	Moved struct {
+		X, Y  int32
+		Moves int64
+	}
 	// PlayerMoved is pushed to nearby players.
 	PlayerMoved struct {
 		PlayerID uint64

@@ -37,7 +37,7 @@ func testConfig(t testing.TB) config {
 		Roles: []string{services.Login, services.Gate, services.Game}, DataDir: t.TempDir(), NodeID: "1",
 		NSQDTCP: "127.0.0.1:0", NSQDHTTP: "127.0.0.1:0", LookupdTCP: "127.0.0.1:0", LookupdHTTP: "127.0.0.1:0",
 		LoginAddr: "127.0.0.1:0", GateTCP: "127.0.0.1:0", GateWS: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		BcryptCost: 4, Grace: 2 * time.Second, Heartbeat: 10 * time.Second, MaxFrame: 64 << 10, ClientRate: 100,
+		BcryptCost: 4, Grace: 2 * time.Second, SaveInterval: time.Second, Heartbeat: 10 * time.Second, MaxFrame: 64 << 10, ClientRate: 100,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 }

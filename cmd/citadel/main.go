@@ -64,6 +64,9 @@ func run(args []string) error {
 	ticketKey := fs.String("ticket-key", "", "hex ticket signing key shared by login and gates (default: <data>/ticket.key, created if missing)")
 	bcryptCost := fs.Int("bcrypt-cost", 10, "password hashing cost (10 ≈ 50ms per login on 2 cores; lower only for load tests)")
 	grace := fs.Duration("grace", 30*time.Second, "how long a disconnected player's actor waits for a reconnect")
+	saveInterval := fs.Duration("save-interval", 5*time.Second, "how often a changed player is saved; bounds what a crash can lose")
+	storeKind := fs.String("store", "bbolt", "player and account store: bbolt (a file in -data) or postgres (-pg)")
+	pgDSN := fs.String("pg", "", "PostgreSQL DSN for -store=postgres")
 	heartbeat := fs.Duration("heartbeat", 10*time.Second, "client heartbeat interval (idle timeout is 3x)")
 	maxFrame := fs.Int("max-frame", 64<<10, "largest client frame in bytes, both directions")
 	clientRate := fs.Float64("client-rate", 100, "frames per second a client session may send (burst: twice that); more is kicked")
@@ -97,7 +100,8 @@ func run(args []string) error {
 		NSQD: nsqd, NSQDHTTPExt: nsqdHTTP, Lookupd: lookupd,
 		LoginAddr: *loginAddr, GateTCP: *gateTCP, GateWS: *gateWS, AdminAddr: *admin,
 		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
-		TicketKey: *ticketKey, BcryptCost: *bcryptCost, Grace: *grace, Heartbeat: *heartbeat, MaxFrame: *maxFrame, ClientRate: *clientRate,
+		TicketKey: *ticketKey, BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval,
+		Store: *storeKind, PostgresDSN: *pgDSN, Heartbeat: *heartbeat, MaxFrame: *maxFrame, ClientRate: *clientRate,
 		Logger: log}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

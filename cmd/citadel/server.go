@@ -49,6 +49,9 @@ type config struct {
 	TicketKey                             string // hex; empty: data dir file
 	BcryptCost                            int
 	Grace                                 time.Duration
+	SaveInterval                          time.Duration
+	Store                                 string // "bbolt" or "postgres"
+	PostgresDSN                           string
 	Heartbeat                             time.Duration
 	MaxFrame                              int
 	ClientRate                            float64 // frames/s per session; burst is twice that
@@ -72,6 +75,7 @@ type server struct {
 	metrics *prometheus.Registry
 	broker  *mq.Broker
 	store   store.Store
+	saver   *game.Saver
 	nodes   []*framework.Node // in start order
 	login   *http.Server
 	gate    *gate.Gate
@@ -112,8 +116,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 	}
 
 	if cfg.has(services.Login) || cfg.has(services.Game) {
-		s.store, err = store.OpenBolt(filepath.Join(cfg.DataDir, "citadel.db"))
-		if err != nil {
+		if s.store, err = openStore(ctx, cfg); err != nil {
 			return s, err
 		}
 	}
@@ -145,7 +148,11 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		if err != nil {
 			return s, err
 		}
-		if s.game, err = sample.New(n, s.store, sample.Options{Grace: cfg.Grace, Metrics: s.metrics}); err != nil {
+		if s.saver, err = game.NewSaver(game.SaverConfig{Store: s.store, Logger: s.log, Metrics: s.metrics}); err != nil {
+			return s, err
+		}
+		if s.game, err = sample.New(n, s.store, sample.Options{Saver: s.saver, SaveInterval: cfg.SaveInterval,
+			Grace: cfg.Grace, Metrics: s.metrics}); err != nil {
 			return s, err
 		}
 		if err := n.Start(ctx); err != nil {
@@ -215,6 +222,20 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 	}
 	s.ready.Store(true)
 	return s, nil
+}
+
+// openStore opens the configured store backend.
+func openStore(ctx context.Context, cfg config) (store.Store, error) {
+	switch cfg.Store {
+	case "", "bbolt":
+		return store.OpenBolt(filepath.Join(cfg.DataDir, "citadel.db"))
+	case "postgres":
+		if cfg.PostgresDSN == "" {
+			return nil, errors.New("-store=postgres needs -pg DSN (e.g. postgres://user:pass@host:5432/citadel)")
+		}
+		return store.OpenPostgres(ctx, cfg.PostgresDSN)
+	}
+	return nil, fmt.Errorf("unknown store %q (want bbolt or postgres)", cfg.Store)
 }
 
 // ticketKey returns the ticket signing key: the flag, or a key kept in the
@@ -309,6 +330,10 @@ func (s *server) stop(ctx context.Context) error {
 		// Reverse start order: login, gate, then game, whose players save
 		// as their actors stop.
 		errs = append(errs, s.nodes[i].Stop(ctx))
+	}
+	if s.saver != nil {
+		// After the game node: players saving as they stopped are queued.
+		errs = append(errs, s.saver.Stop(ctx))
 	}
 	if s.admin != nil {
 		errs = append(errs, s.admin.Shutdown(ctx))

@@ -1,6 +1,10 @@
 package store
 
-import bolt "go.etcd.io/bbolt"
+import (
+	"context"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // CorruptBoltRecordForTest flips a byte in a stored record's data.
 func CorruptBoltRecordForTest(s *Bolt, id uint64) error {
@@ -10,4 +14,12 @@ func CorruptBoltRecordForTest(s *Bolt, id uint64) error {
 		v[len(v)-1] ^= 0xff
 		return b.Put(playerKey(id), v)
 	})
+}
+
+// CorruptPostgresRecordForTest flips a byte of a stored record's data
+// without updating its checksum.
+func CorruptPostgresRecordForTest(s *Postgres, id uint64) error {
+	_, err := s.pool.Exec(context.Background(),
+		`UPDATE citadel_players SET data = overlay(data placing '\xff'::bytea from 1 for 1) WHERE id = $1`, int64(id))
+	return err
 }

@@ -20,6 +20,7 @@ import (
 type State struct {
 	Map      string
 	X, Y     int32
+	Moves    int64
 	Items    map[string]int32
 	Level    int32
 	XP       int64
@@ -41,8 +42,11 @@ const (
 
 // Options tune the sample game service.
 type Options struct {
-	Grace   time.Duration
-	Metrics prometheus.Registerer
+	// Saver commits snapshots; required (see game.Config.Saver).
+	Saver        *game.Saver
+	SaveInterval time.Duration
+	Grace        time.Duration
+	Metrics      prometheus.Registerer
 }
 
 // Register adds the client protocol and the sample game's messages to reg.
@@ -67,8 +71,8 @@ func New(node *framework.Node, st store.Store, opts Options) (*game.Service[Stat
 	game.MustHandle(r, useItem)
 	game.MustHandle(r, echo)
 	return game.New(game.Config[State]{
-		Node: node, Store: st, Router: r, NewState: newState, OnAttach: onAttach,
-		Grace: opts.Grace, Metrics: opts.Metrics,
+		Node: node, Store: st, Saver: opts.Saver, SaveInterval: opts.SaveInterval, Router: r,
+		NewState: newState, OnAttach: onAttach, Grace: opts.Grace, Metrics: opts.Metrics,
 	})
 }
 
@@ -118,7 +122,7 @@ func onAttach(p *Player) {
 	for _, ch := range s.Channels {
 		p.JoinGroup(chatGroup(ch))
 	}
-	p.Push(&services.PlayerInfo{ID: p.ID, Map: s.Map, X: s.X, Y: s.Y, Items: s.Items, Level: s.Level, XP: s.XP})
+	p.Push(&services.PlayerInfo{ID: p.ID, Map: s.Map, X: s.X, Y: s.Y, Items: s.Items, Level: s.Level, XP: s.XP, Moves: s.Moves})
 }
 
 func move(p *Player, m *services.Move) (*services.Moved, error) {
@@ -131,13 +135,14 @@ func move(p *Player, m *services.Move) (*services.Moved, error) {
 	}
 	oldCell, newCell := cellGroup(s.Map, s.X, s.Y), cellGroup(s.Map, m.X, m.Y)
 	s.X, s.Y = m.X, m.Y
+	s.Moves++
 	p.MarkDirty()
 	if oldCell != newCell {
 		p.LeaveGroup(oldCell)
 		p.JoinGroup(newCell)
 	}
 	p.Broadcast(nearbyGroups(s), &services.PlayerMoved{PlayerID: p.ID, X: s.X, Y: s.Y})
-	return &services.Moved{X: s.X, Y: s.Y}, nil
+	return &services.Moved{X: s.X, Y: s.Y, Moves: s.Moves}, nil
 }
 
 func say(p *Player, m *services.Say) (*services.SayOK, error) {

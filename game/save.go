@@ -1,0 +1,133 @@
+package game
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/citadel-go/citadel/framework/store"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// saveState is a player's side of the save pipeline. Everything here runs on
+// the player's actor goroutine; the saver reports back through the ticket.
+type saveState struct {
+	gen        uint64      // bumped by every MarkDirty
+	savedGen   uint64      // the generation of the state last committed
+	version    uint64      // the version last committed
+	next       uint64      // the version last given to a snapshot
+	inflight   *SaveTicket // the snapshot with the saver, if any
+	inflightAt uint64      // its generation
+	since      time.Time   // when the oldest change not in a snapshot was made
+}
+
+// MarkDirty records that State changed and must be saved.
+func (p *Player[S]) MarkDirty() {
+	if p.save.since.IsZero() {
+		p.save.since = time.Now()
+	}
+	p.save.gen++
+}
+
+// Dirty reports whether State has changes not yet durably committed.
+func (p *Player[S]) Dirty() bool { return p.save.gen != p.save.savedGen }
+
+// Version is the version of the player's last durable commit.
+func (p *Player[S]) Version() uint64 { return p.save.version }
+
+// scheduleSaves starts the player's save ticks at a random point of the
+// interval, so a node's players spread their snapshots evenly.
+func (p *Player[S]) scheduleSaves() {
+	iv := p.svc.cfg.SaveInterval
+	if _, err := p.ctx.SendAfter(time.Duration(rand.Int64N(int64(iv)))+time.Millisecond, &saveTick{}); err != nil {
+		p.log.Error("cannot schedule saves", "err", err)
+	}
+}
+
+func (p *Player[S]) onSaveTick() {
+	p.collect()
+	p.snapshot(context.Background(), false)
+	if _, err := p.ctx.SendAfter(p.svc.cfg.SaveInterval, &saveTick{}); err != nil && p.State != nil {
+		p.log.Error("cannot schedule the next save", "err", err)
+	}
+}
+
+// collect reads the result of the snapshot in flight, if it is done.
+func (p *Player[S]) collect() {
+	t := p.save.inflight
+	if t == nil || !t.Done() {
+		return
+	}
+	p.save.inflight = nil
+	err := t.Err()
+	switch {
+	case err == nil:
+		p.save.version = max(p.save.version, t.Version)
+		p.save.savedGen = max(p.save.savedGen, p.save.inflightAt)
+	case errors.Is(err, store.ErrStale):
+		if p.save.version >= t.Version {
+			return // a newer snapshot of ours (a trade) got there first
+		}
+		// Someone else wrote this player: keep playing from memory, but
+		// make it loud: this node must not overwrite newer data.
+		p.svc.conflicts.Inc()
+		p.log.Error("save refused: the store holds a newer version of this player (another node?)",
+			"version", t.Version, "err", err)
+	default:
+		p.log.Error("save failed; the state stays dirty and is saved again", "version", t.Version, "err", err)
+	}
+}
+
+// snapshot encodes the state and hands it to the saver if it changed and
+// nothing is in flight. With wait it blocks until the saver takes it.
+func (p *Player[S]) snapshot(ctx context.Context, wait bool) error {
+	if !p.Dirty() || p.save.inflight != nil || p.State == nil {
+		return nil
+	}
+	data, err := msgpack.Marshal(p.State)
+	if err != nil {
+		return fmt.Errorf("game: encode player %d: %w", p.ID, err)
+	}
+	since := p.save.since
+	if since.IsZero() {
+		since = time.Now()
+	}
+	t := NewSaveTicket(p.save.next+1, since)
+	rec := store.Record{ID: p.ID, Version: t.Version, Data: data}
+	if wait {
+		if err := p.svc.cfg.Saver.Submit(ctx, rec, t); err != nil {
+			return err
+		}
+	} else if !p.svc.cfg.Saver.TrySubmit(rec, t) {
+		return nil // queue full: still dirty, next tick tries again
+	}
+	p.save.next = t.Version
+	p.save.inflight, p.save.inflightAt = t, p.save.gen
+	p.save.since = time.Time{}
+	return nil
+}
+
+// flush saves everything and waits for the commit (logout, shutdown).
+func (p *Player[S]) flush(ctx context.Context) error {
+	for i := 0; i < 3; i++ { // a failed or stale in-flight snapshot may need another
+		if t := p.save.inflight; t != nil {
+			t.Wait(ctx)
+			p.collect()
+		}
+		if !p.Dirty() {
+			return nil
+		}
+		if err := p.snapshot(ctx, true); err != nil {
+			return err
+		}
+		if p.save.inflight == nil {
+			break
+		}
+	}
+	if p.Dirty() {
+		return fmt.Errorf("game: player %d still has unsaved changes", p.ID)
+	}
+	return nil
+}
