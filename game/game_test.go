@@ -24,7 +24,10 @@ type (
 	Fail    struct{ Panic bool }
 )
 
-type rigConfig struct{ saveInterval time.Duration }
+type rigConfig struct {
+	saveInterval time.Duration
+	withGive     bool
+}
 
 type rig struct {
 	t     *testing.T
@@ -48,6 +51,7 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 	reg.MustRegister(10001, (*Inc)(nil))
 	reg.MustRegister(10002, (*Count)(nil))
 	reg.MustRegister(10003, (*Fail)(nil))
+	reg.MustRegister(10004, (*Give)(nil))
 	node, err := framework.NewNode(framework.NodeConfig{Service: "game", ID: "game-1", Registry: reg,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
@@ -69,6 +73,20 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 			panic("handler bug")
 		}
 		return nil, framework.NewError("nope", "refused on purpose")
+	})
+	game.MustHandle(r, func(p *game.Player[counter], m *Give) (*Count, error) {
+		err := p.Exchange(context.Background(), m.To, func(self, other *counter) error {
+			if self.N < m.N {
+				return framework.NewError("poor", "not enough")
+			}
+			self.N -= m.N
+			other.N += m.N
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &Count{N: p.State.N}, nil
 	})
 	if err := game.Handle(r, func(p *game.Player[counter], m *Inc) (*Count, error) { return nil, nil }); err == nil {
 		t.Fatal("a second handler for Inc was accepted")
@@ -274,4 +292,65 @@ func decodeCounter(t *testing.T, b []byte) counter {
 		t.Fatal(err)
 	}
 	return c
+}
+
+type Give struct {
+	To uint64
+	N  int
+}
+
+// Exchange moves value between two players in one transaction: both records
+// are committed together, or (when the commit fails) neither player changes.
+func TestExchangeIsAllOrNothing(t *testing.T) {
+	r := newRig(t, time.Minute, func(c *rigConfig) { c.withGive = true })
+	a, _ := r.attach(1, 100)
+	r.reply()
+	b, _ := r.attach(2, 200)
+	r.reply()
+	r.request(a.Actor, 100, 1, &Inc{By: 10})
+	r.reply()
+	r.request(b.Actor, 200, 1, &Inc{By: 1})
+	r.reply()
+
+	r.request(a.Actor, 100, 2, &Give{To: 2, N: 4})
+	if m, v := r.reply(); m.Seq != 2 || v.(*Count).N != 6 {
+		t.Fatalf("give: %+v %+v", m, v)
+	}
+	ctx := context.Background()
+	ra, _ := r.store.Load(ctx, 1)
+	rb, _ := r.store.Load(ctx, 2)
+	if decodeCounter(t, ra.Data).N != 6 || decodeCounter(t, rb.Data).N != 5 {
+		t.Fatalf("committed %d and %d, want 6 and 5", decodeCounter(t, ra.Data).N, decodeCounter(t, rb.Data).N)
+	}
+	// B's actor took the committed state too.
+	r.request(b.Actor, 200, 2, &Inc{By: 0})
+	if _, v := r.reply(); v.(*Count).N != 5 {
+		t.Fatalf("peer's live state %+v", v)
+	}
+
+	// Another writer stored a newer version of B: the next exchange cannot
+	// commit, and neither player changes, in memory or in the store.
+	if err := r.store.Save(ctx, []store.Record{{ID: 2, Version: 1000, Data: rb.Data}}); err != nil {
+		t.Fatal(err)
+	}
+	r.request(a.Actor, 100, 3, &Give{To: 2, N: 1})
+	if _, v := r.reply(); v.(*services.Error).Code != game.CodeExchange {
+		t.Fatalf("exchange against a newer record: %+v", v)
+	}
+	ra2, _ := r.store.Load(ctx, 1)
+	if decodeCounter(t, ra2.Data).N != 6 || ra2.Version != ra.Version {
+		t.Fatalf("initiator's record changed by an aborted exchange: %+v", ra2)
+	}
+	r.request(a.Actor, 100, 4, &Inc{By: 0})
+	if _, v := r.reply(); v.(*Count).N != 6 {
+		t.Fatalf("initiator's live state after abort %+v", v)
+	}
+	r.request(b.Actor, 200, 3, &Inc{By: 0}) // B is unlocked and unchanged
+	if _, v := r.reply(); v.(*Count).N != 5 {
+		t.Fatalf("peer after abort %+v", v)
+	}
+	r.request(a.Actor, 100, 5, &Give{To: 3, N: 1})
+	if _, v := r.reply(); v.(*services.Error).Code != game.CodePeerOffline {
+		t.Fatalf("exchange with an offline player: %+v", v)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/framework/store"
@@ -33,6 +34,7 @@ type Player[S any] struct {
 	attaches int
 	gen      uint64 // attach generation (from the manager)
 	save     saveState
+	exchange exchangeState
 	first    *attachReq // the attach that spawned the actor
 }
 
@@ -108,7 +110,21 @@ func (p *Player[S]) Receive(c *framework.Context) {
 	case *attachReq:
 		p.attach(m)
 	case *services.ClientRequest:
+		if !p.exchange.lockedBy.IsZero() {
+			if len(p.exchange.stash) < maxStash {
+				p.exchange.stash = append(p.exchange.stash, m) // handled when the exchange ends
+			} else {
+				p.replyError(m.Seq, framework.NewError(CodePeerBusy, "the player is in an exchange; retry"))
+			}
+			return
+		}
 		p.request(m)
+	case *exchangeLock:
+		p.onExchangeLock(m)
+	case *exchangeRelease:
+		p.onExchangeRelease(m)
+	case *exchangeExpired:
+		p.onExchangeExpired(m)
 	case *services.Detach:
 		if p.attached && m.SessionID == p.session.ID {
 			p.attached = false
@@ -121,6 +137,10 @@ func (p *Player[S]) Receive(c *framework.Context) {
 	case *saveTick:
 		p.onSaveTick()
 	case *graceOver:
+		if !p.exchange.lockedBy.IsZero() { // retire after the exchange ends
+			c.SendAfter(time.Second, m)
+			return
+		}
 		if m.gen == p.gen && !p.attached {
 			ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
 			err := p.flush(ctx)

@@ -48,7 +48,9 @@ func (p *Player[S]) scheduleSaves() {
 
 func (p *Player[S]) onSaveTick() {
 	p.collect()
-	p.snapshot(context.Background(), false)
+	if p.exchange.lockedBy.IsZero() { // a locked player's next version is reserved
+		p.snapshot(context.Background(), false)
+	}
 	if _, err := p.ctx.SendAfter(p.svc.cfg.SaveInterval, &saveTick{}); err != nil && p.State != nil {
 		p.log.Error("cannot schedule the next save", "err", err)
 	}
@@ -110,7 +112,12 @@ func (p *Player[S]) snapshot(ctx context.Context, wait bool) error {
 }
 
 // flush saves everything and waits for the commit (logout, shutdown).
+// A player locked in an exchange is not snapshotted: its next version
+// belongs to the exchange, whose commit (if it happens) saves it.
 func (p *Player[S]) flush(ctx context.Context) error {
+	if !p.exchange.lockedBy.IsZero() {
+		return fmt.Errorf("game: player %d is locked in an exchange; its unsaved changes wait for it", p.ID)
+	}
 	for i := 0; i < 3; i++ { // a failed or stale in-flight snapshot may need another
 		if t := p.save.inflight; t != nil {
 			t.Wait(ctx)

@@ -91,6 +91,9 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 	if err := registerLocal(reg); err != nil {
 		return nil, err
 	}
+	if err := registerExchange(reg); err != nil {
+		return nil, err
+	}
 	s := &Service[S]{
 		cfg: cfg,
 		log: cfg.Logger.With("component", "game"),

@@ -67,6 +67,13 @@ type (
 	Echo struct {
 		Data []byte
 	}
+	// Trade swaps one of our items for one of another online player's; both
+	// inventories are saved in one transaction. Reply Inventory.
+	Trade struct {
+		With uint64
+		Give string
+		Take string
+	}
 )
 
 // Sample game message IDs.
@@ -86,6 +93,7 @@ const (
 	IDUseItem      framework.MsgID = 1012
 	IDItemUsed     framework.MsgID = 1013
 	IDEcho         framework.MsgID = 1014
+	IDTrade        framework.MsgID = 1015
 )
 
 // Sample game rules shared by client and server.
@@ -103,6 +111,6 @@ func RegisterSample(r *framework.Registry) error {
 		IDPlayerMoved: (*PlayerMoved)(nil), IDSay: (*Say)(nil), IDSayOK: (*SayOK)(nil),
 		IDChatMessage: (*ChatMessage)(nil), IDJoinChannel: (*JoinChannel)(nil), IDJoined: (*Joined)(nil),
 		IDGetInventory: (*GetInventory)(nil), IDInventory: (*Inventory)(nil), IDPickUp: (*PickUp)(nil),
-		IDUseItem: (*UseItem)(nil), IDItemUsed: (*ItemUsed)(nil), IDEcho: (*Echo)(nil),
+		IDUseItem: (*UseItem)(nil), IDItemUsed: (*ItemUsed)(nil), IDEcho: (*Echo)(nil), IDTrade: (*Trade)(nil),
 	})
 }

@@ -5,6 +5,7 @@
 package sample
 
 import (
+	"context"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -70,6 +71,7 @@ func New(node *framework.Node, st store.Store, opts Options) (*game.Service[Stat
 	game.MustHandle(r, pickUp)
 	game.MustHandle(r, useItem)
 	game.MustHandle(r, echo)
+	game.MustHandle(r, trade)
 	return game.New(game.Config[State]{
 		Node: node, Store: st, Saver: opts.Saver, SaveInterval: opts.SaveInterval, Router: r,
 		NewState: newState, OnAttach: onAttach, Grace: opts.Grace, Metrics: opts.Metrics,
@@ -212,6 +214,38 @@ func useItem(p *Player, m *services.UseItem) (*services.ItemUsed, error) {
 }
 
 func echo(_ *Player, m *services.Echo) (*services.Echo, error) { return m, nil }
+
+// trade swaps one item each with another online player, atomically: both
+// inventories are committed in one store transaction or neither changes.
+func trade(p *Player, m *services.Trade) (*services.Inventory, error) {
+	if !validName(m.Give) || !validName(m.Take) {
+		return nil, framework.NewError(CodeBadItem, "item names are 1-32 letters, digits, '_' or '-'")
+	}
+	err := p.Exchange(context.Background(), m.With, func(self, other *State) error {
+		if self.Items[m.Give] < 1 {
+			return framework.NewError(CodeNoItem, fmt.Sprintf("no %q to give", m.Give))
+		}
+		if other.Items[m.Take] < 1 {
+			return framework.NewError(CodeNoItem, fmt.Sprintf("player %d has no %q", m.With, m.Take))
+		}
+		move := func(from, to *State, item string) {
+			if from.Items[item]--; from.Items[item] == 0 {
+				delete(from.Items, item)
+			}
+			if to.Items == nil {
+				to.Items = make(map[string]int32)
+			}
+			to.Items[item]++
+		}
+		move(self, other, m.Give)
+		move(other, self, m.Take)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &services.Inventory{Items: p.State.Items}, nil
+}
 
 func abs(v int32) int32 {
 	if v < 0 {

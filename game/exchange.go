@@ -1,0 +1,216 @@
+package game
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/store"
+	"github.com/citadel-go/citadel/services"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Messages of the exchange protocol (they cross nodes: the two players may
+// live on different game nodes).
+type (
+	// exchangeLock asks a player to lock itself for an exchange and answer
+	// with its state.
+	exchangeLock struct {
+		From framework.Addr
+	}
+	// exchangeLocked answers exchangeLock: the peer's state and the version
+	// reserved for its side of the commit.
+	exchangeLocked struct {
+		State   []byte
+		Version uint64
+	}
+	// exchangeRelease ends a lock: with Commit, State is the peer's new
+	// state, already durably committed at Version.
+	exchangeRelease struct {
+		From    framework.Addr
+		Commit  bool
+		State   []byte
+		Version uint64
+	}
+	// exchangeExpired releases a lock whose initiator went silent.
+	exchangeExpired struct{ Version uint64 }
+)
+
+// Exchange error codes (framework.RemoteError codes).
+const (
+	CodePeerOffline = "peer_offline"
+	CodePeerBusy    = "peer_busy"
+	CodeExchange    = "exchange_failed"
+)
+
+const (
+	// exchangeCommitTimeout bounds the initiator's side, well inside the
+	// peer's lock, so the peer never gives up on an exchange that commits.
+	exchangeCommitTimeout = 5 * time.Second
+	exchangeLockTimeout   = 30 * time.Second
+	maxStash              = 1024
+)
+
+// exchangeState is a player's side of an exchange in progress.
+type exchangeState struct {
+	lockedBy framework.Addr // the initiator holding this player, if any
+	version  uint64         // the version reserved for this player's side
+	stash    []*services.ClientRequest
+}
+
+// Exchange changes this player's state and another online player's state
+// together: fn gets copies of both, and returns an error to call it off;
+// otherwise both records are committed in one store transaction, and only
+// then do both players take their new state. Either both changes are saved
+// and applied, or neither. While it runs the other player handles nothing
+// else (its client's requests wait). It blocks this player for one call to
+// the other and one commit.
+func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, other *S) error) error {
+	if peer == p.ID {
+		return framework.NewError(CodeExchange, "a player cannot exchange with itself")
+	}
+	ctx, cancel := context.WithTimeout(ctx, exchangeCommitTimeout)
+	defer cancel()
+	node := p.ctx.Node()
+	peerAddr := node.ActorAddr(playerActorName(peer)) // a node without an mq has only itself
+	if node.Bus() != nil {
+		m, ok := node.Members().Pick(services.Game, strconv.FormatUint(peer, 10))
+		if !ok {
+			return framework.NewError(CodePeerOffline, "no game node is online")
+		}
+		peerAddr.Node = m.Node
+	}
+	r, err := p.ctx.Call(ctx, peerAddr, &exchangeLock{From: p.ctx.Self()})
+	if errors.Is(err, framework.ErrActorNotFound) {
+		return framework.NewError(CodePeerOffline, fmt.Sprintf("player %d is not online", peer))
+	}
+	if err != nil {
+		return err
+	}
+	locked := r.(*exchangeLocked)
+	release := func(commit bool, state []byte) {
+		if err := p.ctx.Send(peerAddr, &exchangeRelease{From: p.ctx.Self(), Commit: commit, State: state, Version: locked.Version}); err != nil {
+			p.log.Error("cannot release exchange partner; its lock expires", "peer", peer, "err", err)
+		}
+	}
+	self, other := new(S), new(S)
+	err = copyState(p.State, self)
+	if err == nil {
+		err = msgpack.Unmarshal(locked.State, other)
+	}
+	if err == nil {
+		err = fn(self, other)
+	}
+	if err != nil {
+		release(false, nil)
+		return err
+	}
+	selfData, err := msgpack.Marshal(self)
+	var otherData []byte
+	if err == nil {
+		otherData, err = msgpack.Marshal(other)
+	}
+	if err != nil {
+		release(false, nil)
+		return fmt.Errorf("game: encode exchange: %w", err)
+	}
+	selfVersion := p.save.next + 1
+	err = p.svc.cfg.Saver.CommitAll(ctx, []store.Record{
+		{ID: p.ID, Version: selfVersion, Data: selfData},
+		{ID: peer, Version: locked.Version, Data: otherData},
+	})
+	if err != nil {
+		release(false, nil)
+		p.log.Warn("exchange not committed; nothing changed", "peer", peer, "err", err)
+		if errors.Is(err, store.ErrStale) {
+			p.svc.conflicts.Inc()
+		}
+		return framework.NewError(CodeExchange, "the exchange could not be saved; nothing changed")
+	}
+	p.State = self
+	p.save.next = selfVersion
+	p.save.version = max(p.save.version, selfVersion)
+	p.save.savedGen = p.save.gen // the committed state is the current one
+	p.save.since = time.Time{}
+	release(true, otherData)
+	return nil
+}
+
+func copyState[S any](from, to *S) error {
+	b, err := msgpack.Marshal(from)
+	if err != nil {
+		return err
+	}
+	return msgpack.Unmarshal(b, to)
+}
+
+// onExchangeLock locks this player for an initiator.
+func (p *Player[S]) onExchangeLock(m *exchangeLock) {
+	switch {
+	case p.State == nil:
+		p.ctx.ReplyError(framework.NewError(CodePeerOffline, "the player is not loaded"))
+		return
+	case !p.exchange.lockedBy.IsZero():
+		p.ctx.ReplyError(framework.NewError(CodePeerBusy, "the player is in another exchange"))
+		return
+	}
+	state, err := msgpack.Marshal(p.State)
+	if err != nil {
+		p.ctx.ReplyError(err)
+		return
+	}
+	p.save.next++
+	p.exchange.lockedBy, p.exchange.version = m.From, p.save.next
+	p.ctx.SendAfter(exchangeLockTimeout, &exchangeExpired{Version: p.save.next})
+	p.ctx.Reply(&exchangeLocked{State: state, Version: p.save.next})
+}
+
+// onExchangeRelease takes the committed state (or not) and unlocks.
+func (p *Player[S]) onExchangeRelease(m *exchangeRelease) {
+	if m.From != p.exchange.lockedBy || m.Version != p.exchange.version {
+		return // a release for a lock that expired
+	}
+	if m.Commit {
+		st := new(S)
+		if err := msgpack.Unmarshal(m.State, st); err != nil {
+			// Cannot happen for state we encoded; the store has it anyway.
+			p.log.Error("exchange state does not decode; reloading is needed", "err", err)
+		} else {
+			p.State = st
+			p.save.version = max(p.save.version, m.Version)
+			p.save.savedGen = p.save.gen
+			p.save.since = time.Time{}
+		}
+	}
+	p.unlock()
+}
+
+func (p *Player[S]) onExchangeExpired(m *exchangeExpired) {
+	if !p.exchange.lockedBy.IsZero() && m.Version == p.exchange.version {
+		p.log.Warn("exchange lock expired without an answer", "initiator", p.exchange.lockedBy.String())
+		p.unlock()
+	}
+}
+
+// unlock ends an exchange and handles the requests that waited for it.
+func (p *Player[S]) unlock() {
+	p.exchange.lockedBy = framework.Addr{}
+	stash := p.exchange.stash
+	p.exchange.stash = nil
+	for _, r := range stash {
+		p.request(r)
+	}
+}
+
+func registerExchange(r *framework.Registry) error {
+	for id, m := range map[framework.MsgID]any{310: (*exchangeLock)(nil), 311: (*exchangeLocked)(nil),
+		312: (*exchangeRelease)(nil), 313: (*exchangeExpired)(nil)} {
+		if err := r.Register(id, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
