@@ -37,10 +37,17 @@ func (p *Player[S]) Dirty() bool { return p.save.gen != p.save.savedGen }
 // Version is the version of the player's last durable commit.
 func (p *Player[S]) Version() uint64 { return p.save.version }
 
+// tickPeriod is how often a player snapshots: 90% of SaveInterval, so a
+// change made just after a tick is committed within SaveInterval as long as
+// the commit takes less than the remaining 10%.
+func (p *Player[S]) tickPeriod() time.Duration {
+	return p.svc.cfg.SaveInterval - p.svc.cfg.SaveInterval/10
+}
+
 // scheduleSaves starts the player's save ticks at a random point of the
-// interval, so a node's players spread their snapshots evenly.
+// period, so a node's players spread their snapshots evenly.
 func (p *Player[S]) scheduleSaves() {
-	iv := p.svc.cfg.SaveInterval
+	iv := p.tickPeriod()
 	if _, err := p.ctx.SendAfter(time.Duration(rand.Int64N(int64(iv)))+time.Millisecond, &saveTick{}); err != nil {
 		p.log.Error("cannot schedule saves", "err", err)
 	}
@@ -51,7 +58,7 @@ func (p *Player[S]) onSaveTick() {
 	if p.exchange.lockedBy.IsZero() { // a locked player's next version is reserved
 		p.snapshot(context.Background(), false)
 	}
-	if _, err := p.ctx.SendAfter(p.svc.cfg.SaveInterval, &saveTick{}); err != nil && p.State != nil {
+	if _, err := p.ctx.SendAfter(p.tickPeriod(), &saveTick{}); err != nil && p.State != nil {
 		p.log.Error("cannot schedule the next save", "err", err)
 	}
 }

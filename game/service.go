@@ -28,9 +28,10 @@ type Config[S any] struct {
 	// Saver commits player snapshots (batched, durable); it must use Store.
 	// Stop it after the node, so players saving as they stop get through.
 	Saver *Saver
-	// SaveInterval is how often a dirty player snapshots itself; each
-	// player's ticks start at a random point of the interval, so snapshots
-	// spread evenly. It bounds what a crash can lose. Default 5s.
+	// SaveInterval bounds what a crash can lose: a change older than
+	// SaveInterval is durably committed. A dirty player snapshots itself
+	// every 90% of it (the rest is the commit's budget); each player's
+	// ticks start at a random point, so snapshots spread evenly. Default 5s.
 	SaveInterval time.Duration
 	// Router holds the client message handlers.
 	Router *Router[S]
