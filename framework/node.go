@@ -371,7 +371,7 @@ func (n *Node) spawn(parent *process, name string, prod Producer, opts SpawnOpti
 		kind:    n.stats.kind(opts.Kind),
 		log:     n.log.With("actor", name, "kind", opts.Kind),
 		parent:  parent,
-		mailbox: make(chan envelope, opts.MailboxSize),
+		mailbox: newMailbox(opts.MailboxSize),
 		done:    make(chan struct{}),
 	}
 	p.ctx.proc = p

@@ -20,7 +20,7 @@ type process struct {
 	log      *slog.Logger
 	parent   *process
 
-	mailbox chan envelope
+	mailbox *mailbox // nil for inline actors
 	cur     envelope // the message being handled (kept here so it does not escape per message)
 
 	// Inline actors: senders append to inlineQ; whoever finds nobody
@@ -50,40 +50,28 @@ func (p *process) enqueue(env envelope) error {
 		return p.enqueueInline(env)
 	}
 	p.pending.Add(1)
-	select {
-	case p.mailbox <- env:
-		return nil
-	default:
-	}
 	switch p.opts.Overflow {
 	case OverflowDropOldest:
-		for {
-			select {
-			case old := <-p.mailbox:
-				p.pending.Add(-1)
-				p.kind.overflow.Add(1)
-				p.failDropped(old, ErrMailboxFull)
-			default:
-			}
-			select {
-			case p.mailbox <- env:
-				return nil
-			default:
-			}
+		if old, ok := p.mailbox.pushDropOldest(env); ok {
+			p.pending.Add(-1)
+			p.kind.overflow.Add(1)
+			p.failDropped(old, ErrMailboxFull)
 		}
+		return nil
 	case OverflowBlock:
-		select {
-		case p.mailbox <- env:
-			return nil
-		case <-p.done:
+		if !p.mailbox.pushWait(env, p.done) {
 			p.pending.Add(-1)
 			p.node.stats.deadLetters.Add(1)
 			return fmt.Errorf("framework: %s stopped: %w", p.addr, ErrActorNotFound)
 		}
+		return nil
 	default:
-		p.pending.Add(-1)
-		p.kind.overflow.Add(1)
-		return fmt.Errorf("framework: %s (%d queued): %w", p.addr, cap(p.mailbox), ErrMailboxFull)
+		if p.mailbox.push(env, false) == pushFull {
+			p.pending.Add(-1)
+			p.kind.overflow.Add(1)
+			return fmt.Errorf("framework: %s (%d queued): %w", p.addr, p.opts.MailboxSize, ErrMailboxFull)
+		}
+		return nil
 	}
 }
 
@@ -160,20 +148,26 @@ func (p *process) failDropped(env envelope, err error) {
 func (p *process) run() {
 	defer p.exit()
 	p.invoke(&envelope{msg: Started{}})
+	var batch [16]envelope
 	for !p.stopping.Load() {
-		p.cur = <-p.mailbox
-		if p.cur.sys == sysStop {
-			continue
+		k := p.mailbox.pop(batch[:])
+		for i := 0; i < k; i++ {
+			env := &batch[i]
+			if env.sys == sysStop {
+				continue
+			}
+			if p.stopping.Load() {
+				p.pending.Add(-1)
+				p.node.stats.deadLetters.Add(1)
+				p.failDropped(*env, ErrActorNotFound)
+			} else {
+				p.cur = *env // invoke keeps a pointer; batch stays on the stack
+				p.invoke(&p.cur)
+				p.cur = envelope{}
+				p.pending.Add(-1)
+			}
+			*env = envelope{} // let the message be collected
 		}
-		if p.stopping.Load() {
-			p.pending.Add(-1)
-			p.node.stats.deadLetters.Add(1)
-			p.failDropped(p.cur, ErrActorNotFound)
-			break
-		}
-		p.invoke(&p.cur)
-		p.cur = envelope{} // let the message be collected
-		p.pending.Add(-1)
 	}
 }
 
@@ -219,10 +213,7 @@ func (p *process) stop() {
 		p.stopInline()
 		return
 	}
-	select {
-	case p.mailbox <- envelope{sys: sysStop}:
-	default: // the mailbox is full, so the actor is awake and will see the flag
-	}
+	p.mailbox.push(envelope{sys: sysStop}, true)
 }
 
 func (p *process) exit() {
@@ -235,19 +226,15 @@ func (p *process) exit() {
 	p.inlineQ = nil
 	p.inlineMu.Unlock()
 	// Messages left in the mailbox are dead letters.
-	for {
-		select {
-		case env := <-p.mailbox:
+	if p.mailbox != nil {
+		for _, env := range p.mailbox.drain() {
 			if env.sys == sysStop {
 				continue
 			}
 			p.pending.Add(-1)
 			p.node.stats.deadLetters.Add(1)
 			p.failDropped(env, ErrActorNotFound)
-			continue
-		default:
 		}
-		break
 	}
 	p.mu.Lock()
 	timers := p.timers

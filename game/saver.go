@@ -1,10 +1,12 @@
 package game
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -237,6 +239,8 @@ func (s *Saver) run() {
 // commitBatch commits one batch, retrying with backoff until it succeeds
 // or the saver is stopped and out of retries.
 func (s *Saver) commitBatch(batch []saveJob) {
+	// In key order, a batch's writes touch the store's pages in order.
+	slices.SortFunc(batch, func(a, b saveJob) int { return cmp.Compare(a.rec.ID, b.rec.ID) })
 	recs := make([]store.Record, len(batch))
 	for i, j := range batch {
 		recs[i] = j.rec

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -70,6 +71,8 @@ func run(args []string) error {
 	heartbeat := fs.Duration("heartbeat", 10*time.Second, "client heartbeat interval (idle timeout is 3x)")
 	maxFrame := fs.Int("max-frame", 64<<10, "largest client frame in bytes, both directions")
 	clientRate := fs.Float64("client-rate", 100, "frames per second a client session may send (burst: twice that); more is kicked")
+	gogc := fs.Int("gogc", 400, "garbage collector target percent (as GOGC; the GOGC environment variable wins when set): "+
+		"fewer collections for more memory, since on a few cores each collection's mark phase delays requests")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -94,6 +97,9 @@ func run(args []string) error {
 	log, err := framework.NewLogger(os.Stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(*gogc)
 	}
 	cfg := config{Roles: roles, DataDir: *dataDir, NodeID: *nodeID,
 		NSQDTCP: *embTCP, NSQDHTTP: *embHTTP, LookupdTCP: *embLTCP, LookupdHTTP: *embLHTTP,
