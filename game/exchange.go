@@ -47,11 +47,10 @@ const (
 )
 
 const (
-	// exchangeCommitTimeout bounds the initiator's side, well inside the
-	// peer's lock, so the peer never gives up on an exchange that commits.
-	exchangeCommitTimeout = 5 * time.Second
-	exchangeLockTimeout   = 30 * time.Second
-	maxStash              = 1024
+	// exchangeLockFactor: a peer's lock lasts this many ExchangeTimeouts,
+	// so when it expires the initiator's commit has long been decided.
+	exchangeLockFactor = 6
+	maxStash           = 1024
 )
 
 // exchangeState is a player's side of an exchange in progress.
@@ -72,7 +71,7 @@ func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, oth
 	if peer == p.ID {
 		return framework.NewError(CodeExchange, "a player cannot exchange with itself")
 	}
-	ctx, cancel := context.WithTimeout(ctx, exchangeCommitTimeout)
+	ctx, cancel := context.WithTimeout(ctx, p.svc.cfg.ExchangeTimeout)
 	defer cancel()
 	node := p.ctx.Node()
 	peerAddr := node.ActorAddr(playerActorName(peer)) // a node without an mq has only itself
@@ -164,7 +163,7 @@ func (p *Player[S]) onExchangeLock(m *exchangeLock) {
 	}
 	p.save.next++
 	p.exchange.lockedBy, p.exchange.version = m.From, p.save.next
-	p.ctx.SendAfter(exchangeLockTimeout, &exchangeExpired{Version: p.save.next})
+	p.ctx.SendAfter(exchangeLockFactor*p.svc.cfg.ExchangeTimeout, &exchangeExpired{Version: p.save.next})
 	p.ctx.Reply(&exchangeLocked{State: state, Version: p.save.next})
 }
 
@@ -188,11 +187,47 @@ func (p *Player[S]) onExchangeRelease(m *exchangeRelease) {
 	p.unlock()
 }
 
+// onExchangeExpired handles a lock whose initiator never released it (its
+// node crashed, or the release was lost). The initiator may have committed
+// before it went silent, so the store decides: the reserved version stored
+// means the exchange happened and this player takes that state; otherwise it
+// did not, and cannot any more (the initiator's deadline has passed).
 func (p *Player[S]) onExchangeExpired(m *exchangeExpired) {
-	if !p.exchange.lockedBy.IsZero() && m.Version == p.exchange.version {
-		p.log.Warn("exchange lock expired without an answer", "initiator", p.exchange.lockedBy.String())
-		p.unlock()
+	if p.exchange.lockedBy.IsZero() || m.Version != p.exchange.version {
+		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
+	rec, err := p.svc.cfg.Store.Load(ctx, p.ID)
+	cancel()
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		p.log.Error("exchange lock expired and the store cannot say whether it committed; asking again", "err", err)
+		if _, err := p.ctx.SendAfter(time.Second, m); err != nil {
+			p.log.Error("cannot retry the expired exchange", "err", err)
+		}
+		return
+	}
+	switch {
+	case err == nil && rec.Version == m.Version:
+		st := new(S)
+		if err := msgpack.Unmarshal(rec.Data, st); err != nil {
+			p.log.Error("committed exchange state does not decode; keeping the player locked", "err", err)
+			return
+		}
+		p.State = st
+		p.save.version = max(p.save.version, rec.Version)
+		p.save.savedGen = p.save.gen
+		p.save.since = time.Time{}
+		p.log.Warn("exchange initiator went silent after committing; took the committed state",
+			"initiator", p.exchange.lockedBy.String(), "version", rec.Version)
+	case err == nil && rec.Version > m.Version:
+		p.svc.conflicts.Inc()
+		p.log.Error("the store holds a newer version of this player than the exchange reserved (another node?)",
+			"reserved", m.Version, "stored", rec.Version)
+	default:
+		p.log.Warn("exchange initiator went silent before committing; nothing changed",
+			"initiator", p.exchange.lockedBy.String())
+	}
+	p.unlock()
 }
 
 // unlock ends an exchange and handles the requests that waited for it.

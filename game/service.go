@@ -47,6 +47,11 @@ type Config[S any] struct {
 	MailboxSize int
 	// SaveTimeout bounds one save. Default 10s.
 	SaveTimeout time.Duration
+	// ExchangeTimeout bounds an Exchange's initiator (lock, change, commit).
+	// The other player stays locked for up to six times as long; if the
+	// initiator goes silent, it reads the outcome from the store. Use the
+	// same value on every game node. Default 5s.
+	ExchangeTimeout time.Duration
 	// Logger defaults to the node's.
 	Logger *slog.Logger
 	// Metrics registers citadel_game_* metrics. Nil skips registration.
@@ -81,6 +86,9 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 	}
 	if cfg.SaveTimeout <= 0 {
 		cfg.SaveTimeout = 10 * time.Second
+	}
+	if cfg.ExchangeTimeout <= 0 {
+		cfg.ExchangeTimeout = 5 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = cfg.Node.Logger()

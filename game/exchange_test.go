@@ -1,0 +1,152 @@
+package game
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/store"
+	"github.com/citadel-go/citadel/services"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+type tally struct{ N int }
+
+// Peek asks a player for its live state; Bump adds one (test only).
+type (
+	Peek struct{}
+	Bump struct{}
+)
+
+// An exchange's initiator that goes silent (its node crashed, the release
+// was lost) leaves the other player locked; when the lock expires, that
+// player reads the outcome from the store: the committed state if the
+// initiator committed, its own state otherwise. Either way it never
+// overwrites a committed exchange with its stale state.
+func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
+	reg := framework.NewRegistry()
+	services.RegisterClient(reg)
+	reg.MustRegister(10001, (*Peek)(nil))
+	reg.MustRegister(10002, (*tally)(nil))
+	reg.MustRegister(10003, (*Bump)(nil))
+	node, err := framework.NewNode(framework.NodeConfig{Service: "game", ID: "game-1", Registry: reg, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	saver, err := NewSaver(SaverConfig{Store: st, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRouter[tally](reg)
+	MustHandle(r, func(p *Player[tally], _ *Peek) (*tally, error) { return p.State, nil })
+	MustHandle(r, func(p *Player[tally], _ *Bump) (*tally, error) {
+		p.State.N++
+		p.MarkDirty()
+		return p.State, nil
+	})
+	svc, err := New(Config[tally]{Node: node, Store: st, Saver: saver, Router: r, SaveInterval: time.Hour,
+		ExchangeTimeout: 20 * time.Millisecond, NewState: func(uint64) *tally { return &tally{N: 7} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := node.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		node.Stop(ctx)
+		saver.Stop(ctx)
+		st.Close()
+	})
+	replies := make(chan *services.ToClient, 10)
+	gate, _ := node.Spawn(services.GateSessionsActor, func() framework.Actor {
+		return framework.ActorFunc(func(c *framework.Context) {
+			if m, ok := c.Message().(*services.ToClient); ok {
+				replies <- m
+			}
+		})
+	}, framework.SpawnOptions{})
+	res, err := node.Call(ctx, node.ActorAddr(services.GameActorManager),
+		&services.Attach{PlayerID: 2, Session: services.SessionRef{Gate: gate, ID: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	player := res.(*services.Attached).Actor
+	seq := uint32(0)
+	ask := func(msg any) int {
+		t.Helper()
+		seq++
+		id, payload, _ := reg.Marshal(msg)
+		if err := node.Send(player, &services.ClientRequest{SessionID: 1, Seq: seq, MsgID: id, Payload: payload}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-replies:
+			v, err := reg.Unmarshal(m.MsgID, m.Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v.(*tally).N
+		case <-time.After(5 * time.Second):
+			t.Fatal("no reply")
+			return 0
+		}
+	}
+	peek := func() int { t.Helper(); return ask(&Peek{}) }
+	if n := peek(); n != 7 {
+		t.Fatalf("new player has %d", n)
+	}
+	lock := func() uint64 {
+		t.Helper()
+		r, err := node.Call(ctx, player, &exchangeLock{From: node.ActorAddr("silent-initiator")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.(*exchangeLocked).Version
+	}
+
+	// 1. The initiator commits, then goes silent.
+	v := lock()
+	data, _ := msgpack.Marshal(&tally{N: 42})
+	if err := st.SaveAll(ctx, []store.Record{{ID: 2, Version: v, Data: data}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := peek(); n != 42 { // waits (stashed) until the lock expires
+		t.Fatalf("after a committed exchange whose release was lost, the player has %d, want 42", n)
+	}
+
+	// 2. The initiator goes silent without committing.
+	v2 := lock()
+	if v2 <= v {
+		t.Fatalf("second lock reserved version %d after %d", v2, v)
+	}
+	if n := peek(); n != 42 {
+		t.Fatalf("after an exchange that never committed, the player has %d, want 42", n)
+	}
+	// Its next save is not refused: the reserved version was skipped.
+	if n := ask(&Bump{}); n != 43 {
+		t.Fatalf("bump: %d", n)
+	}
+	if err := node.Stop(ctx); err != nil { // players save as they stop
+		t.Fatal(err)
+	}
+	rec, err := st.Load(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved tally
+	msgpack.Unmarshal(rec.Data, &saved)
+	if saved.N != 43 || rec.Version <= v2 {
+		t.Fatalf("stored %+v at version %d, want 43 after version %d", saved, rec.Version, v2)
+	}
+}
