@@ -174,7 +174,11 @@ func TestRequestsRepliesAndErrors(t *testing.T) {
 	}
 	r.request(att.Actor, 100, 1, &Inc{By: 2})
 	r.request(att.Actor, 100, 2, &Inc{By: 3})
-	for seq, want := range map[uint32]int{1: 2, 2: 5} {
+	for _, w := range []struct {
+		seq  uint32
+		want int
+	}{{1, 2}, {2, 5}} {
+		seq, want := w.seq, w.want
 		m, v := r.reply()
 		if m.Seq != seq || v.(*Count).N != want {
 			t.Fatalf("reply %d: seq %d %+v", seq, m.Seq, v)
