@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/citadel-go/citadel/tables/export"
+	"github.com/xuri/excelize/v2"
+)
+
+const srcDir = "../../tables/src"
+
+// sources copies tables/src to a temporary folder.
+func sources(t *testing.T) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(srcDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(srcDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+func editCSV(t *testing.T, dir, file, old, new string) {
+	t.Helper()
+	path := filepath.Join(dir, file)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(old)) {
+		t.Fatalf("%s has no %q", file, old)
+	}
+	os.WriteFile(path, bytes.Replace(data, []byte(old), []byte(new), 1), 0o644)
+}
+
+func editXLSX(t *testing.T, dir, file, sheet, cell, value string) {
+	t.Helper()
+	path := filepath.Join(dir, file)
+	f, err := excelize.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SetCellValue(sheet, cell, value); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SaveAs(path); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
+var outputs = []string{export.GoFile, export.ReaderFile, export.JSONFile, export.DataFile}
+
+// seededOut is an output folder holding a marker in every output file, to
+// show a failed export overwrites nothing.
+func seededOut(t *testing.T) string {
+	out := t.TempDir()
+	for _, name := range outputs {
+		os.MkdirAll(filepath.Join(out, filepath.Dir(name)), 0o755)
+		os.WriteFile(filepath.Join(out, name), []byte("previous export"), 0o644)
+	}
+	return out
+}
+
+func TestExportFromTheSources(t *testing.T) {
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"export", "-src", srcDir, "-out", out}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	for _, name := range outputs {
+		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+			t.Errorf("%s not written: %v", name, err)
+		}
+	}
+	if !strings.Contains(stdout.String(), "Monster 8") {
+		t.Errorf("summary: %s", stdout.String())
+	}
+	if code := run([]string{"check", "-src", srcDir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("check exit %d", code)
+	}
+	if code := run([]string{"frobnicate"}, &stdout, &stderr); code != 2 {
+		t.Fatalf("unknown command: exit %d", code)
+	}
+}
+
+// Must show 2: each bad input gives a message naming the file and cell, a
+// non-zero exit, and nothing overwritten.
+func TestBadInputsNameTheCellAndWriteNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		break_ func(t *testing.T, dir string)
+		want  []string // every one in the output
+	}{
+		{"string in an int column", func(t *testing.T, d string) {
+			editCSV(t, d, "Item.csv", "4,sword,Iron Sword,Weapon,120", "4,sword,Iron Sword,Weapon,cheap")
+		}, []string{"Item.csv row 5, column E", "does not match the column's type", "'cheap'"}},
+		{"unknown enum value", func(t *testing.T, d string) {
+			editCSV(t, d, "Item.csv", "4,sword,Iron Sword,Weapon", "4,sword,Iron Sword,Magic")
+		}, []string{"Item.csv row 5, column D", "unknown enum value", "'Magic'"}},
+		{"duplicate ID", func(t *testing.T, d string) {
+			editCSV(t, d, "Item.csv", "5,shield", "4,shield")
+		}, []string{"Item.csv row 6, column A", "duplicate value"}},
+		{"UTF-8 BOM", func(t *testing.T, d string) {
+			data, _ := os.ReadFile(filepath.Join(d, "Level.csv"))
+			os.WriteFile(filepath.Join(d, "Level.csv"), append([]byte("\ufeff"), data...), 0o644)
+		}, []string{"Level.csv row 1, column A", "byte order mark"}},
+		{"row after a blank row", func(t *testing.T, d string) {
+			editCSV(t, d, "Level.csv", "5,100,210\n", "5,100,210\n,,\n")
+		}, []string{"Level.csv row 7", "blank row", "drops row 8"}},
+		{"dangling reference (second sheet of an .xlsx)", func(t *testing.T, d string) {
+			editXLSX(t, d, "Monster.xlsx", "Undead", "H5", "10;99;11")
+		}, []string{"Monster.xlsx [Undead] row 5, column H (Drops)", `Drops "99" is not in Item.ID`}},
+		{"string in an int cell of an .xlsx", func(t *testing.T, d string) {
+			editXLSX(t, d, "Monster.xlsx", "Beasts", "D3", "lots")
+		}, []string{"Monster.xlsx [Beasts] row 3, column D", "'lots'"}},
+		{"every problem is listed", func(t *testing.T, d string) {
+			editXLSX(t, d, "Monster.xlsx", "Beasts", "H2", "404")
+			editXLSX(t, d, "Monster.xlsx", "Beasts", "I3", "150")
+			editCSV(t, d, "Setting.csv", "potion|potion", "potion|poison")
+		}, []string{"3 problem(s)", `Drops "404" is not in Item.ID`, "DropChance 150 is outside 0..100",
+			`Setting.csv row 3, column D (StartItems): StartItems "poison" is not in Item.Key`}},
+		{"blank header cell", func(t *testing.T, d string) {
+			editCSV(t, d, "Item.csv", "ID,Key,Name,Kind", "ID,Key,,Kind")
+		}, []string{"Item.csv row 1, column C", "blank header cell"}},
+		{"unknown table kind in the index", func(t *testing.T, d string) {
+			editCSV(t, d, "Index.csv", "数据表,Level", "Datta,Level")
+		}, []string{"Index.csv row 5, column A", `unknown table kind "Datta"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, out := sources(t), seededOut(t)
+			tc.break_(t, dir)
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"export", "-src", dir, "-out", out}, &stdout, &stderr)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1\n%s%s", code, stdout.String(), stderr.String())
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, stdout.String())
+				}
+			}
+			for _, name := range outputs {
+				if data, _ := os.ReadFile(filepath.Join(out, name)); string(data) != "previous export" {
+					t.Errorf("%s was overwritten by a failed export", name)
+				}
+			}
+		})
+	}
+}
