@@ -101,9 +101,9 @@ func TestExportFromTheSources(t *testing.T) {
 // non-zero exit, and nothing overwritten.
 func TestBadInputsNameTheCellAndWriteNothing(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, dir string)
-		want  []string // every one in the output
+		want   []string // every one in the output
 	}{
 		{"string in an int column", func(t *testing.T, d string) {
 			editCSV(t, d, "Item.csv", "4,sword,Iron Sword,Weapon,120", "4,sword,Iron Sword,Weapon,cheap")
