@@ -169,62 +169,53 @@ func (d dataset) Fields(name string) ([]string, bool) {
 	return out, true
 }
 
-func (d dataset) Rows(name string) []rules.Row {
-	v, ok := d.table(name)
-	if !ok {
-		return nil
-	}
-	out := make([]rules.Row, v.Len())
-	for i := range out {
-		out[i] = row{table: name, n: i + 1, v: v.Index(i).Elem()}
-	}
-	return out
+func (d dataset) Column(name, field string) rules.Column {
+	v, _ := d.table(name)
+	f, _ := v.Type().Elem().Elem().FieldByName(field)
+	return column{table: name, field: field, rows: v, index: f.Index[0]}
 }
 
-type row struct {
-	table string
-	n     int
-	v     reflect.Value
+// column reads one field of a table's rows by reflection (the field's
+// index is looked up once).
+type column struct {
+	table, field string
+	rows         reflect.Value // []*Row
+	index        int
 }
 
-func (r row) Values(field string) []string {
-	f := r.v.FieldByName(field)
-	if !f.IsValid() {
-		return nil
-	}
+func (c column) Len() int { return c.rows.Len() }
+
+func (c column) Values(i int, dst []rules.Value) []rules.Value {
+	f := c.rows.Index(i).Elem().Field(c.index)
 	if f.Kind() == reflect.Slice {
-		out := make([]string, 0, f.Len())
-		for i := 0; i < f.Len(); i++ {
-			if s := format(f.Index(i)); s != "" {
-				out = append(out, s)
-			}
+		for j := 0; j < f.Len(); j++ {
+			dst = appendValue(dst, f.Index(j))
 		}
-		return out
+		return dst
 	}
-	if s := format(f); s != "" {
-		return []string{s}
-	}
-	return nil
+	return appendValue(dst, f)
 }
 
-func (r row) Where(field string) rules.Location {
-	return rules.Location{File: r.table, Row: r.n, Field: field}
+func (c column) Where(i int) rules.Location {
+	return rules.Location{File: c.table, Row: i + 1, Field: c.field}
 }
 
-func format(v reflect.Value) string {
+// appendValue appends v unless it is an empty string.
+func appendValue(dst []rules.Value, v reflect.Value) []rules.Value {
 	switch v.Kind() {
 	case reflect.String:
-		return v.String()
+		if v.Len() == 0 {
+			return dst
+		}
+		return append(dst, rules.Value{S: v.String()})
 	case reflect.Bool:
-		return strconv.FormatBool(v.Bool())
+		return append(dst, rules.Value{S: strconv.FormatBool(v.Bool())})
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return strconv.FormatInt(v.Int(), 10)
+		return append(dst, rules.Value{N: float64(v.Int()), Num: true})
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return strconv.FormatUint(v.Uint(), 10)
-	case reflect.Float32:
-		return strconv.FormatFloat(v.Float(), 'g', -1, 32)
-	case reflect.Float64:
-		return strconv.FormatFloat(v.Float(), 'g', -1, 64)
+		return append(dst, rules.Value{N: float64(v.Uint()), Num: true})
+	case reflect.Float32, reflect.Float64:
+		return append(dst, rules.Value{N: v.Float(), Num: true})
 	}
-	return fmt.Sprint(v.Interface())
+	return append(dst, rules.Value{S: fmt.Sprint(v.Interface())})
 }

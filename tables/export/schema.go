@@ -349,40 +349,50 @@ func (sc *schema) Fields(name string) ([]string, bool) {
 	return out, true
 }
 
-func (sc *schema) Rows(name string) []rules.Row {
+func (sc *schema) Column(name, field string) rules.Column {
 	t := sc.tables[name]
-	if t == nil {
-		return nil
-	}
+	f := t.field(field)
 	if t.kind == kindKV {
-		return []rules.Row{kvRow{t}}
+		return kvColumn{t, f}
 	}
-	out := make([]rules.Row, len(t.rows))
-	for i := range t.rows {
-		out[i] = srcRow{t, &t.rows[i]}
-	}
-	return out
+	return srcColumn{t, f}
 }
 
-type srcRow struct {
+// srcColumn is a data table's field in the sources: values as written.
+type srcColumn struct {
 	t *table
-	r *dataRow
+	f *field
 }
 
-func splitValues(f *field, cells []string) []string {
-	var out []string
+func (c srcColumn) Len() int { return len(c.t.rows) }
+
+func (c srcColumn) Values(i int, dst []rules.Value) []rules.Value {
+	return splitValues(c.f, c.t.rows[i].cells[c.f.name], dst)
+}
+
+func (c srcColumn) Where(i int) rules.Location {
+	r := &c.t.rows[i]
+	if w, ok := r.where[c.f.name]; ok {
+		return w
+	}
+	l := r.loc
+	l.Field = c.f.name
+	return l
+}
+
+func splitValues(f *field, cells []string, dst []rules.Value) []rules.Value {
 	for _, c := range cells {
-		if f != nil && f.split != "" {
+		if f.split != "" {
 			for _, v := range strings.Split(c, f.split) {
 				if v != "" {
-					out = append(out, v)
+					dst = append(dst, rules.Value{S: v})
 				}
 			}
 		} else if c != "" {
-			out = append(out, c)
+			dst = append(dst, rules.Value{S: c})
 		}
 	}
-	return out
+	return dst
 }
 
 func (t *table) field(name string) *field {
@@ -394,28 +404,19 @@ func (t *table) field(name string) *field {
 	return nil
 }
 
-func (r srcRow) Values(name string) []string { return splitValues(r.t.field(name), r.r.cells[name]) }
-
-func (r srcRow) Where(name string) rules.Location {
-	if w, ok := r.r.where[name]; ok {
-		return w
-	}
-	l := r.r.loc
-	l.Field = name
-	return l
+// kvColumn is a key-value table's field: one row.
+type kvColumn struct {
+	t *table
+	f *field
 }
 
-type kvRow struct{ t *table }
+func (c kvColumn) Len() int { return 1 }
 
-func (r kvRow) Values(name string) []string {
-	c, ok := r.t.kvCells[name]
-	if !ok {
-		return nil
-	}
-	return splitValues(r.t.field(name), []string{c.value})
+func (c kvColumn) Values(_ int, dst []rules.Value) []rules.Value {
+	return splitValues(c.f, []string{c.t.kvCells[c.f.name].value}, dst)
 }
 
-func (r kvRow) Where(name string) rules.Location { return r.t.kvCells[name].where }
+func (c kvColumn) Where(int) rules.Location { return c.t.kvCells[c.f.name].where }
 
 // readRules reads Checks.csv (or .xlsx) if the source directory has one.
 func (sc *schema) readRules(dir, file string) []rules.Problem {

@@ -20,6 +20,7 @@ package rules
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -123,21 +124,61 @@ func Parse(table, field, kind, arg string, where Location) (Rule, error) {
 	return r, nil
 }
 
-// Dataset is tables as rows of string values.
+// Value is one cell value (one element of an array). Numbers carry N;
+// everything else S.
+type Value struct {
+	S   string
+	N   float64
+	Num bool
+}
+
+func (v Value) String() string {
+	if v.Num {
+		return strconv.FormatFloat(v.N, 'f', -1, 64)
+	}
+	return v.S
+}
+
+// none is an empty cell or a zero: "no value" for ref and required.
+func (v Value) none() bool {
+	if v.Num {
+		return v.N == 0
+	}
+	return v.S == "" || v.S == "0"
+}
+
+// key compares values across columns: numbers by value, text as written.
+type key struct {
+	s string
+	n float64
+}
+
+func (v Value) key() key {
+	if v.Num {
+		return key{n: v.N}
+	}
+	if f, err := strconv.ParseFloat(v.S, 64); err == nil {
+		return key{n: f} // "7" in a text cell matches 7 in a number column
+	}
+	return key{s: v.S}
+}
+
+// Dataset gives the rules the columns of tables.
 type Dataset interface {
 	// Fields lists a table's fields; ok is false if there is no such table.
 	Fields(table string) (fields []string, ok bool)
-	// Rows returns a table's rows in order.
-	Rows(table string) []Row
+	// Column returns one field of a table; the field exists (Fields).
+	Column(table, field string) Column
 }
 
-// Row is one row of a table.
-type Row interface {
-	// Values returns a field's values: one for a scalar, the elements of
-	// an array (none for an empty cell).
-	Values(field string) []string
-	// Where locates a field's cell.
-	Where(field string) Location
+// Column is one field of a table, row by row.
+type Column interface {
+	Len() int
+	// Values appends row i's values to dst: one for a scalar, the
+	// elements of an array; an empty cell has none.
+	Values(i int, dst []Value) []Value
+	// Where locates row i's cell.
+	Where(i int) Location
 }
 
 // Check runs rules over ds and returns every problem found.
@@ -162,8 +203,6 @@ func hasField(ds Dataset, table, field string) error {
 	return fmt.Errorf("table %s has no field %q (fields: %s)", table, field, strings.Join(fields, ", "))
 }
 
-func isNone(v string) bool { return v == "" || v == "0" }
-
 func (r Rule) check(ds Dataset) []Problem {
 	bad := func(err error) []Problem {
 		return []Problem{{Where: r.Where, What: fmt.Sprintf("rule %s %s.%s: %v", r.Kind, r.Table, r.Field, err)}}
@@ -171,76 +210,105 @@ func (r Rule) check(ds Dataset) []Problem {
 	if err := hasField(ds, r.Table, r.Field); err != nil {
 		return bad(err)
 	}
-	rows := ds.Rows(r.Table)
+	col := ds.Column(r.Table, r.Field)
 	var out []Problem
+	var vals []Value
+	problem := func(i int, format string, args ...any) {
+		out = append(out, Problem{col.Where(i), fmt.Sprintf(format, args...)})
+	}
 	switch r.Kind {
 	case Ref:
 		if err := hasField(ds, r.refTable, r.refField); err != nil {
 			return bad(err)
 		}
-		known := make(map[string]bool)
-		for _, t := range ds.Rows(r.refTable) {
-			for _, v := range t.Values(r.refField) {
-				known[v] = true
-			}
+		// The values used (usually few) are looked up in one pass over
+		// the target column (usually long), without a set of all of it.
+		type use struct {
+			row int
+			v   Value
 		}
-		for _, row := range rows {
-			for _, v := range row.Values(r.Field) {
-				if !isNone(v) && !known[v] {
-					out = append(out, Problem{row.Where(r.Field), fmt.Sprintf("%s %q is not in %s.%s", r.Field, v, r.refTable, r.refField)})
+		uses := map[key][]use{}
+		for i := 0; i < col.Len(); i++ {
+			vals = col.Values(i, vals[:0])
+			for _, v := range vals {
+				if !v.none() {
+					uses[v.key()] = append(uses[v.key()], use{i, v})
 				}
 			}
 		}
+		target := ds.Column(r.refTable, r.refField)
+		for i := 0; i < target.Len() && len(uses) > 0; i++ {
+			vals = target.Values(i, vals[:0])
+			for _, v := range vals {
+				delete(uses, v.key())
+			}
+		}
+		var dangling []use
+		for _, us := range uses {
+			dangling = append(dangling, us...)
+		}
+		sort.Slice(dangling, func(a, b int) bool { return dangling[a].row < dangling[b].row })
+		for _, u := range dangling {
+			problem(u.row, "%s %q is not in %s.%s", r.Field, u.v.String(), r.refTable, r.refField)
+		}
 	case Range:
-		for _, row := range rows {
-			for _, v := range row.Values(r.Field) {
-				f, err := strconv.ParseFloat(v, 64)
+		for i := 0; i < col.Len(); i++ {
+			vals = col.Values(i, vals[:0])
+			for _, v := range vals {
+				n, ok := v.N, v.Num
+				if !ok {
+					var err error
+					n, err = strconv.ParseFloat(v.S, 64)
+					ok = err == nil
+				}
 				switch {
-				case err != nil:
-					out = append(out, Problem{row.Where(r.Field), fmt.Sprintf("%s %q is not a number (rule range %s)", r.Field, v, r.Arg)})
-				case r.min != nil && f < *r.min, r.max != nil && f > *r.max:
-					out = append(out, Problem{row.Where(r.Field), fmt.Sprintf("%s %s is outside %s", r.Field, v, r.Arg)})
+				case !ok:
+					problem(i, "%s %q is not a number (rule range %s)", r.Field, v.S, r.Arg)
+				case r.min != nil && n < *r.min, r.max != nil && n > *r.max:
+					problem(i, "%s %s is outside %s", r.Field, v.String(), r.Arg)
 				}
 			}
 		}
 	case Unique:
-		seen := make(map[string]Location)
-		for _, row := range rows {
-			for _, v := range row.Values(r.Field) {
-				if first, dup := seen[v]; dup {
-					out = append(out, Problem{row.Where(r.Field), fmt.Sprintf("%s %q already used at %s", r.Field, v, first)})
+		seen := make(map[key]int)
+		for i := 0; i < col.Len(); i++ {
+			vals = col.Values(i, vals[:0])
+			for _, v := range vals {
+				if first, dup := seen[v.key()]; dup {
+					problem(i, "%s %q already used at %s", r.Field, v.String(), col.Where(first))
 					continue
 				}
-				seen[v] = row.Where(r.Field)
+				seen[v.key()] = i
 			}
 		}
 	case Ascending:
 		var prev *float64
-		for _, row := range rows {
-			vs := row.Values(r.Field)
-			if len(vs) != 1 {
-				out = append(out, Problem{row.Where(r.Field), fmt.Sprintf("%s needs exactly one value (rule ascending)", r.Field)})
+		for i := 0; i < col.Len(); i++ {
+			vals = col.Values(i, vals[:0])
+			if len(vals) != 1 {
+				problem(i, "%s needs exactly one value (rule ascending)", r.Field)
 				continue
 			}
-			f, err := strconv.ParseFloat(vs[0], 64)
-			if err != nil {
-				out = append(out, Problem{row.Where(r.Field), fmt.Sprintf("%s %q is not a number (rule ascending)", r.Field, vs[0])})
+			k := vals[0].key()
+			if k.s != "" {
+				problem(i, "%s %q is not a number (rule ascending)", r.Field, vals[0].S)
 				continue
 			}
-			if prev != nil && f <= *prev {
-				out = append(out, Problem{row.Where(r.Field), fmt.Sprintf("%s %s does not increase (previous row: %v)", r.Field, vs[0], *prev)})
+			if prev != nil && k.n <= *prev {
+				problem(i, "%s %s does not increase (previous row: %v)", r.Field, vals[0].String(), *prev)
 			}
-			prev = &f
+			n := k.n
+			prev = &n
 		}
 	case Required:
-		for _, row := range rows {
-			vs := row.Values(r.Field)
-			if len(vs) == 0 {
-				out = append(out, Problem{row.Where(r.Field), fmt.Sprintf("%s is empty", r.Field)})
+		for i := 0; i < col.Len(); i++ {
+			vals = col.Values(i, vals[:0])
+			if len(vals) == 0 {
+				problem(i, "%s is empty", r.Field)
 			}
-			for _, v := range vs {
-				if isNone(v) {
-					out = append(out, Problem{row.Where(r.Field), fmt.Sprintf("%s is empty or zero", r.Field)})
+			for _, v := range vals {
+				if v.none() {
+					problem(i, "%s is empty or zero", r.Field)
 					break
 				}
 			}
