@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/game"
 	"github.com/citadel-go/citadel/services"
+	"github.com/citadel-go/citadel/tables"
+	"github.com/citadel-go/citadel/tables/export"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -22,11 +25,14 @@ type (
 	Inc     struct{ By int }
 	Count   struct{ N int }
 	Fail    struct{ Panic bool }
+	// Versions reports the tables versions a handler saw.
+	Versions struct{ First, Second, Current string }
 )
 
 type rigConfig struct {
 	saveInterval time.Duration
 	withGive     bool
+	tables       *tables.Holder
 }
 
 type rig struct {
@@ -52,6 +58,7 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 	reg.MustRegister(10002, (*Count)(nil))
 	reg.MustRegister(10003, (*Fail)(nil))
 	reg.MustRegister(10004, (*Give)(nil))
+	reg.MustRegister(10005, (*Versions)(nil))
 	node, err := framework.NewNode(framework.NodeConfig{Service: "game", ID: "game-1", Registry: reg,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
@@ -88,6 +95,14 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 		}
 		return &Count{N: p.State.N}, nil
 	})
+	// Versions reads the tables, reloads them mid-handler, reads again.
+	game.MustHandle(r, func(p *game.Player[counter], m *Versions) (*Versions, error) {
+		first := p.Tables().Version
+		if _, err := rc.tables.Reload(); err != nil {
+			return nil, err
+		}
+		return &Versions{First: first, Second: p.Tables().Version, Current: rc.tables.Current().Version}, nil
+	})
 	if err := game.Handle(r, func(p *game.Player[counter], m *Inc) (*Count, error) { return nil, nil }); err == nil {
 		t.Fatal("a second handler for Inc was accepted")
 	}
@@ -96,7 +111,7 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 		t.Fatal(err)
 	}
 	svc, err := game.New(game.Config[counter]{Node: node, Store: st, Saver: saver, Router: r, Grace: grace,
-		SaveInterval: rc.saveInterval,
+		SaveInterval: rc.saveInterval, Tables: rc.tables,
 		NewState:     func(uint64) *counter { return &counter{} },
 		OnAttach:     func(p *game.Player[counter]) { p.Push(&Count{N: p.State.N}) }})
 	if err != nil {
@@ -356,5 +371,51 @@ func TestExchangeIsAllOrNothing(t *testing.T) {
 	r.request(a.Actor, 100, 5, &Give{To: 3, N: 1})
 	if _, v := r.reply(); v.(*services.Error).Code != game.CodePeerOffline {
 		t.Fatalf("exchange with an offline player: %+v", v)
+	}
+}
+
+// A handler sees one tables version for its whole message: a reload while
+// it runs changes what the next message sees, not this one.
+func TestHandlerSeesOneTablesVersion(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tables.bin")
+	orig, err := os.ReadFile("../tables/" + export.DataFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(path, orig, 0o644)
+	h, err := tables.NewHolder(tables.HolderConfig{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second version: the sources with one price changed.
+	src := t.TempDir()
+	entries, _ := os.ReadDir("../tables/src")
+	for _, e := range entries {
+		data, _ := os.ReadFile(filepath.Join("../tables/src", e.Name()))
+		if e.Name() == "Item.csv" {
+			data = []byte(strings.Replace(string(data), "2,bread,Bread,Consumable,5,", "2,bread,Bread,Consumable,6,", 1))
+		}
+		os.WriteFile(filepath.Join(src, e.Name()), data, 0o644)
+	}
+	out := t.TempDir()
+	if _, err := export.Run(export.Options{Src: src, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := os.ReadFile(filepath.Join(out, export.DataFile))
+	os.WriteFile(path, v2, 0o644)
+
+	r := newRig(t, time.Minute, func(c *rigConfig) { c.tables = h })
+	att, _ := r.attach(1, 100)
+	r.reply()
+	r.request(att.Actor, 100, 1, &Versions{})
+	_, v := r.reply()
+	got := v.(*Versions)
+	if got.First != got.Second || got.First == got.Current {
+		t.Fatalf("handler saw %s then %s; the holder now has %s", got.First, got.Second, got.Current)
+	}
+	r.request(att.Actor, 100, 2, &Versions{}) // the next message sees the new version
+	if _, v := r.reply(); v.(*Versions).First != got.Current {
+		t.Fatalf("next message saw %s, want %s", v.(*Versions).First, got.Current)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/services"
+	"github.com/citadel-go/citadel/tables"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -35,7 +36,8 @@ type Player[S any] struct {
 	gen      uint64 // attach generation (from the manager)
 	save     saveState
 	exchange exchangeState
-	first    *attachReq // the attach that spawned the actor
+	first    *attachReq  // the attach that spawned the actor
+	tables   *tables.Set // pinned for the message being handled
 }
 
 // Context returns the actor context of the message being handled.
@@ -104,6 +106,9 @@ func Broadcast(n *framework.Node, groups []string, msg any) error {
 // Receive implements framework.Actor.
 func (p *Player[S]) Receive(c *framework.Context) {
 	p.ctx = c
+	if h := p.svc.cfg.Tables; h != nil {
+		p.tables = h.Current()
+	}
 	switch m := c.Message().(type) {
 	case framework.Started:
 		p.start()

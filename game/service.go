@@ -15,6 +15,7 @@ import (
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/services"
+	"github.com/citadel-go/citadel/tables"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -35,6 +36,10 @@ type Config[S any] struct {
 	SaveInterval time.Duration
 	// Router holds the client message handlers.
 	Router *Router[S]
+	// Tables holds the designer tables; optional. Handlers read them with
+	// Player.Tables, and ReloadTablesEverywhere reloads them on every game
+	// node.
+	Tables *tables.Holder
 	// NewState returns the state of a player who has never been saved.
 	NewState func(id uint64) *S
 	// OnAttach runs on the player's actor after a session attaches (new or
@@ -103,6 +108,9 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 	if err := registerExchange(reg); err != nil {
 		return nil, err
 	}
+	if err := services.RegisterTables(reg); err != nil {
+		return nil, err
+	}
 	s := &Service[S]{
 		cfg: cfg,
 		log: cfg.Logger.With("component", "game"),
@@ -134,6 +142,11 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 // gates about client messages for players that are not here.
 func (s *Service[S]) Start() error {
 	s.cfg.Node.SetDeadLetterHandler(s.deadLetter)
+	if s.cfg.Tables != nil {
+		if err := s.startTables(); err != nil {
+			return err
+		}
+	}
 	_, err := s.cfg.Node.Spawn(services.GameActorManager, func() framework.Actor {
 		return &manager[S]{svc: s, players: make(map[uint64]*managed)}
 	}, framework.SpawnOptions{Kind: "player_manager", MailboxSize: 4096})

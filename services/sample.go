@@ -3,8 +3,8 @@ package services
 import "github.com/citadel-go/citadel/framework"
 
 // The sample game's client messages (IDs 1000–1099): move on a map, chat
-// to nearby players or a channel, a small inventory, and an echo for load
-// tests.
+// to nearby players or a channel, an inventory of table items, hunting the
+// table's monsters, trades, and an echo for load tests.
 type (
 	// PlayerInfo is pushed when a session attaches.
 	PlayerInfo struct {
@@ -56,16 +56,42 @@ type (
 		Item  string
 		Count int32
 	}
-	// UseItem consumes one item; reply ItemUsed.
+	// UseItem consumes one item (a consumable: the item table says) for
+	// the experience the table gives; reply ItemUsed.
 	UseItem struct{ Item string }
-	// ItemUsed says how many are left.
+	// ItemUsed says how many are left, and the player's experience and
+	// level after it.
 	ItemUsed struct {
-		Item string
-		Left int32
+		Item  string
+		Left  int32
+		XP    int64
+		Level int32
 	}
 	// Echo is answered with itself (load tests measure the full path with it).
 	Echo struct {
 		Data []byte
+	}
+	// Hunt fights a monster of the monster table; reply Hunted.
+	Hunt struct{ Monster int32 }
+	// Hunted is the outcome: the experience gained, the items dropped
+	// (rolled against the monster's drop chance) and the level reached.
+	Hunted struct {
+		Monster int32
+		XPGain  int32
+		XP      int64
+		Level   int32
+		Drops   []string
+	}
+	// ItemInfo asks for an item's row in the item table; reply ItemStats.
+	ItemInfo struct{ Item string }
+	// ItemStats is the row, with the tables version it was read from.
+	ItemStats struct {
+		Item    string
+		Name    string
+		Price   int32
+		Power   int32
+		XP      int32
+		Version string
 	}
 	// Trade swaps one of our items for one of another online player's; both
 	// inventories are saved in one transaction. Reply Inventory.
@@ -94,6 +120,10 @@ const (
 	IDItemUsed     framework.MsgID = 1013
 	IDEcho         framework.MsgID = 1014
 	IDTrade        framework.MsgID = 1015
+	IDHunt         framework.MsgID = 1016
+	IDHunted       framework.MsgID = 1017
+	IDItemInfo     framework.MsgID = 1018
+	IDItemStats    framework.MsgID = 1019
 )
 
 // Sample game rules shared by client and server.
@@ -112,5 +142,6 @@ func RegisterSample(r *framework.Registry) error {
 		IDChatMessage: (*ChatMessage)(nil), IDJoinChannel: (*JoinChannel)(nil), IDJoined: (*Joined)(nil),
 		IDGetInventory: (*GetInventory)(nil), IDInventory: (*Inventory)(nil), IDPickUp: (*PickUp)(nil),
 		IDUseItem: (*UseItem)(nil), IDItemUsed: (*ItemUsed)(nil), IDEcho: (*Echo)(nil), IDTrade: (*Trade)(nil),
+		IDHunt: (*Hunt)(nil), IDHunted: (*Hunted)(nil), IDItemInfo: (*ItemInfo)(nil), IDItemStats: (*ItemStats)(nil),
 	})
 }

@@ -295,8 +295,8 @@ wait:
 			err error
 			r   any
 		)
-		// Mix: 60% moves, 10% nearby chat, 5% channel chat, 10% pick up,
-		// 10% use an item, 5% echo.
+		// Mix: 60% moves, 10% nearby chat, 5% channel chat, 5% pick up,
+		// 5% hunt, 10% use an item, 5% echo.
 		switch k := rnd.IntN(20); {
 		case cfg.EchoOnly || k == 0:
 			_, err = do(echo)
@@ -311,8 +311,10 @@ wait:
 			_, err = do(&services.Say{Text: "hello from a bot"})
 		case k == 15:
 			_, err = do(&services.Say{Channel: channel, Text: "bots unite"})
-		case k <= 17:
+		case k == 16:
 			_, err = do(&services.PickUp{Item: "apple", Count: 1})
+		case k == 17:
+			_, err = do(&services.Hunt{Monster: 101 + rnd.Int32N(4)}, sample.CodeTooSoon)
 		default:
 			_, err = do(&services.UseItem{Item: "apple"}, sample.CodeNoItem)
 		}

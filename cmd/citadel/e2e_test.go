@@ -188,8 +188,22 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("inventory %+v", inv.Items)
 	}
 	used := call[*services.ItemUsed](t, alice, &services.UseItem{Item: "potion"})
-	if used.Left != 2 {
-		t.Fatalf("potions left %d", used.Left)
+	if used.Left != 2 || used.XP != 5 { // the item table gives 5 XP per potion
+		t.Fatalf("potion used: %+v", used)
+	}
+	// Hunting: the monster table's XP, the level table's curve.
+	hunted := call[*services.Hunted](t, alice, &services.Hunt{Monster: 204})
+	if hunted.XPGain != 400 || hunted.XP != 405 || hunted.Level != 8 {
+		t.Fatalf("lich hunted: %+v (want 400 XP, 405 in all, level 8)", hunted)
+	}
+	if _, err := alice.Call(context.Background(), &services.Hunt{Monster: 101}); !errors.As(err, &se) || se.Code != sample.CodeTooSoon {
+		t.Fatalf("hunting again at once: %v", err)
+	}
+	if _, err := alice.Call(context.Background(), &services.Hunt{Monster: 999}); !errors.As(err, &se) || se.Code != sample.CodeNoMonster {
+		t.Fatalf("hunting a monster not in the table: %v", err)
+	}
+	if _, err := alice.Call(context.Background(), &services.PickUp{Item: "dragon", Count: 1}); !errors.As(err, &se) || se.Code != sample.CodeBadItem {
+		t.Fatalf("picking up an item not in the table: %v", err)
 	}
 	if _, err := alice.Call(context.Background(), &services.UseItem{Item: "dragon"}); !errors.As(err, &se) || se.Code != sample.CodeNoItem {
 		t.Fatalf("using a missing item: %v", err)

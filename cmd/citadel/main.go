@@ -71,6 +71,8 @@ func run(args []string) error {
 	heartbeat := fs.Duration("heartbeat", 10*time.Second, "client heartbeat interval (idle timeout is 3x)")
 	maxFrame := fs.Int("max-frame", 64<<10, "largest client frame in bytes, both directions")
 	clientRate := fs.Float64("client-rate", 100, "frames per second a client session may send (burst: twice that); more is kicked")
+	tablesPath := fs.String("tables", "", "designer tables data file (tables.bin from citadel-tables export); default: the tables built into the binary")
+	tablesWatch := fs.Duration("tables-watch", 0, "reload -tables when the file changes, checking this often (0: only on POST /tables/reload)")
 	gogc := fs.Int("gogc", 400, "garbage collector target percent (as GOGC; the GOGC environment variable wins when set): "+
 		"fewer collections for more memory, since on a few cores each collection's mark phase delays requests")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -108,7 +110,7 @@ func run(args []string) error {
 		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
 		TicketKey: *ticketKey, BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval,
 		Store: *storeKind, PostgresDSN: *pgDSN, Heartbeat: *heartbeat, MaxFrame: *maxFrame, ClientRate: *clientRate,
-		Logger: log}
+		TablesPath: *tablesPath, TablesWatch: *tablesWatch, Logger: log}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -130,7 +132,11 @@ func run(args []string) error {
 	if srv.GateWS != "" {
 		fmt.Printf("  gate WS       %s\n", srv.GateWS)
 	}
-	fmt.Printf("  admin         %s  (/healthz /readyz /metrics /debug/pprof/", srv.Admin)
+	if srv.tables != nil {
+		t := srv.tables.Current()
+		fmt.Printf("  tables        version %s  (%s)\n", t.Version, tablesSource(*tablesPath))
+	}
+	fmt.Printf("  admin         %s  (/healthz /readyz /metrics /tables /debug/pprof/", srv.Admin)
 	if srv.broker != nil {
 		fmt.Printf(" /nsqadmin/")
 	}
@@ -146,4 +152,11 @@ func run(args []string) error {
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+func tablesSource(path string) string {
+	if path == "" {
+		return "built in; -tables FILE to load another"
+	}
+	return path
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/citadel-go/citadel/login"
 	"github.com/citadel-go/citadel/mq"
 	"github.com/citadel-go/citadel/services"
+	"github.com/citadel-go/citadel/tables"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -55,6 +57,8 @@ type config struct {
 	Heartbeat                             time.Duration
 	MaxFrame                              int
 	ClientRate                            float64 // frames/s per session; burst is twice that
+	TablesPath                            string  // tables data file; empty: built in
+	TablesWatch                           time.Duration
 
 	Logger *slog.Logger
 }
@@ -80,6 +84,8 @@ type server struct {
 	login   *http.Server
 	gate    *gate.Gate
 	game    *game.Service[sample.State]
+	tables  *tables.Holder
+	cancel  context.CancelFunc // background work (table watch)
 	admin   *http.Server
 	ready   atomic.Bool
 
@@ -151,8 +157,19 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		if s.saver, err = game.NewSaver(game.SaverConfig{Store: s.store, Logger: s.log, Metrics: s.metrics}); err != nil {
 			return s, err
 		}
+		if s.tables, err = tables.NewHolder(tables.HolderConfig{Path: cfg.TablesPath, Logger: s.log, Metrics: s.metrics}); err != nil {
+			return s, fmt.Errorf("tables: %w", err)
+		}
+		if cfg.TablesWatch > 0 {
+			if cfg.TablesPath == "" {
+				return s, errors.New("-tables-watch needs -tables FILE (the built-in tables cannot change)")
+			}
+			var watchCtx context.Context
+			watchCtx, s.cancel = context.WithCancel(context.Background())
+			go s.tables.Watch(watchCtx, cfg.TablesWatch)
+		}
 		if s.game, err = sample.New(n, s.store, sample.Options{Saver: s.saver, SaveInterval: cfg.SaveInterval,
-			Grace: cfg.Grace, Metrics: s.metrics}); err != nil {
+			Grace: cfg.Grace, Metrics: s.metrics, Tables: s.tables}); err != nil {
 			return s, err
 		}
 		if err := n.Start(ctx); err != nil {
@@ -276,6 +293,10 @@ func (s *server) startAdmin() error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if len(s.nodes) > 0 {
+		mux.HandleFunc("/tables", s.tablesHandler)
+		mux.HandleFunc("/tables/reload", s.tablesHandler)
+	}
 	if s.broker != nil {
 		h, err := s.broker.AdminHandler("/nsqadmin")
 		if err != nil {
@@ -291,6 +312,38 @@ func (s *server) startAdmin() error {
 	go s.admin.Serve(ln)
 	s.Admin = "http://" + ln.Addr().String()
 	return nil
+}
+
+// tablesHandler serves GET /tables (the tables version every game node
+// runs) and POST /tables/reload (every game node reloads its tables file
+// and reports what it runs). The answer is JSON; 409 if some node refused
+// the file (it keeps its version) or did not answer.
+func (s *server) tablesHandler(w http.ResponseWriter, r *http.Request) {
+	n := s.nodes[0] // any node can ask, over the mq
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	var sts []services.TablesStatus
+	switch {
+	case r.URL.Path == "/tables/reload" && r.Method == http.MethodPost:
+		sts = game.ReloadTablesEverywhere(ctx, n)
+	case r.URL.Path == "/tables" && r.Method == http.MethodGet:
+		sts = game.QueryTablesEverywhere(ctx, n)
+	default:
+		http.Error(w, "GET /tables or POST /tables/reload", http.StatusMethodNotAllowed)
+		return
+	}
+	code := http.StatusOK
+	if len(sts) == 0 {
+		code = http.StatusServiceUnavailable
+	}
+	for _, st := range sts {
+		if st.Error != "" {
+			code = http.StatusConflict
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]any{"nodes": sts})
 }
 
 // readiness: started, not stopping, and every login or gate node sees
@@ -319,6 +372,9 @@ func (s *server) readiness() error {
 // save (game node drain), then the mq and the store.
 func (s *server) stop(ctx context.Context) error {
 	s.ready.Store(false)
+	if s.cancel != nil {
+		s.cancel()
+	}
 	var errs []error
 	if s.login != nil {
 		errs = append(errs, s.login.Shutdown(ctx))

@@ -7,6 +7,7 @@ package sample
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 	"unicode/utf8"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/game"
 	"github.com/citadel-go/citadel/services"
+	"github.com/citadel-go/citadel/tables"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,10 +24,11 @@ type State struct {
 	Map      string
 	X, Y     int32
 	Moves    int64
-	Items    map[string]int32
+	Items    map[string]int32 // item table keys
 	Level    int32
 	XP       int64
 	Channels []string
+	LastHunt int64 // unix milliseconds
 }
 
 // Player is a sample game player.
@@ -39,6 +42,8 @@ const (
 	CodeBadItem    = "bad_item"
 	CodeNotInChan  = "not_in_channel"
 	CodeBadChannel = "bad_channel"
+	CodeNoMonster  = "no_monster"
+	CodeTooSoon    = "too_soon"
 )
 
 // Options tune the sample game service.
@@ -48,6 +53,9 @@ type Options struct {
 	SaveInterval time.Duration
 	Grace        time.Duration
 	Metrics      prometheus.Registerer
+	// Tables holds the designer tables (items, monsters, levels,
+	// settings). Nil uses the tables built into the binary.
+	Tables *tables.Holder
 }
 
 // Register adds the client protocol and the sample game's messages to reg.
@@ -72,9 +80,19 @@ func New(node *framework.Node, st store.Store, opts Options) (*game.Service[Stat
 	game.MustHandle(r, useItem)
 	game.MustHandle(r, echo)
 	game.MustHandle(r, trade)
+	game.MustHandle(r, hunt)
+	game.MustHandle(r, itemInfo)
+	if opts.Tables == nil {
+		h, err := tables.NewHolder(tables.HolderConfig{Logger: node.Logger(), Metrics: opts.Metrics})
+		if err != nil {
+			return nil, err
+		}
+		opts.Tables = h
+	}
 	return game.New(game.Config[State]{
 		Node: node, Store: st, Saver: opts.Saver, SaveInterval: opts.SaveInterval, Router: r,
-		NewState: newState, OnAttach: onAttach, Grace: opts.Grace, Metrics: opts.Metrics,
+		NewState: func(id uint64) *State { return newState(opts.Tables.Current(), id) },
+		OnAttach: onAttach, Grace: opts.Grace, Metrics: opts.Metrics, Tables: opts.Tables,
 	})
 }
 
@@ -83,16 +101,22 @@ func New(node *framework.Node, st store.Store, opts Options) (*game.Service[Stat
 // same few cells (where every step would be pushed to everyone).
 const spawnGroup = 8
 
-func newState(id uint64) *State {
+// newState starts a player with the settings table's level and items.
+func newState(t *tables.Set, id uint64) *State {
 	cells := uint64(services.MapSize / services.NearbyRadius)
 	h := (id / spawnGroup) * 2654435761 % (cells * cells) // Knuth's multiplicative hash
 	cx, cy := int32(h%cells), int32(h/cells)
 	slot := int32(id % spawnGroup)
+	set := t.GetKeyValue_Setting()
+	items := make(map[string]int32)
+	for _, key := range set.StartItems {
+		items[key]++
+	}
 	return &State{
 		Map: "town",
 		X:   cx*services.NearbyRadius + 10 + 3*slot, Y: cy*services.NearbyRadius + 10 + 2*slot,
-		Items: map[string]int32{"potion": 3, "bread": 5},
-		Level: 1,
+		Items: items,
+		Level: set.StartLevel,
 	}
 }
 
@@ -183,8 +207,12 @@ func getInventory(p *Player, _ *services.GetInventory) (*services.Inventory, err
 }
 
 func pickUp(p *Player, m *services.PickUp) (*services.Inventory, error) {
-	if !validName(m.Item) || m.Count < 1 || m.Count > 100 {
-		return nil, framework.NewError(CodeBadItem, "item names are 1-32 letters, digits, '_' or '-'; count 1-100")
+	if m.Count < 1 || m.Count > 100 {
+		return nil, framework.NewError(CodeBadItem, "count 1-100")
+	}
+	item := p.Tables().ItemByKey[m.Item]
+	if item == nil {
+		return nil, framework.NewError(CodeBadItem, fmt.Sprintf("there is no item %q", m.Item))
 	}
 	if _, ok := p.State.Items[m.Item]; !ok && len(p.State.Items) >= 50 {
 		return nil, framework.NewError(CodeBadItem, "the bag holds at most 50 kinds of item")
@@ -197,10 +225,19 @@ func pickUp(p *Player, m *services.PickUp) (*services.Inventory, error) {
 	return &services.Inventory{Items: p.State.Items}, nil
 }
 
+// useItem consumes a consumable for the experience the item table gives.
 func useItem(p *Player, m *services.UseItem) (*services.ItemUsed, error) {
 	n := p.State.Items[m.Item]
 	if n <= 0 {
 		return nil, framework.NewError(CodeNoItem, fmt.Sprintf("no %q in the bag", m.Item))
+	}
+	t := p.Tables()
+	item := t.ItemByKey[m.Item]
+	if item == nil {
+		return nil, framework.NewError(CodeBadItem, fmt.Sprintf("%q is no longer in the item table", m.Item))
+	}
+	if item.Kind != tables.ItemKind_Consumable {
+		return nil, framework.NewError(CodeBadItem, fmt.Sprintf("%s cannot be used (%s)", item.Name, item.Kind))
 	}
 	n--
 	if n == 0 {
@@ -208,9 +245,62 @@ func useItem(p *Player, m *services.UseItem) (*services.ItemUsed, error) {
 	} else {
 		p.State.Items[m.Item] = n
 	}
-	p.State.XP++
+	gainXP(t, p.State, int64(item.XP))
 	p.MarkDirty()
-	return &services.ItemUsed{Item: m.Item, Left: n}, nil
+	return &services.ItemUsed{Item: m.Item, Left: n, XP: p.State.XP, Level: p.State.Level}, nil
+}
+
+// gainXP adds experience and levels up along the level table, up to the
+// settings' MaxLevel.
+func gainXP(t *tables.Set, s *State, xp int64) {
+	s.XP += xp
+	maxLevel := t.GetKeyValue_Setting().MaxLevel
+	for s.Level < maxLevel {
+		next := t.LevelByLevel[s.Level+1]
+		if next == nil || s.XP < int64(next.XP) {
+			break
+		}
+		s.Level++
+	}
+}
+
+// hunt fights a monster of the monster table: its experience, and each of
+// its drops with its drop chance.
+func hunt(p *Player, m *services.Hunt) (*services.Hunted, error) {
+	t := p.Tables()
+	mon := t.MonsterByID[m.Monster]
+	if mon == nil {
+		return nil, framework.NewError(CodeNoMonster, fmt.Sprintf("there is no monster %d", m.Monster))
+	}
+	now := time.Now().UnixMilli()
+	if cd := int64(t.GetKeyValue_Setting().HuntCooldownMS); now-p.State.LastHunt < cd {
+		return nil, framework.NewError(CodeTooSoon, fmt.Sprintf("rest %dms between hunts", cd))
+	}
+	p.State.LastHunt = now
+	out := &services.Hunted{Monster: mon.ID, XPGain: mon.XP}
+	if p.State.Items == nil {
+		p.State.Items = make(map[string]int32)
+	}
+	for _, id := range mon.Drops {
+		if item := t.ItemByID[id]; item != nil && rand.Int32N(100) < mon.DropChance {
+			p.State.Items[item.Key] = min(p.State.Items[item.Key]+1, 9999)
+			out.Drops = append(out.Drops, item.Key)
+		}
+	}
+	gainXP(t, p.State, int64(mon.XP))
+	p.MarkDirty()
+	out.XP, out.Level = p.State.XP, p.State.Level
+	return out, nil
+}
+
+// itemInfo answers with an item's row and the tables version it came from.
+func itemInfo(p *Player, m *services.ItemInfo) (*services.ItemStats, error) {
+	t := p.Tables()
+	item := t.ItemByKey[m.Item]
+	if item == nil {
+		return nil, framework.NewError(CodeBadItem, fmt.Sprintf("there is no item %q", m.Item))
+	}
+	return &services.ItemStats{Item: item.Key, Name: item.Name, Price: item.Price, Power: item.Power, XP: item.XP, Version: t.Version}, nil
 }
 
 func echo(_ *Player, m *services.Echo) (*services.Echo, error) { return m, nil }
