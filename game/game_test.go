@@ -112,8 +112,8 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 	}
 	svc, err := game.New(game.Config[counter]{Node: node, Store: st, Saver: saver, Router: r, Grace: grace,
 		SaveInterval: rc.saveInterval, Tables: rc.tables,
-		NewState:     func(uint64) *counter { return &counter{} },
-		OnAttach:     func(p *game.Player[counter]) { p.Push(&Count{N: p.State.N}) }})
+		NewState: func(uint64) *counter { return &counter{} },
+		OnAttach: func(p *game.Player[counter]) { p.Push(&Count{N: p.State.N}) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func BenchmarkLoad100kRows(b *testing.B) {
 	}
 	n := time.Duration(b.N)
 	b.ReportMetric(float64((jsonTime / n).Milliseconds()), "tabtoy-json-ms")
-	b.ReportMetric(float64((citadelTime / n).Microseconds())/1000, "citadel-ms")
+	b.ReportMetric(float64((citadelTime/n).Microseconds())/1000, "citadel-ms")
 	b.ReportMetric(float64(jsonTime)/float64(citadelTime), "ratio")
 	b.ReportMetric(float64(len(jsonData))/1e6, "json-MB")
 	b.ReportMetric(float64(len(bin))/1e6, "bin-MB")
