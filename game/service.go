@@ -14,6 +14,7 @@ import (
 
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/framework/store"
+	"github.com/citadel-go/citadel/plugins"
 	"github.com/citadel-go/citadel/services"
 	"github.com/citadel-go/citadel/tables"
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,10 @@ type Config[S any] struct {
 	// Player.Tables, and ReloadTablesEverywhere reloads them on every game
 	// node.
 	Tables *tables.Holder
+	// Plugins runs the game logic loaded from plugin binaries; optional.
+	// Handlers reach it with Player.Plugins; SwapPluginEverywhere swaps a
+	// plugin on every game node.
+	Plugins *plugins.Host
 	// NewState returns the state of a player who has never been saved.
 	NewState func(id uint64) *S
 	// OnAttach runs on the player's actor after a session attaches (new or
@@ -111,6 +116,9 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 	if err := services.RegisterTables(reg); err != nil {
 		return nil, err
 	}
+	if err := services.RegisterPlugins(reg); err != nil {
+		return nil, err
+	}
 	s := &Service[S]{
 		cfg: cfg,
 		log: cfg.Logger.With("component", "game"),
@@ -144,6 +152,11 @@ func (s *Service[S]) Start() error {
 	s.cfg.Node.SetDeadLetterHandler(s.deadLetter)
 	if s.cfg.Tables != nil {
 		if err := s.startTables(); err != nil {
+			return err
+		}
+	}
+	if s.cfg.Plugins != nil {
+		if err := s.startPlugins(); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package game
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 
@@ -55,6 +56,15 @@ func QueryTablesEverywhere(ctx context.Context, n *framework.Node) []services.Ta
 }
 
 func askTables(ctx context.Context, n *framework.Node, msg any) []services.TablesStatus {
+	return askGameNodes(ctx, n, services.GameTablesActor, msg, func(node string, err error) *services.TablesStatus {
+		return &services.TablesStatus{Node: node, Error: err.Error()}
+	})
+}
+
+// askGameNodes calls actor on every live game node (this one included, if
+// it is one) with msg, concurrently, and returns the replies in node order;
+// a node whose call failed gets failed(node, err).
+func askGameNodes[R any](ctx context.Context, n *framework.Node, actor string, msg any, failed func(node string, err error) *R) []R {
 	nodes := map[string]bool{}
 	if n.Addr().Service == services.Game {
 		nodes[n.Addr().Node] = true
@@ -64,26 +74,28 @@ func askTables(ctx context.Context, n *framework.Node, msg any) []services.Table
 			nodes[m.Node] = true
 		}
 	}
-	out := make([]services.TablesStatus, 0, len(nodes))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+	names := make([]string, 0, len(nodes))
 	for node := range nodes {
+		names = append(names, node)
+	}
+	sort.Strings(names)
+	out := make([]R, len(names))
+	var wg sync.WaitGroup
+	for i, node := range names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st := services.TablesStatus{Node: node}
-			r, err := n.Call(ctx, framework.Addr{Service: services.Game, Node: node, Actor: services.GameTablesActor}, msg)
-			if err != nil {
-				st.Error = err.Error()
-			} else {
-				st = *r.(*services.TablesStatus)
+			r, err := n.Call(ctx, framework.Addr{Service: services.Game, Node: node, Actor: actor}, msg)
+			if err == nil {
+				if v, ok := r.(*R); ok {
+					out[i] = *v
+					return
+				}
+				err = fmt.Errorf("unexpected reply %T", r)
 			}
-			mu.Lock()
-			out = append(out, st)
-			mu.Unlock()
+			out[i] = *failed(node, err)
 		}()
 	}
 	wg.Wait()
-	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out
 }

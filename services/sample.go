@@ -74,13 +74,16 @@ type (
 	// Hunt fights a monster of the monster table; reply Hunted.
 	Hunt struct{ Monster int32 }
 	// Hunted is the outcome: the experience gained, the items dropped
-	// (rolled against the monster's drop chance) and the level reached.
+	// (rolled against the monster's drop chance), the level reached, and
+	// the combat rules version (the combat plugin's) that decided it.
 	Hunted struct {
 		Monster int32
+		Blows   int32
 		XPGain  int32
 		XP      int64
 		Level   int32
 		Drops   []string
+		Rules   string
 	}
 	// ItemInfo asks for an item's row in the item table; reply ItemStats.
 	ItemInfo struct{ Item string }

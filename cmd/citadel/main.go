@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/services"
+	"github.com/hashicorp/go-plugin"
 )
 
 // listFlag collects repeated or comma-separated values.
@@ -41,6 +43,8 @@ func main() {
 }
 
 func run(args []string) error {
+	// Whatever happens below, no plugin process outlives this one.
+	defer plugin.CleanupClients()
 	fs := flag.NewFlagSet("citadel", flag.ContinueOnError)
 	var roles, nsqd, nsqdHTTP, lookupd, origins listFlag
 	fs.Var(&roles, "role", "roles to run: login, gate, game (repeat or comma list; default all three)")
@@ -73,6 +77,9 @@ func run(args []string) error {
 	clientRate := fs.Float64("client-rate", 100, "frames per second a client session may send (burst: twice that); more is kicked")
 	tablesPath := fs.String("tables", "", "designer tables data file (tables.bin from citadel-tables export); default: the tables built into the binary")
 	tablesWatch := fs.Duration("tables-watch", 0, "reload -tables when the file changes, checking this often (0: only on POST /tables/reload)")
+	pluginsDir := fs.String("plugins", "", "plugin folder: one folder per plugin, the newest build in each runs (default <data>/plugins; - for none)")
+	pluginsWatch := fs.Duration("plugins-watch", 0, "swap a plugin when a newer build appears in its folder, checking this often (0: only on POST /plugins/swap)")
+	buildPlugins := fs.Bool("build-plugins", true, "build the example combat plugin into the plugin folder if it has none (needs the source tree and go)")
 	gogc := fs.Int("gogc", 400, "garbage collector target percent (as GOGC; the GOGC environment variable wins when set): "+
 		"fewer collections for more memory, since on a few cores each collection's mark phase delays requests")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -110,7 +117,14 @@ func run(args []string) error {
 		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
 		TicketKey: *ticketKey, BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval,
 		Store: *storeKind, PostgresDSN: *pgDSN, Heartbeat: *heartbeat, MaxFrame: *maxFrame, ClientRate: *clientRate,
-		TablesPath: *tablesPath, TablesWatch: *tablesWatch, Logger: log}
+		TablesPath: *tablesPath, TablesWatch: *tablesWatch,
+		PluginsDir: *pluginsDir, PluginsWatch: *pluginsWatch, BuildPlugins: *buildPlugins, Logger: log}
+	switch cfg.PluginsDir {
+	case "":
+		cfg.PluginsDir = filepath.Join(*dataDir, "plugins")
+	case "-":
+		cfg.PluginsDir = ""
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -136,7 +150,12 @@ func run(args []string) error {
 		t := srv.tables.Current()
 		fmt.Printf("  tables        version %s  (%s)\n", t.Version, tablesSource(*tablesPath))
 	}
-	fmt.Printf("  admin         %s  (/healthz /readyz /metrics /tables /debug/pprof/", srv.Admin)
+	if srv.plugins != nil {
+		for _, p := range srv.plugins.List() {
+			fmt.Printf("  plugin        %s %s  (pid %d, %s)\n", p.Name, p.Version, p.PID, p.Path)
+		}
+	}
+	fmt.Printf("  admin         %s  (/healthz /readyz /metrics /tables /plugins /debug/pprof/", srv.Admin)
 	if srv.broker != nil {
 		fmt.Printf(" /nsqadmin/")
 	}

@@ -57,6 +57,7 @@ type process struct {
 	admin    string
 	nsqd     string
 	nsqdHTTP string
+	stdout   *lockedBuffer // what it printed up to its admin line
 	stderr   *lockedBuffer
 	exited   chan error
 }
@@ -88,7 +89,7 @@ var (
 // ephemeral are the flags that put every listener on a free port.
 var ephemeral = []string{"-embedded-nsqd-tcp", "127.0.0.1:0", "-embedded-nsqd-http", "127.0.0.1:0",
 	"-embedded-lookupd-tcp", "127.0.0.1:0", "-embedded-lookupd-http", "127.0.0.1:0",
-	"-login", "127.0.0.1:0", "-gate-tcp", "127.0.0.1:0", "-gate-ws", "127.0.0.1:0", "-admin", "127.0.0.1:0"}
+	"-plugins", "-", "-login", "127.0.0.1:0", "-gate-tcp", "127.0.0.1:0", "-gate-ws", "127.0.0.1:0", "-admin", "127.0.0.1:0"}
 
 // startProcess runs the all-in-one binary with ephemeral ports.
 func startProcess(t testing.TB, dataDir string, extra ...string) *process {
@@ -106,7 +107,7 @@ func runCitadel(t testing.TB, args ...string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	p := &process{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -131,6 +132,7 @@ func runCitadel(t testing.TB, args ...string) *process {
 			if !ok {
 				t.Fatalf("citadel exited before it was ready:\n%s", p.stderr)
 			}
+			p.stdout.Write([]byte(l + "\n"))
 			if m := loginLine.FindStringSubmatch(l); m != nil {
 				p.loginURL = m[1]
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/citadel-go/citadel/gate"
 	"github.com/citadel-go/citadel/login"
 	"github.com/citadel-go/citadel/mq"
+	"github.com/citadel-go/citadel/plugins"
 	"github.com/citadel-go/citadel/services"
 	"github.com/citadel-go/citadel/tables"
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +60,9 @@ type config struct {
 	ClientRate                            float64 // frames/s per session; burst is twice that
 	TablesPath                            string  // tables data file; empty: built in
 	TablesWatch                           time.Duration
+	PluginsDir                            string // one folder per plugin; empty: none
+	PluginsWatch                          time.Duration
+	BuildPlugins                          bool // build the example plugins into PluginsDir if missing
 
 	Logger *slog.Logger
 }
@@ -85,6 +89,7 @@ type server struct {
 	gate    *gate.Gate
 	game    *game.Service[sample.State]
 	tables  *tables.Holder
+	plugins *plugins.Host
 	cancel  context.CancelFunc // background work (table watch)
 	admin   *http.Server
 	ready   atomic.Bool
@@ -168,8 +173,13 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			watchCtx, s.cancel = context.WithCancel(context.Background())
 			go s.tables.Watch(watchCtx, cfg.TablesWatch)
 		}
+		if cfg.PluginsDir != "" {
+			if err := s.startPlugins(); err != nil {
+				return s, err
+			}
+		}
 		if s.game, err = sample.New(n, s.store, sample.Options{Saver: s.saver, SaveInterval: cfg.SaveInterval,
-			Grace: cfg.Grace, Metrics: s.metrics, Tables: s.tables}); err != nil {
+			Grace: cfg.Grace, Metrics: s.metrics, Tables: s.tables, Plugins: s.plugins}); err != nil {
 			return s, err
 		}
 		if err := n.Start(ctx); err != nil {
@@ -296,6 +306,9 @@ func (s *server) startAdmin() error {
 	if len(s.nodes) > 0 {
 		mux.HandleFunc("/tables", s.tablesHandler)
 		mux.HandleFunc("/tables/reload", s.tablesHandler)
+		mux.HandleFunc("/plugins", s.pluginsHandler)
+		mux.HandleFunc("/plugins/swap", s.pluginsHandler)
+		mux.HandleFunc("/plugins/rollback", s.pluginsHandler)
 	}
 	if s.broker != nil {
 		h, err := s.broker.AdminHandler("/nsqadmin")
@@ -386,6 +399,9 @@ func (s *server) stop(ctx context.Context) error {
 		// Reverse start order: login, gate, then game, whose players save
 		// as their actors stop.
 		errs = append(errs, s.nodes[i].Stop(ctx))
+	}
+	if s.plugins != nil {
+		s.plugins.Stop() // after the game node: no player calls a plugin now
 	}
 	if s.saver != nil {
 		// After the game node: players saving as they stopped are queued.

@@ -6,6 +6,7 @@ package sample
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/game"
+	"github.com/citadel-go/citadel/plugins"
+	"github.com/citadel-go/citadel/plugins/examples/combat"
 	"github.com/citadel-go/citadel/services"
 	"github.com/citadel-go/citadel/tables"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +47,8 @@ const (
 	CodeBadChannel = "bad_channel"
 	CodeNoMonster  = "no_monster"
 	CodeTooSoon    = "too_soon"
+	// CodeCombatUnavailable: the combat plugin failed (it is restarted).
+	CodeCombatUnavailable = "combat_unavailable"
 )
 
 // Options tune the sample game service.
@@ -56,6 +61,9 @@ type Options struct {
 	// Tables holds the designer tables (items, monsters, levels,
 	// settings). Nil uses the tables built into the binary.
 	Tables *tables.Holder
+	// Plugins runs the combat plugin. Nil (or no "combat" loaded): the
+	// v1 combat rules built into the server decide fights.
+	Plugins *plugins.Host
 }
 
 // Register adds the client protocol and the sample game's messages to reg.
@@ -92,7 +100,7 @@ func New(node *framework.Node, st store.Store, opts Options) (*game.Service[Stat
 	return game.New(game.Config[State]{
 		Node: node, Store: st, Saver: opts.Saver, SaveInterval: opts.SaveInterval, Router: r,
 		NewState: func(id uint64) *State { return newState(opts.Tables.Current(), id) },
-		OnAttach: onAttach, Grace: opts.Grace, Metrics: opts.Metrics, Tables: opts.Tables,
+		OnAttach: onAttach, Grace: opts.Grace, Metrics: opts.Metrics, Tables: opts.Tables, Plugins: opts.Plugins,
 	})
 }
 
@@ -264,8 +272,9 @@ func gainXP(t *tables.Set, s *State, xp int64) {
 	}
 }
 
-// hunt fights a monster of the monster table: its experience, and each of
-// its drops with its drop chance.
+// hunt fights a monster of the monster table. The combat plugin decides
+// the fight from the monster's row and the player's stats, which the game
+// passes in; the game applies the outcome to the player's state.
 func hunt(p *Player, m *services.Hunt) (*services.Hunted, error) {
 	t := p.Tables()
 	mon := t.MonsterByID[m.Monster]
@@ -276,21 +285,56 @@ func hunt(p *Player, m *services.Hunt) (*services.Hunted, error) {
 	if cd := int64(t.GetKeyValue_Setting().HuntCooldownMS); now-p.State.LastHunt < cd {
 		return nil, framework.NewError(CodeTooSoon, fmt.Sprintf("rest %dms between hunts", cd))
 	}
+	req := &combat.Request{Monster: mon.ID, HP: mon.HP, Defense: mon.Defense, XP: mon.XP, Drops: mon.Drops,
+		DropChance: mon.DropChance, Level: p.State.Level, Power: bestPower(t, p.State), Seed: rand.Uint64()}
+	res, err := fight(p, req)
+	if err != nil {
+		return nil, err
+	}
 	p.State.LastHunt = now
-	out := &services.Hunted{Monster: mon.ID, XPGain: mon.XP}
+	out := &services.Hunted{Monster: mon.ID, Blows: res.Blows, XPGain: res.XP, Rules: res.Rules}
 	if p.State.Items == nil {
 		p.State.Items = make(map[string]int32)
 	}
-	for _, id := range mon.Drops {
-		if item := t.ItemByID[id]; item != nil && rand.Int32N(100) < mon.DropChance {
+	for _, id := range res.Drops {
+		if item := t.ItemByID[id]; item != nil {
 			p.State.Items[item.Key] = min(p.State.Items[item.Key]+1, 9999)
 			out.Drops = append(out.Drops, item.Key)
 		}
 	}
-	gainXP(t, p.State, int64(mon.XP))
+	gainXP(t, p.State, int64(res.XP))
 	p.MarkDirty()
 	out.XP, out.Level = p.State.XP, p.State.Level
 	return out, nil
+}
+
+// fight asks the combat plugin; without one loaded, the v1 rules built
+// into the server decide.
+func fight(p *Player, req *combat.Request) (*combat.Result, error) {
+	if h := p.Plugins(); h != nil {
+		res, err := plugins.CallMsg[combat.Result](context.Background(), h, "combat", "fight", req)
+		if err == nil {
+			return res, nil
+		}
+		if !errors.Is(err, plugins.ErrNotLoaded) {
+			p.Logger().Warn("combat plugin call failed", "err", err)
+			return nil, framework.NewError(CodeCombatUnavailable, "combat is unavailable; try again")
+		}
+	}
+	res := combat.Fight(req, combat.V1)
+	res.Rules += " (built in)"
+	return res, nil
+}
+
+// bestPower is the power of the strongest weapon the player carries.
+func bestPower(t *tables.Set, s *State) int32 {
+	var best int32
+	for key := range s.Items {
+		if item := t.ItemByKey[key]; item != nil && item.Kind == tables.ItemKind_Weapon {
+			best = max(best, item.Power)
+		}
+	}
+	return best
 }
 
 // itemInfo answers with an item's row and the tables version it came from.
