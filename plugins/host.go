@@ -602,6 +602,9 @@ func (h *Host) Call(ctx context.Context, name, method string, req []byte) ([]byt
 		err := inst.rpc.invoke(ctx, "Call", &callRequest{Method: method, Payload: req}, &resp)
 		inst.release()
 		h.callDur.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		if err == nil && ctx.Err() != nil {
+			err = ctx.Err() // answered, but after the caller's deadline
+		}
 		switch {
 		case err != nil:
 			h.calls.WithLabelValues(name, "failed").Inc()

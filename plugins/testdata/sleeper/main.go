@@ -24,6 +24,7 @@ func main() {
 			select {
 			case <-time.After(time.Duration(n.Millis) * time.Millisecond):
 			case <-ctx.Done():
+				return nil, ctx.Err()
 			}
 			return n, nil
 		}),
