@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -104,16 +103,5 @@ func (s *server) pluginsHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "GET /plugins, POST /plugins/swap?name=N&path=P, POST /plugins/rollback?name=N", http.StatusBadRequest)
 		return
 	}
-	code := http.StatusOK
-	if len(sts) == 0 {
-		code = http.StatusServiceUnavailable
-	}
-	for _, st := range sts {
-		if st.Error != "" {
-			code = http.StatusConflict
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]any{"nodes": sts})
+	writeNodes(w, sts, func(st services.PluginsStatus) string { return st.Error })
 }

@@ -345,18 +345,24 @@ func (s *server) tablesHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "GET /tables or POST /tables/reload", http.StatusMethodNotAllowed)
 		return
 	}
+	writeNodes(w, sts, func(st services.TablesStatus) string { return st.Error })
+}
+
+// writeNodes answers with every game node's report as JSON: 200, 409 if a
+// node reports an error, 503 if no game node answered.
+func writeNodes[T any](w http.ResponseWriter, nodes []T, errOf func(T) string) {
 	code := http.StatusOK
-	if len(sts) == 0 {
+	if len(nodes) == 0 {
 		code = http.StatusServiceUnavailable
 	}
-	for _, st := range sts {
-		if st.Error != "" {
+	for _, n := range nodes {
+		if errOf(n) != "" {
 			code = http.StatusConflict
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]any{"nodes": sts})
+	json.NewEncoder(w).Encode(map[string]any{"nodes": nodes})
 }
 
 // readiness: started, not stopping, and every login or gate node sees
