@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/citadel-go/citadel/services"
 	"github.com/citadel-go/citadel/tables"
 	"github.com/citadel-go/citadel/tables/export"
+	"github.com/citadel-go/citadel/tables/tablestest"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -389,20 +389,7 @@ func TestHandlerSeesOneTablesVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second version: the sources with one price changed.
-	src := t.TempDir()
-	entries, _ := os.ReadDir("../tables/src")
-	for _, e := range entries {
-		data, _ := os.ReadFile(filepath.Join("../tables/src", e.Name()))
-		if e.Name() == "Item.csv" {
-			data = []byte(strings.Replace(string(data), "2,bread,Bread,Consumable,5,", "2,bread,Bread,Consumable,6,", 1))
-		}
-		os.WriteFile(filepath.Join(src, e.Name()), data, 0o644)
-	}
-	out := t.TempDir()
-	if _, err := export.Run(export.Options{Src: src, Out: out}); err != nil {
-		t.Fatal(err)
-	}
-	v2, _ := os.ReadFile(filepath.Join(out, export.DataFile))
+	v2, _ := tablestest.Export(t, tablestest.Replace("Item.csv", "2,bread,Bread,Consumable,5,", "2,bread,Bread,Consumable,6,"))
 	os.WriteFile(path, v2, 0o644)
 
 	r := newRig(t, time.Minute, func(c *rigConfig) { c.tables = h })

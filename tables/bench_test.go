@@ -11,6 +11,7 @@ import (
 
 	"github.com/citadel-go/citadel/tables"
 	"github.com/citadel-go/citadel/tables/export"
+	"github.com/citadel-go/citadel/tables/tablestest"
 	tabtoy "github.com/davyxu/tabtoy/v3/api/golang"
 )
 
@@ -21,17 +22,17 @@ import (
 // by tabtoy and citadel-tables. Target: ratio at least 4.
 func BenchmarkLoad100kRows(b *testing.B) {
 	const rows = 100_000
-	src := copySources(b)
-	item, err := os.ReadFile(filepath.Join(src, "Item.csv"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var sb strings.Builder
-	sb.Write(item)
-	for id := 13; id <= rows; id++ {
-		fmt.Fprintf(&sb, "%d,item-%d,Generated item %d,Material,%d,%d,%d,99,gen|bulk,\n", id, id, id, id%1000, id%50, id%7)
-	}
-	os.WriteFile(filepath.Join(src, "Item.csv"), []byte(sb.String()), 0o644)
+	src := tablestest.Sources(b, func(name string, data []byte) []byte {
+		if name != "Item.csv" {
+			return data
+		}
+		var sb strings.Builder
+		sb.Write(data)
+		for id := 13; id <= rows; id++ {
+			fmt.Fprintf(&sb, "%d,item-%d,Generated item %d,Material,%d,%d,%d,99,gen|bulk,\n", id, id, id, id%1000, id%50, id%7)
+		}
+		return []byte(sb.String())
+	})
 	out := b.TempDir()
 	start := time.Now()
 	res, err := export.Run(export.Options{Src: src, Out: out})

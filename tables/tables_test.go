@@ -12,6 +12,7 @@ import (
 
 	"github.com/citadel-go/citadel/tables"
 	"github.com/citadel-go/citadel/tables/export"
+	"github.com/citadel-go/citadel/tables/tablestest"
 )
 
 // Must show 1: the export from tables/src succeeds, and the generated files
@@ -148,9 +149,7 @@ func TestHolderReloadsRefusesAndWatches(t *testing.T) {
 	}
 
 	// A new version (re-exported from changed sources) is swapped in.
-	v2data := exportVariant(t, func(item string) string {
-		return strings.Replace(item, "4,sword,Iron Sword,Weapon,120,12", "4,sword,Iron Sword,Weapon,120,13", 1)
-	})
+	v2data, _ := tablestest.Export(t, tablestest.Replace("Item.csv", "4,sword,Iron Sword,Weapon,120,12", "4,sword,Iron Sword,Weapon,120,13"))
 	os.WriteFile(path, v2data, 0o644)
 	s, err := h.Reload()
 	if err != nil {
@@ -173,44 +172,4 @@ func TestHolderReloadsRefusesAndWatches(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// exportVariant exports tables/src with Item.csv changed by edit and
-// returns the data file.
-func exportVariant(t testing.TB, edit func(string) string) []byte {
-	t.Helper()
-	src := copySources(t)
-	item, err := os.ReadFile(filepath.Join(src, "Item.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(src, "Item.csv"), []byte(edit(string(item))), 0o644)
-	out := t.TempDir()
-	if _, err := export.Run(export.Options{Src: src, Out: out}); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(out, export.DataFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
-func copySources(t testing.TB) string {
-	t.Helper()
-	dst := t.TempDir()
-	entries, err := os.ReadDir("src")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join("src", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
 }

@@ -8,30 +8,14 @@ import (
 	"testing"
 
 	"github.com/citadel-go/citadel/tables/export"
+	"github.com/citadel-go/citadel/tables/tablestest"
 	"github.com/xuri/excelize/v2"
 )
 
 const srcDir = "../../tables/src"
 
 // sources copies tables/src to a temporary folder.
-func sources(t *testing.T) string {
-	t.Helper()
-	dst := t.TempDir()
-	entries, err := os.ReadDir(srcDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(srcDir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
-}
+func sources(t *testing.T) string { return tablestest.Sources(t, nil) }
 
 func editCSV(t *testing.T, dir, file, old, new string) {
 	t.Helper()

@@ -17,7 +17,7 @@ import (
 	"github.com/citadel-go/citadel/client"
 	"github.com/citadel-go/citadel/game/sample"
 	"github.com/citadel-go/citadel/services"
-	"github.com/citadel-go/citadel/tables/export"
+	"github.com/citadel-go/citadel/tables/tablestest"
 )
 
 // tableVariant is a tables data file and what ItemInfo{sword} must answer
@@ -31,28 +31,9 @@ type tableVariant struct {
 // exportTables exports tables/src with the sword's price and power changed.
 func exportTables(t testing.TB, price, power int32) tableVariant {
 	t.Helper()
-	src := t.TempDir()
-	entries, err := os.ReadDir("../../tables/src")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		data, _ := os.ReadFile(filepath.Join("../../tables/src", e.Name()))
-		if e.Name() == "Item.csv" {
-			data = []byte(strings.Replace(string(data), "4,sword,Iron Sword,Weapon,120,12,", fmt.Sprintf("4,sword,Iron Sword,Weapon,%d,%d,", price, power), 1))
-		}
-		os.WriteFile(filepath.Join(src, e.Name()), data, 0o644)
-	}
-	out := t.TempDir()
-	res, err := export.Run(export.Options{Src: src, Out: out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(out, export.DataFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tableVariant{data: data, version: res.Version, price: price, power: power}
+	data, version := tablestest.Export(t, tablestest.Replace("Item.csv", "4,sword,Iron Sword,Weapon,120,12,",
+		fmt.Sprintf("4,sword,Iron Sword,Weapon,%d,%d,", price, power)))
+	return tableVariant{data: data, version: version, price: price, power: power}
 }
 
 // replaceFile swaps path's content atomically, as a deploy would.
