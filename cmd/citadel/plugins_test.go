@@ -158,3 +158,42 @@ func TestBinaryBuildsAndLoadsTheExamplePlugin(t *testing.T) {
 		t.Fatalf("plugin process %d still running after the server stopped", pid)
 	}
 }
+
+// A swap requested on one node reaches every game node over the mq; each
+// reports what it runs.
+func TestPluginSwapReachesEveryGameNode(t *testing.T) {
+	bins := plugintest.Build(t)
+	dirs := []string{t.TempDir(), t.TempDir()}
+	for _, d := range dirs {
+		os.MkdirAll(filepath.Join(d, "combat"), 0o755)
+		data, _ := os.ReadFile(bins.CombatV1)
+		os.WriteFile(filepath.Join(d, "combat", "v1"), data, 0o755)
+	}
+	srv1 := startTestServer(t, func(c *config) { c.PluginsDir = dirs[0] })
+	startTestServer(t, func(c *config) {
+		c.Roles, c.NodeID, c.PluginsDir = []string{services.Game}, "2", dirs[1]
+		c.NSQD, c.NSQDHTTPExt = []string{srv1.broker.TCPAddr()}, []string{srv1.broker.HTTPAddr()}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, r := adminPlugins(t, srv1.Admin, http.MethodGet, "/plugins", nil); len(r.Nodes) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second game node never appeared")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, r := adminPlugins(t, srv1.Admin, http.MethodPost, "/plugins/swap", url.Values{"name": {"combat"}, "path": {bins.CombatV2}})
+	if code != http.StatusOK || len(r.Nodes) != 2 {
+		t.Fatalf("swap everywhere: %d %+v", code, r)
+	}
+	for _, n := range r.Nodes {
+		if len(n.Plugins) != 1 || n.Plugins[0].Version != "v2" || n.Error != "" {
+			t.Fatalf("node %s after the swap: %+v", n.Node, n)
+		}
+	}
+	code, r = adminPlugins(t, srv1.Admin, http.MethodPost, "/plugins/rollback", url.Values{"name": {"combat"}})
+	if code != http.StatusOK || r.Nodes[0].Plugins[0].Version != "v1" || r.Nodes[1].Plugins[0].Version != "v1" {
+		t.Fatalf("rollback everywhere: %d %+v", code, r)
+	}
+}
