@@ -614,6 +614,11 @@ func (h *Host) Call(ctx context.Context, name, method string, req []byte) ([]byt
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("plugins: %s %s %s: %w", name, inst.version, method, ctx.Err())
 			}
+			if status.Code(err) == codes.DeadlineExceeded {
+				// The plugin saw the deadline (propagated by gRPC) a moment
+				// before this side's timer fired.
+				return nil, fmt.Errorf("plugins: %s %s %s: %w", name, inst.version, method, context.DeadlineExceeded)
+			}
 			return nil, fmt.Errorf("plugins: %s %s %s: %w", name, inst.version, method, err)
 		case resp.Error != "":
 			result := "error"

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"github.com/vmihailenco/msgpack/v5"
+	"google.golang.org/grpc/status"
 )
 
 // Handler handles one method of a plugin: msgpack request bytes in, msgpack
@@ -98,6 +99,11 @@ func (s *server) call(ctx context.Context, r *callRequest) (resp *callResponse, 
 		}
 	}()
 	out, err := h(ctx, r.Payload)
+	if err != nil && ctx.Err() != nil {
+		// The caller's deadline (or cancel) ended the handler: report it as
+		// such, so the host returns the context error and not a handler error.
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 	if err != nil {
 		return &callResponse{Error: err.Error()}, nil
 	}
