@@ -120,21 +120,29 @@ func (r *Registry) Name(id MsgID) string {
 
 // Marshal encodes msg with msgpack and returns its ID.
 func (r *Registry) Marshal(msg any) (MsgID, []byte, error) {
+	id, e, err := r.encode(msg)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer e.release()
+	return id, bytes.Clone(e.buf.Bytes()), nil
+}
+
+// encode encodes msg into a pooled buffer; the caller reads e.buf and then
+// calls e.release. The remote path copies the bytes straight into the
+// envelope, so a send needs no payload allocation of its own.
+func (r *Registry) encode(msg any) (MsgID, *pooledEncoder, error) {
 	id, err := r.ID(msg)
 	if err != nil {
 		return 0, nil, err
 	}
 	e := encoders.Get().(*pooledEncoder)
-	defer func() {
-		if e.buf.Cap() <= 64<<10 { // do not keep a huge buffer in the pool
-			encoders.Put(e)
-		}
-	}()
 	e.buf.Reset()
 	if err := e.enc.Encode(msg); err != nil {
+		e.release()
 		return 0, nil, fmt.Errorf("framework: encode %T: %w", msg, err)
 	}
-	return id, bytes.Clone(e.buf.Bytes()), nil
+	return id, e, nil
 }
 
 // pooledEncoder keeps a grown buffer, so encoding a message costs one
@@ -142,6 +150,12 @@ func (r *Registry) Marshal(msg any) (MsgID, []byte, error) {
 type pooledEncoder struct {
 	buf bytes.Buffer
 	enc *msgpack.Encoder
+}
+
+func (e *pooledEncoder) release() {
+	if e.buf.Cap() <= 64<<10 { // do not keep a huge buffer in the pool
+		encoders.Put(e)
+	}
 }
 
 var encoders = sync.Pool{New: func() any {
@@ -166,11 +180,30 @@ func (r *Registry) Unmarshal(id MsgID, data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := msgpack.Unmarshal(data, v); err != nil {
+	d := decoders.Get().(*pooledDecoder)
+	d.rd.Reset(data)
+	d.dec.Reset(&d.rd)
+	err = d.dec.Decode(v)
+	d.rd.Reset(nil) // do not keep data alive from the pool
+	decoders.Put(d)
+	if err != nil {
 		return nil, fmt.Errorf("framework: decode message ID %d (%T): %w", id, v, err)
 	}
 	return v, nil
 }
+
+// pooledDecoder reads from its own bytes.Reader, so decoding allocates
+// only the message (msgpack.Unmarshal allocates a reader per call).
+type pooledDecoder struct {
+	rd  bytes.Reader
+	dec *msgpack.Decoder
+}
+
+var decoders = sync.Pool{New: func() any {
+	d := &pooledDecoder{dec: msgpack.NewDecoder(nil)}
+	d.dec.UsePreallocateValues(true) // as msgpack.Unmarshal does
+	return d
+}}
 
 // RegisteredType describes one registry entry.
 type RegisteredType struct {

@@ -86,17 +86,18 @@ func (n *Node) sendRemote(kind uint8, from, to Addr, msg any, req *request, rerr
 	if rerr != nil {
 		w.ErrCode, w.ErrMsg = rerr.Code, rerr.Message
 	} else {
-		id, payload, err := n.reg.Marshal(msg)
+		id, e, err := n.reg.encode(msg)
 		if err != nil {
 			return err
 		}
-		w.MsgID, w.Payload = id, payload
+		defer e.release() // after appendEnvelope has copied the payload
+		w.MsgID, w.Payload = id, e.buf.Bytes()
 	}
 	os := n.outStream(to)
 	os.mu.Lock()
 	defer os.mu.Unlock()
 	w.Seq, w.StreamStart = os.seq+1, os.start
-	body := appendEnvelope(make([]byte, 0, envelopeSize(&w)), &w)
+	body := appendEnvelope(mq.PackBuffer(envelopeSize(&w)), &w)
 	// Envelopes queued together travel in one NSQ message (see mq.PackAsync).
 	if err := n.bus.PackAsync(os.topic, body); err != nil {
 		return fmt.Errorf("framework: send %T to %s: %w", msg, to, err)
@@ -114,6 +115,13 @@ type inItem struct {
 	w         wireEnvelope
 	msg       any
 	decodeErr error
+}
+
+// held copies an envelope that must wait for its turn: the one being
+// accepted lives on onRemote's stack.
+func (it *inItem) held() *inItem {
+	c := *it
+	return &c
 }
 
 type streamKey struct {
@@ -156,7 +164,8 @@ func (n *Node) onRemote(m *mq.Message) error {
 		}
 	}
 	n.stats.remoteReceived.Add(1)
-	it := &inItem{}
+	var item inItem // on the stack: copied only if it must wait (see held)
+	it := &item
 	if err := parseEnvelope(m.Body, &it.w, &n.intern); err != nil {
 		n.badEnvelope(m, fmt.Errorf("undecodable envelope: %w", err))
 		return nil
@@ -235,7 +244,7 @@ func (n *Node) acceptLocked(it *inItem) {
 			n.stats.duplicates.Add(1)
 			return
 		}
-		st.pending[seq] = it
+		st.pending[seq] = it.held()
 		return
 	}
 	switch {
@@ -269,7 +278,7 @@ func (n *Node) acceptLocked(it *inItem) {
 			n.stats.duplicates.Add(1)
 			return
 		}
-		st.pending[seq] = it
+		st.pending[seq] = it.held()
 		n.stats.reordered.Add(1)
 		if len(st.pending) > maxPending {
 			n.skipGapLocked(st)

@@ -325,6 +325,10 @@ func (b *Bus) PublishAsync(topic string, body []byte) error {
 // acknowledges them once. Order is kept. Under load this multiplies
 // throughput; an idle bus still sends each message at once. Consumers must
 // subscribe with SubscribeOptions.Unpack.
+//
+// The bus takes body over: its bytes are copied into the pack and the
+// buffer is reused (see PackBuffer), so the caller must not touch body
+// after the call.
 func (b *Bus) PackAsync(topic string, body []byte) error {
 	if err := ValidateTopic(topic); err != nil {
 		return err
@@ -392,13 +396,15 @@ func (b *Bus) batcher() {
 			order = append(order, it.topic)
 		}
 		if it.pack {
+			defer recyclePart(it.body) // copied into the pack below
 			if last := len(bodies) - 1; open[it.topic] && len(bodies[last])+packedLen(it.body) <= b.cfg.MaxMsgSize {
 				before := len(bodies[last])
 				bodies[last] = appendPacked(bodies[last], it.body)
 				size += len(bodies[last]) - before
 				return
 			}
-			bodies = append(bodies, appendPacked(append(make([]byte, 0, 256), packMagic...), it.body))
+			pk := make([]byte, 0, max(len(packMagic)+packedLen(it.body), 256))
+			bodies = append(bodies, appendPacked(append(pk, packMagic...), it.body))
 			open[it.topic] = true
 		} else {
 			bodies = append(bodies, it.body)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"sync"
 )
 
 // A packed NSQ message (PackAsync) is packMagic followed by its parts, each
@@ -53,4 +54,41 @@ func splitPack(body []byte) ([][]byte, error) {
 		p = p[k+int(n):]
 	}
 	return parts, nil
+}
+
+// maxPooledPart is the largest body buffer kept for reuse: bigger ones are
+// rare and would pin memory.
+const maxPooledPart = 4 << 10
+
+// partPool recycles the bodies handed to PackAsync once they are copied
+// into their pack, so a busy node does not allocate one per message.
+// holders keeps the emptied *[]byte boxes, so recycling allocates nothing.
+var partPool, holders sync.Pool
+
+// PackBuffer returns an empty buffer with room for at least n bytes, for a
+// body that will be handed to PackAsync. Buffers come back to the pool once
+// their bytes are packed, so a steady stream of sends allocates none.
+func PackBuffer(n int) []byte {
+	if bp, ok := partPool.Get().(*[]byte); ok {
+		b := *bp
+		*bp = nil
+		holders.Put(bp)
+		if cap(b) >= n {
+			return b[:0]
+		}
+	}
+	return make([]byte, 0, max(n, 256))
+}
+
+// recyclePart returns a packed body's buffer to the pool.
+func recyclePart(b []byte) {
+	if cap(b) == 0 || cap(b) > maxPooledPart {
+		return
+	}
+	bp, ok := holders.Get().(*[]byte)
+	if !ok {
+		bp = new([]byte)
+	}
+	*bp = b[:0]
+	partPool.Put(bp)
 }

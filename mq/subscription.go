@@ -209,11 +209,13 @@ func (a *handlerAdapter) HandleMessage(m *nsq.Message) error {
 	}
 	if len(parts) > 0 && perr == nil {
 		var errs []error
-		for _, part := range parts {
+		ps := make([]Message, len(parts)) // one allocation per pack
+		for i, part := range parts {
 			a.bus.received.Add(1)
-			p := *msg
+			p := &ps[i]
+			*p = *msg
 			p.Body, p.part = part, true
-			if e := a.h(&p); e != nil {
+			if e := a.h(p); e != nil {
 				errs = append(errs, e)
 			}
 		}

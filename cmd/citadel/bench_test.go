@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -319,12 +320,17 @@ func BenchmarkRoundTrip(b *testing.B) {
 	for _, conns := range [][]*benchConn{raw, ex, cit} { // warm up
 		closedLoop(b, conns, 500*time.Millisecond)
 	}
-	var rawRate, exRate, citRate float64
+	var rawRate, exRate, citRate, citAllocs float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		exRate += closedLoop(b, ex, 3*time.Second)
 		rawRate += closedLoop(b, raw, 3*time.Second)
-		citRate += closedLoop(b, cit, 3*time.Second)
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		rate := closedLoop(b, cit, 3*time.Second)
+		runtime.ReadMemStats(&m1)
+		citRate += rate
+		citAllocs += float64(m1.Mallocs-m0.Mallocs) / (rate * 3)
 	}
 	b.StopTimer()
 	rawRate /= float64(b.N)
@@ -334,6 +340,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	b.ReportMetric(exRate, "cellnet-example-rt/s")
 	b.ReportMetric(rawRate, "cellnet-min-rt/s")
 	b.ReportMetric(citRate, "citadel-rt/s")
+	b.ReportMetric(citAllocs/float64(b.N), "citadel-allocs/rt")
 	b.ReportMetric(citRate/exRate, "ratio-vs-example")
 	b.ReportMetric(citRate/rawRate, "ratio-vs-min")
 	b.ReportMetric(float64(p50.Microseconds()), "p50-µs@half")
