@@ -611,13 +611,13 @@ func (h *Host) Call(ctx context.Context, name, method string, req []byte) ([]byt
 			if c := status.Code(err); c == codes.Unavailable || c == codes.Canceled && ctx.Err() == nil {
 				return nil, fmt.Errorf("%w: %s %s (pid %d) %s: %v", ErrCrashed, name, inst.version, inst.pid, method, err)
 			}
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("plugins: %s %s %s: %w", name, inst.version, method, ctx.Err())
-			}
-			if status.Code(err) == codes.DeadlineExceeded {
+			switch {
+			case ctx.Err() != nil:
+				err = ctx.Err()
+			case status.Code(err) == codes.DeadlineExceeded:
 				// The plugin saw the deadline (propagated by gRPC) a moment
 				// before this side's timer fired.
-				return nil, fmt.Errorf("plugins: %s %s %s: %w", name, inst.version, method, context.DeadlineExceeded)
+				err = context.DeadlineExceeded
 			}
 			return nil, fmt.Errorf("plugins: %s %s %s: %w", name, inst.version, method, err)
 		case resp.Error != "":
