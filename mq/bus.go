@@ -384,6 +384,7 @@ func (b *Bus) batcher() {
 		open    = make(map[string]bool) // the topic's last body is a pack that can grow
 		markers []chan struct{}
 		count   int // NSQ messages in the batch
+		items   int // messages queued by callers in the batch (packed ones each count)
 		size    int
 	)
 	add := func(it asyncItem) {
@@ -391,6 +392,7 @@ func (b *Bus) batcher() {
 			markers = append(markers, it.flush)
 			return
 		}
+		items++
 		bodies, ok := batches[it.topic]
 		if !ok {
 			order = append(order, it.topic)
@@ -415,10 +417,9 @@ func (b *Bus) batcher() {
 		size += len(bodies[len(bodies)-1]) + 4
 	}
 	var (
-		linger  *time.Timer
-		last    time.Time // when the previous batch left
-		arrival time.Time // when the batcher last woke for a message
-		gap     float64   // smoothed gap between wake-ups, in seconds
+		linger *time.Timer
+		last   time.Time // when the previous batch left
+		rate   arrivals
 	)
 	for {
 		it, ok := <-b.queue
@@ -429,12 +430,9 @@ func (b *Bus) batcher() {
 		wait := time.Duration(0)
 		if it.flush == nil {
 			now := time.Now()
-			if !arrival.IsZero() {
-				gap += 0.1 * (now.Sub(arrival).Seconds() - gap)
-			}
-			arrival = now
+			rate.wake(now)
 			wait = b.cfg.Linger
-			if b.cfg.Coalesce > 0 && gap > 0 && gap < busyGap.Seconds() {
+			if b.cfg.Coalesce > 0 && rate.busy() {
 				wait = max(wait, b.cfg.Coalesce-now.Sub(last))
 			}
 		}
@@ -478,7 +476,8 @@ func (b *Bus) batcher() {
 		if len(order) > 0 {
 			last = time.Now()
 		}
-		order, count, size = order[:0], 0, 0
+		rate.took(items)
+		order, count, items, size = order[:0], 0, 0, 0
 		for _, m := range markers {
 			close(m)
 		}
@@ -488,6 +487,31 @@ func (b *Bus) batcher() {
 		}
 	}
 }
+
+// arrivals estimates how fast messages are queued from the batcher's
+// wake-ups and the messages each batch took. A coalescing batcher wakes
+// less often but takes more each time, so the gap per message, not per
+// wake-up, says whether the bus is busy (measured per wake-up, coalescing
+// would switch itself off).
+type arrivals struct {
+	last  time.Time // the previous wake-up for a message
+	taken int       // messages taken since last
+	gap   float64   // smoothed seconds between queued messages
+}
+
+// wake records that the batcher woke at now for a message.
+func (a *arrivals) wake(now time.Time) {
+	if !a.last.IsZero() && a.taken > 0 {
+		a.gap += 0.1 * (now.Sub(a.last).Seconds()/float64(a.taken) - a.gap)
+	}
+	a.last, a.taken = now, 0
+}
+
+// took records that a batch took n messages.
+func (a *arrivals) took(n int) { a.taken += n }
+
+// busy reports whether messages arrive faster than one per busyGap.
+func (a *arrivals) busy() bool { return a.gap > 0 && a.gap < busyGap.Seconds() }
 
 // publishRetrying publishes one async batch, retrying with backoff across
 // nsqd until PublishTimeout; then the batch is dropped and counted.

@@ -456,3 +456,29 @@ func TestConsumerOfTwoNSQDIsNotStarved(t *testing.T) {
 		}
 	}
 }
+
+// A coalescing batcher wakes less often and takes more per wake-up; the
+// bus must still count as busy, or coalescing switches itself off after a
+// few batches (it did: the gap was measured per wake-up).
+func TestArrivalsCountMessagesNotWakeUps(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var busy arrivals // 10 messages per 100µs wake-up: 100k/s
+	var quiet arrivals
+	for i := range 200 {
+		busy.wake(t0.Add(time.Duration(i) * 100 * time.Microsecond))
+		busy.took(10)
+		quiet.wake(t0.Add(time.Duration(i) * time.Millisecond)) // 1k/s
+		quiet.took(1)
+	}
+	if !busy.busy() {
+		t.Errorf("10 messages per 100µs wake-up: gap %.1fµs, want busy (< %v)", busy.gap*1e6, busyGap)
+	}
+	if quiet.busy() {
+		t.Errorf("1 message per 1ms: gap %.1fµs, want not busy", quiet.gap*1e6)
+	}
+	// A pause ends it: the first wake-up after 1s idle is not busy.
+	busy.wake(t0.Add(time.Second + 20*time.Millisecond))
+	if busy.busy() {
+		t.Errorf("after a 1s pause: gap %.1fµs, want not busy", busy.gap*1e6)
+	}
+}
