@@ -139,6 +139,11 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	if cfg.MsgTimeout > 0 {
 		o.MsgTimeout = cfg.MsgTimeout
 	}
+	// A deflate stream could look like the start of a frame to frameConn
+	// and be held back; snappy and TLS are recognised (and TLS needs a
+	// certificate the embedded nsqd does not have). Clients that ask for
+	// deflate are told no and go on uncompressed.
+	o.DeflateEnabled = false
 	n, err := nsqd.New(o)
 	if err != nil {
 		b.stopLookupd()
@@ -155,6 +160,9 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 		n.Exit()
 		b.stopLookupd()
 		return nil, fmt.Errorf("mq: persist nsqd metadata in %s: %w", cfg.DataDir, err)
+	}
+	if !joinFrames(n) {
+		b.log.Warn("embedded nsqd: could not join frame writes (nsqd internals changed); consumers get three writes per message")
 	}
 	b.nsqd = n
 	go b.run("nsqd", n.Main)
