@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"reflect"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -292,9 +294,14 @@ func paced(t testing.TB, conns []*benchConn, rate float64, d time.Duration) (p50
 // BenchmarkRoundTrip: round trips per second with 100 connections through
 // Citadel vs the raw cellnet echo servers, in alternating rounds of the same
 // run (target: ratio >= 0.5), and Citadel's p99 latency at half its
-// measured throughput (target: <= 5ms). Each b.N iteration is one round of
-// 3s per server.
+// measured throughput (target: <= 5ms), and at a quarter of it. Each b.N iteration is one round of
+// 3s per server. The test process gets cmd/citadel's GC setting (-gogc)
+// unless GOGC is set.
 func BenchmarkRoundTrip(b *testing.B) {
+	if os.Getenv("GOGC") == "" { // as cmd/citadel does
+		old := debug.SetGCPercent(defaultGOGC)
+		b.Cleanup(func() { debug.SetGCPercent(old) })
+	}
 	srv := startTestServer(b, func(c *config) { c.Logger, c.ClientRate = quietLogger(), 1e6 })
 	req := echoFrame(b)
 	rawAddr := rawEchoServer(b)
@@ -337,6 +344,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	exRate /= float64(b.N)
 	citRate /= float64(b.N)
 	p50, p99 := paced(b, cit, citRate/2, 5*time.Second)
+	q50, q99 := paced(b, cit, citRate/4, 5*time.Second) // where the tail stands at lighter load
 	b.ReportMetric(exRate, "cellnet-example-rt/s")
 	b.ReportMetric(rawRate, "cellnet-min-rt/s")
 	b.ReportMetric(citRate, "citadel-rt/s")
@@ -345,4 +353,6 @@ func BenchmarkRoundTrip(b *testing.B) {
 	b.ReportMetric(citRate/rawRate, "ratio-vs-min")
 	b.ReportMetric(float64(p50.Microseconds()), "p50-µs@half")
 	b.ReportMetric(float64(p99.Microseconds()), "p99-µs@half")
+	b.ReportMetric(float64(q50.Microseconds()), "p50-µs@quarter")
+	b.ReportMetric(float64(q99.Microseconds()), "p99-µs@quarter")
 }

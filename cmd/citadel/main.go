@@ -22,6 +22,10 @@ import (
 	"github.com/hashicorp/go-plugin"
 )
 
+// defaultGOGC is -gogc's default (decisions.md 12); benchmarks that run the
+// server in the test process set it too, so they measure what ships.
+const defaultGOGC = 400
+
 // listFlag collects repeated or comma-separated values.
 type listFlag []string
 
@@ -80,7 +84,7 @@ func run(args []string) error {
 	pluginsDir := fs.String("plugins", "", "plugin folder: one folder per plugin, the newest build in each runs (default <data>/plugins; - for none)")
 	pluginsWatch := fs.Duration("plugins-watch", 0, "swap a plugin when a newer build appears in its folder, checking this often (0: only on POST /plugins/swap)")
 	buildPlugins := fs.Bool("build-plugins", true, "build the example combat plugin into the plugin folder if it has none (needs the source tree and go)")
-	gogc := fs.Int("gogc", 400, "garbage collector target percent (as GOGC; the GOGC environment variable wins when set): "+
+	gogc := fs.Int("gogc", defaultGOGC, "garbage collector target percent (as GOGC; the GOGC environment variable wins when set): "+
 		"fewer collections for more memory, since on a few cores each collection's mark phase delays requests")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
