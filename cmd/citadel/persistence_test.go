@@ -17,9 +17,9 @@ import (
 
 	"github.com/citadel-go/citadel/client"
 	"github.com/citadel-go/citadel/framework/store"
+	"github.com/citadel-go/citadel/framework/store/storetest"
 	"github.com/citadel-go/citadel/game/sample"
 	"github.com/citadel-go/citadel/services"
-	"github.com/jackc/pgx/v5"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -386,16 +386,7 @@ func TestPostgresRestartMidRunLosesNothing(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	schema := "crash_" + fmt.Sprint(time.Now().UnixNano())
-	admin, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close(ctx)
-	dsn += "&search_path=" + schema
+	dsn = storetest.PostgresSchema(t, dsn)
 
 	p := startProcess(t, t.TempDir(), "-store", "postgres", "-pg", dsn, "-save-interval", "1s", "-log-level", "info")
 	movers, wg := startMovers(ctx, t, p, "pg", 32, true)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/framework/store/storetest"
-	"github.com/jackc/pgx/v5"
 )
 
 // pgDSN returns the test database, or skips: .ci/run starts a throwaway
@@ -24,28 +23,12 @@ func TestPostgresContract(t *testing.T) {
 	dsn := pgDSN(t)
 	storetest.Run(t, storetest.Backend{
 		Open: func(t *testing.T) store.Store {
-			ctx := context.Background()
 			// Each subtest gets empty tables in its own schema.
-			schema := "t_" + randomName()
-			admin, err := pgx.Connect(ctx, dsn)
+			s, err := store.OpenPostgres(context.Background(), storetest.PostgresSchema(t, dsn))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-				t.Fatal(err)
-			}
-			admin.Close(ctx)
-			s, err := store.OpenPostgres(ctx, withSearchPath(dsn, schema))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				s.Close()
-				if c, err := pgx.Connect(ctx, dsn); err == nil {
-					c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-					c.Close(ctx)
-				}
-			})
+			t.Cleanup(func() { s.Close() })
 			return s
 		},
 		Corrupt: func(t *testing.T, s store.Store, id uint64) {
