@@ -111,10 +111,14 @@ type Gate struct {
 type metrics struct {
 	sessions *prometheus.GaugeVec
 	in       *prometheus.CounterVec
-	out      prometheus.Counter
-	kicks    *prometheus.CounterVec
-	auths    *prometheus.CounterVec
-	dropped  prometheus.Counter
+	out      *prometheus.CounterVec
+	// out's children: frames written straight to the socket, those the
+	// socket took only part of at once, and those that went through the
+	// send queue.
+	outDirect, outSplit, outQueued prometheus.Counter
+	kicks                          *prometheus.CounterVec
+	auths                          *prometheus.CounterVec
+	dropped                        prometheus.Counter
 }
 
 // New validates cfg and creates a gate.
@@ -188,8 +192,9 @@ func New(cfg Config) (*Gate, error) {
 				Help: "Client sessions by transport and state (pending: connected, not yet attached)."}, []string{"transport", "state"}),
 			in: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "citadel_gate_messages_in_total",
 				Help: "Client frames accepted, by message type."}, []string{"msg"}),
-			out: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_gate_messages_out_total",
-				Help: "Frames queued to clients."}),
+			out: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "citadel_gate_messages_out_total",
+				Help: "Frames sent to clients, by how: direct (written at once by the sender), split (the socket took part at once, the send goroutine the rest), queued (through the session's send queue)."},
+				[]string{"write"}),
 			kicks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "citadel_gate_kicks_total",
 				Help: "Sessions closed by the gate, by reason code."}, []string{"code"}),
 			auths: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "citadel_gate_auth_total",
@@ -198,6 +203,7 @@ func New(cfg Config) (*Gate, error) {
 				Help: "Frames for sessions that had already gone."}),
 		},
 	}
+	g.m.outDirect, g.m.outSplit, g.m.outQueued = g.m.out.WithLabelValues("direct"), g.m.out.WithLabelValues("split"), g.m.out.WithLabelValues("queued")
 	g.inCounters = make(map[framework.MsgID]prometheus.Counter)
 	for _, t := range cfg.Registry.Types() {
 		g.inCounters[t.ID] = g.m.in.WithLabelValues(strings.TrimPrefix(t.Name, "*services."))

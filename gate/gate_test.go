@@ -25,6 +25,7 @@ import (
 	"github.com/citadel-go/citadel/mq"
 	"github.com/citadel-go/citadel/services"
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/time/rate"
 )
@@ -494,4 +495,81 @@ func TestStopClosesSessionsWithAReason(t *testing.T) {
 	if _, _, err := websocket.DefaultDialer.Dial(r.gate.WSURL(), nil); err == nil {
 		t.Fatal("WebSocket still accepting after Stop")
 	}
+}
+
+// Replies are written straight to the socket when nothing is queued; a
+// socket that takes only part of a frame leaves the rest to the send
+// goroutine. Whichever way each frame goes, the client reads whole frames
+// in order.
+func TestRepliesStayWholeAndOrderedWhenTheSocketFills(t *testing.T) {
+	metrics := prometheus.NewRegistry()
+	r := newRig(t, func(c *gate.Config) {
+		c.WriteBuffer = 16 << 10
+		c.Metrics = metrics
+	})
+	w := r.witness()
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return nil
+	}}
+	conn, err := d.Dial("tcp", r.gate.TCPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor()}))
+	const n = 60
+	payload := func(i int) []byte { return filled(byte(i), 6<<10) }
+	// Paced so that each reply finds the send queue empty, the socket
+	// ever fuller: direct writes, then split ones, then queued ones.
+	for i := 0; i < n; i++ {
+		if _, err := conn.Write(frame(r, uint32(i+2), &services.Echo{Data: payload(i)})); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	next := 0
+	for next < n {
+		f, _, err := wire.ReadTCP(br, 1<<20, nil)
+		if err != nil {
+			t.Fatalf("after %d echoes: %v", next, err)
+		}
+		seq, msg, _, err := wire.Decode(r.reg, f.ID, f.Payload)
+		if err != nil {
+			t.Fatalf("frame %d undecodable: %v", next, err)
+		}
+		e, ok := msg.(*services.Echo)
+		if !ok {
+			continue // AuthOK, pushes
+		}
+		if seq != uint32(next+2) || string(e.Data) != string(payload(next)) {
+			t.Fatalf("echo %d: seq %d, %d bytes starting %v; want seq %d", next, seq, len(e.Data), e.Data[:1], next+2)
+		}
+		next++
+	}
+	counts := map[string]float64{}
+	mfs, _ := metrics.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "citadel_gate_messages_out_total" {
+			for _, m := range mf.Metric {
+				counts[m.Label[0].GetValue()] = m.Counter.GetValue()
+			}
+		}
+	}
+	// The first frame the full socket could not take whole was split.
+	if counts["direct"] == 0 || counts["split"] == 0 {
+		t.Fatalf("frames out by write path %v: want some direct and at least one split", counts)
+	}
+	t.Logf("frames out by write path: %v", counts)
+	r.stillWorks(w)
+}
+
+func filled(b byte, n int) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		out[i] = b
+	}
+	return out
 }

@@ -169,7 +169,20 @@ func (t *tcpTransmitter) OnSendMessage(ses cellnet.Session, msg interface{}) err
 	}
 	switch m := msg.(type) {
 	case *outFrame:
+		m.s.writeMu.Lock()
+		defer m.s.writeMu.Unlock()
 		m.s.queued.Add(-1)
+		if m.s.rest != nil {
+			rest := m.s.rest
+			m.s.rest = nil
+			if _, err := conn.Write(rest); err != nil {
+				conn.Close()
+				return err
+			}
+		}
+		if len(m.data) == 0 {
+			return nil
+		}
 		if _, err := conn.Write(m.data); err != nil {
 			conn.Close() // cellnet ignores send errors; end the session
 			return err
