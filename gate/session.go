@@ -243,7 +243,7 @@ func (g *Gate) activate(s *session, seq uint32, resumed bool) {
 	s.mu.Lock()
 	g.sendTo(s, seq, &services.AuthOK{PlayerID: s.player, Resumed: resumed, HeartbeatMs: int32(g.cfg.Heartbeat.Milliseconds())})
 	for _, f := range s.held {
-		g.enqueue(s, f)
+		g.enqueue(s, f, true)
 	}
 	s.held = nil
 	s.state.Store(stateActive)
@@ -253,9 +253,12 @@ func (g *Gate) activate(s *session, seq uint32, resumed bool) {
 	g.node.Members().SetLoad(g.active.Add(1))
 }
 
-// deliver queues a frame built by the sessions actor; frames for a session
-// still attaching wait until AuthOK has gone out.
-func (g *Gate) deliver(s *session, data []byte) {
+// deliver sends a frame built by the sessions actor; frames for a session
+// still attaching wait until AuthOK has gone out. fanout is set for one
+// frame going to many sessions: those always go through the send queues,
+// so a push to thousands of clients does not hold up replies behind a
+// socket write per client.
+func (g *Gate) deliver(s *session, data []byte, fanout bool) {
 	if s.state.Load() != stateActive {
 		s.mu.Lock()
 		if s.state.Load() != stateActive {
@@ -267,7 +270,7 @@ func (g *Gate) deliver(s *session, data []byte) {
 		}
 		s.mu.Unlock()
 	}
-	g.enqueue(s, data)
+	g.enqueue(s, data, !fanout)
 }
 
 // sendTo encodes msg for one session with seq.
@@ -282,7 +285,7 @@ func (g *Gate) sendTo(s *session, seq uint32, msg any) {
 		g.log.Error("frame too large for client", "type", fmt.Sprintf("%T", msg), "err", err)
 		return
 	}
-	g.enqueue(s, data)
+	g.enqueue(s, data, true)
 }
 
 // frameData builds a frame once for either transport: the TCP frame
@@ -302,17 +305,18 @@ func frameData(id framework.MsgID, seq uint32, body []byte, max int) ([]byte, er
 	return buf, nil
 }
 
-// enqueue sends a frame to the session. When nothing is queued for a TCP
-// session, the frame is written straight to its socket without waiting,
-// which spares a wake-up of cellnet's send goroutine per frame; otherwise
-// it goes on the session's send queue, and a client that lets that queue
-// fill up is disconnected rather than allowed to slow the gate.
-func (g *Gate) enqueue(s *session, data []byte) {
+// enqueue sends a frame to the session. With direct set and nothing
+// queued for a TCP session, the frame is written straight to its socket
+// without waiting, which spares a wake-up of cellnet's send goroutine per
+// frame; otherwise it goes on the session's send queue, and a client that
+// lets that queue fill up is disconnected rather than allowed to slow the
+// gate.
+func (g *Gate) enqueue(s *session, data []byte, direct bool) {
 	if s.isClosing() {
 		g.m.dropped.Inc()
 		return
 	}
-	if s.raw != nil && s.queued.Load() == 0 && s.writeMu.TryLock() {
+	if direct && s.raw != nil && s.queued.Load() == 0 && s.writeMu.TryLock() {
 		if s.queued.Load() == 0 && s.rest == nil {
 			if s.isClosing() { // kicked meanwhile: nothing may follow Kicked
 				g.m.dropped.Inc()
