@@ -438,15 +438,7 @@ func TestRateLimitAndSlowClients(t *testing.T) {
 		expectKick(t, r.kickedAfter(bytes(chunks)), services.KickRateLimited)
 	})
 	t.Run("slow client", func(t *testing.T) {
-		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-			c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
-			return nil
-		}}
-		conn, err := d.Dial("tcp", r.gate.TCPAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := r.dialSmallReceiveBuffer(2048)
 		conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor()}))
 		big := make([]byte, 7<<10)
 		// Ask for echoes without reading: the socket fills, then the queue.
@@ -460,6 +452,23 @@ func TestRateLimitAndSlowClients(t *testing.T) {
 		expectKick(t, r.readKick(bufio.NewReader(conn), conn), services.KickSlowClient)
 	})
 	r.stillWorks(w)
+}
+
+// dialSmallReceiveBuffer connects to the gate over TCP with a kernel
+// receive buffer of size bytes, so a client that does not read fills the
+// gate's socket quickly.
+func (r *rig) dialSmallReceiveBuffer(size int) net.Conn {
+	r.t.Helper()
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size) })
+		return nil
+	}}
+	conn, err := d.Dial("tcp", r.gate.TCPAddr())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 func bytes(chunks [][]byte) []byte {
@@ -508,15 +517,7 @@ func TestRepliesStayWholeAndOrderedWhenTheSocketFills(t *testing.T) {
 		c.Metrics = metrics
 	})
 	w := r.witness()
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		return nil
-	}}
-	conn, err := d.Dial("tcp", r.gate.TCPAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := r.dialSmallReceiveBuffer(4096)
 	br := bufio.NewReader(conn)
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
 	conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor()}))
