@@ -41,7 +41,7 @@ func (o *outbound) Receive(c *framework.Context) {
 	case *services.ToClient:
 		if s := o.find(m.SessionID); s != nil {
 			if data, err := frameData(m.MsgID, m.Seq, m.Payload, g.cfg.MaxFrame); err == nil {
-				g.deliver(s, data, false)
+				g.deliver(s, data, true)
 			} else {
 				g.log.Error("reply too large for the client; dropped", "session", m.SessionID, "msg", m.MsgID, "err", err)
 			}
@@ -54,7 +54,7 @@ func (o *outbound) Receive(c *framework.Context) {
 		}
 		for _, id := range m.SessionIDs {
 			if s := o.find(id); s != nil {
-				g.deliver(s, data, true)
+				g.deliver(s, data, false)
 			}
 		}
 	case *services.Broadcast:
@@ -114,7 +114,7 @@ func (o *outbound) broadcast(b *services.Broadcast) {
 	if len(b.Groups) == 0 {
 		g.sessions.Range(func(_, v any) bool {
 			if s := v.(*session); s.state.Load() == stateActive {
-				g.deliver(s, data, true)
+				g.deliver(s, data, false)
 			}
 			return true
 		})
@@ -122,7 +122,7 @@ func (o *outbound) broadcast(b *services.Broadcast) {
 	}
 	if len(b.Groups) == 1 {
 		for _, s := range o.groups[b.Groups[0]] {
-			g.deliver(s, data, true)
+			g.deliver(s, data, false)
 		}
 		return
 	}
@@ -131,7 +131,7 @@ func (o *outbound) broadcast(b *services.Broadcast) {
 		for id, s := range o.groups[grp] {
 			if !seen[id] {
 				seen[id] = true
-				g.deliver(s, data, true)
+				g.deliver(s, data, false)
 			}
 		}
 	}

@@ -254,11 +254,11 @@ func (g *Gate) activate(s *session, seq uint32, resumed bool) {
 }
 
 // deliver sends a frame built by the sessions actor; frames for a session
-// still attaching wait until AuthOK has gone out. fanout is set for one
-// frame going to many sessions: those always go through the send queues,
-// so a push to thousands of clients does not hold up replies behind a
-// socket write per client.
-func (g *Gate) deliver(s *session, data []byte, fanout bool) {
+// still attaching wait until AuthOK has gone out. direct is as for
+// enqueue; the sessions actor clears it for one frame going to many
+// sessions, so a push to thousands of clients goes through their send
+// queues instead of holding up replies behind a socket write per client.
+func (g *Gate) deliver(s *session, data []byte, direct bool) {
 	if s.state.Load() != stateActive {
 		s.mu.Lock()
 		if s.state.Load() != stateActive {
@@ -270,7 +270,7 @@ func (g *Gate) deliver(s *session, data []byte, fanout bool) {
 		}
 		s.mu.Unlock()
 	}
-	g.enqueue(s, data, !fanout)
+	g.enqueue(s, data, direct)
 }
 
 // sendTo encodes msg for one session with seq.
