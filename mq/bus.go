@@ -1,6 +1,7 @@
 package mq
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -381,12 +382,28 @@ func (b *Bus) batcher() {
 	var (
 		order   []string
 		batches = make(map[string][][]byte)
-		open    = make(map[string]bool) // the topic's last body is a pack that can grow
+		// A topic's pack that can still grow is built in packing[topic], a
+		// buffer reused from batch to batch, and copied out at its final
+		// size when it closes: growing each pack by appending would
+		// allocate about twice its bytes.
+		packing = make(map[string][]byte)
+		open    = make(map[string]bool) // the topic's last body is the pack in packing
 		markers []chan struct{}
 		count   int // NSQ messages in the batch
 		items   int // messages queued by callers in the batch (packed ones each count)
 		size    int
 	)
+	closePack := func(topic string, bodies [][]byte) {
+		if !open[topic] {
+			return
+		}
+		pk := packing[topic]
+		bodies[len(bodies)-1] = bytes.Clone(pk)
+		if cap(pk) > maxReusedPack {
+			pk = nil
+		}
+		packing[topic], open[topic] = pk[:0], false
+	}
 	add := func(it asyncItem) {
 		if it.flush != nil {
 			markers = append(markers, it.flush)
@@ -399,22 +416,23 @@ func (b *Bus) batcher() {
 		}
 		if it.pack {
 			defer recyclePart(it.body) // copied into the pack below
-			if last := len(bodies) - 1; open[it.topic] && len(bodies[last])+packedLen(it.body) <= b.cfg.MaxMsgSize {
-				before := len(bodies[last])
-				bodies[last] = appendPacked(bodies[last], it.body)
-				size += len(bodies[last]) - before
+			if pk := packing[it.topic]; open[it.topic] && len(pk)+packedLen(it.body) <= b.cfg.MaxMsgSize {
+				packing[it.topic] = appendPacked(pk, it.body)
+				size += len(packing[it.topic]) - len(pk)
 				return
 			}
-			pk := make([]byte, 0, max(len(packMagic)+packedLen(it.body), 256))
-			bodies = append(bodies, appendPacked(append(pk, packMagic...), it.body))
-			open[it.topic] = true
+			closePack(it.topic, bodies)
+			pk := appendPacked(append(packing[it.topic][:0], packMagic...), it.body)
+			packing[it.topic], open[it.topic] = pk, true
+			bodies = append(bodies, nil) // filled in by closePack
+			size += len(pk) + 4
 		} else {
+			closePack(it.topic, bodies)
 			bodies = append(bodies, it.body)
-			open[it.topic] = false
+			size += len(it.body) + 4
 		}
 		batches[it.topic] = bodies
 		count++
-		size += len(bodies[len(bodies)-1]) + 4
 	}
 	var (
 		linger *time.Timer
@@ -469,9 +487,9 @@ func (b *Bus) batcher() {
 			linger = nil
 		}
 		for _, topic := range order {
+			closePack(topic, batches[topic])
 			b.publishRetrying(topic, batches[topic])
 			delete(batches, topic)
-			delete(open, topic)
 		}
 		if len(order) > 0 {
 			last = time.Now()

@@ -396,6 +396,37 @@ func TestPackAsyncPacksInOrderAndUnpacks(t *testing.T) {
 	})
 }
 
+// Packs that reach MaxMsgSize close and a new one starts, within one
+// batch and across topics; every part arrives whole and in order although
+// the batcher builds each pack in a buffer it reuses.
+func TestFullPacksKeepEveryPartInOrder(t *testing.T) {
+	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
+	cfg := b.BusConfig()
+	cfg.MaxMsgSize = 2048
+	bus := newTestBus(t, cfg)
+	got := map[string]chan string{}
+	want := map[string][]string{}
+	for _, topic := range []string{"full-a", "full-b"} {
+		got[topic] = collect(t, bus, topic, "c", SubscribeOptions{Unpack: true})
+	}
+	for i := 0; i < 600; i++ {
+		topic := []string{"full-a", "full-b"}[i%2]
+		s := fmt.Sprintf("%04d%s", i, strings.Repeat(string(rune('a'+i%26)), 296))
+		want[topic] = append(want[topic], s)
+		if err := bus.PackAsync(topic, append(PackBuffer(len(s)), s...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bus.Flush(context.Background())
+	for topic, w := range want {
+		expect(t, got[topic], w...)
+	}
+	// 600 parts of 300 bytes fit at most 6 to a 2 KiB pack.
+	if st := bus.Stats(); st.Published < 100 || st.Published >= 600 {
+		t.Fatalf("600 parts went out as %d NSQ messages, want packs of at most 6", st.Published)
+	}
+}
+
 func TestPackedPartErrorRequeuesThePack(t *testing.T) {
 	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
 	cfg := b.BusConfig()

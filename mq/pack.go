@@ -56,6 +56,10 @@ func splitPack(body []byte) ([][]byte, error) {
 	return parts, nil
 }
 
+// maxReusedPack is the largest pack buffer a batcher keeps for the next
+// pack of its topic.
+const maxReusedPack = 64 << 10
+
 // maxPooledPart is the largest body buffer kept for reuse: bigger ones are
 // rare and would pin memory.
 const maxPooledPart = 4 << 10
