@@ -294,7 +294,9 @@ func paced(t testing.TB, conns []*benchConn, rate float64, d time.Duration) (p50
 // BenchmarkRoundTrip: round trips per second with 100 connections through
 // Citadel vs the raw cellnet echo servers, in alternating rounds of the same
 // run (target: ratio >= 0.5), and Citadel's p99 latency at half its
-// measured throughput (target: <= 5ms), and at a quarter of it. Each b.N iteration is one round of
+// measured throughput (target: <= 5ms), and at a quarter of it; for
+// comparison, the minimal echo's p99 at half of its own throughput and at
+// Citadel's half load. Each b.N iteration is one round of
 // 3s per server. The test process gets cmd/citadel's GC setting (-gogc)
 // unless GOGC is set.
 func BenchmarkRoundTrip(b *testing.B) {
@@ -327,7 +329,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	for _, conns := range [][]*benchConn{raw, ex, cit} { // warm up
 		closedLoop(b, conns, 500*time.Millisecond)
 	}
-	var rawRate, exRate, citRate, citAllocs float64
+	var rawRate, exRate, citRate, citAllocs, citBytes float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		exRate += closedLoop(b, ex, 3*time.Second)
@@ -338,6 +340,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		runtime.ReadMemStats(&m1)
 		citRate += rate
 		citAllocs += float64(m1.Mallocs-m0.Mallocs) / (rate * 3)
+		citBytes += float64(m1.TotalAlloc-m0.TotalAlloc) / (rate * 3)
 	}
 	b.StopTimer()
 	rawRate /= float64(b.N)
@@ -345,14 +348,22 @@ func BenchmarkRoundTrip(b *testing.B) {
 	citRate /= float64(b.N)
 	p50, p99 := paced(b, cit, citRate/2, 5*time.Second)
 	q50, q99 := paced(b, cit, citRate/4, 5*time.Second) // where the tail stands at lighter load
+	// The same latency test on the minimal echo, at half of its own
+	// throughput and at Citadel's half load: what this machine and client
+	// allow without Citadel in the path.
+	_, m99 := paced(b, raw, rawRate/2, 5*time.Second)
+	_, s99 := paced(b, raw, citRate/2, 5*time.Second)
 	b.ReportMetric(exRate, "cellnet-example-rt/s")
 	b.ReportMetric(rawRate, "cellnet-min-rt/s")
 	b.ReportMetric(citRate, "citadel-rt/s")
 	b.ReportMetric(citAllocs/float64(b.N), "citadel-allocs/rt")
+	b.ReportMetric(citBytes/float64(b.N), "citadel-B/rt")
 	b.ReportMetric(citRate/exRate, "ratio-vs-example")
 	b.ReportMetric(citRate/rawRate, "ratio-vs-min")
 	b.ReportMetric(float64(p50.Microseconds()), "p50-µs@half")
 	b.ReportMetric(float64(p99.Microseconds()), "p99-µs@half")
 	b.ReportMetric(float64(q50.Microseconds()), "p50-µs@quarter")
 	b.ReportMetric(float64(q99.Microseconds()), "p99-µs@quarter")
+	b.ReportMetric(float64(m99.Microseconds()), "cellnet-min-p99-µs@its-half")
+	b.ReportMetric(float64(s99.Microseconds()), "cellnet-min-p99-µs@citadel-half")
 }
