@@ -226,13 +226,6 @@ func (c *Conn) Call(ctx context.Context, msg any) (any, error) {
 	}
 }
 
-// SendRaw sends a frame as given (tests of the gate's input checks).
-func (c *Conn) SendRaw(id framework.MsgID, payload []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.writeFrameLocked(id, payload)
-}
-
 func (c *Conn) write(seq uint32, msg any) error {
 	id, body, err := c.reg.Marshal(msg)
 	if err != nil {

@@ -82,27 +82,6 @@ func newNode(t testing.TB, b *mq.Broker, service, id string, tweak func(*NodeCon
 	return n
 }
 
-// recorder is an actor that forwards every non-lifecycle message to a channel.
-type recorder struct{ ch chan any }
-
-func (r *recorder) Receive(c *Context) {
-	switch c.Message().(type) {
-	case Started, Stopped:
-		return
-	}
-	r.ch <- c.Message()
-}
-
-func spawnRecorder(t testing.TB, n *Node, name string, buf int) (Addr, chan any) {
-	t.Helper()
-	ch := make(chan any, buf)
-	a, err := n.Spawn(name, func() Actor { return &recorder{ch: ch} }, SpawnOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a, ch
-}
-
 func receive[T any](t testing.TB, ch chan T, timeout time.Duration) T {
 	t.Helper()
 	select {

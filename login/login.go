@@ -182,13 +182,13 @@ type (
 	ErrorBody = services.LoginErrorBody
 )
 
+// apiError is a refusal: the HTTP status and the JSON error body's code
+// and message.
 type apiError struct {
 	status  int
 	code    string
 	message string
 }
-
-func (e *apiError) Error() string { return e.code + ": " + e.message }
 
 func fail(status int, code, format string, args ...any) *apiError {
 	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}

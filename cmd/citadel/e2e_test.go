@@ -286,6 +286,45 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
+// The client SDK's fire-and-forget Send reaches the game, and a client that
+// does not read its pushes loses the overflow (counted), not its
+// connection.
+func TestClientSendAndUnreadPushes(t *testing.T) {
+	srv := startTestServer(t, nil)
+	carol := player(t, srv, "carol", client.TCP, true)
+	lr, err := client.Register(context.Background(), srv.LoginURL, "dave", "password-dave")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dave, err := client.Connect(context.Background(), lr, client.Options{Registry: clientRegistry(t), PushBuffer: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dave.Close() })
+	call[*services.Joined](t, carol, &services.JoinChannel{Channel: "flood"})
+	call[*services.Joined](t, dave, &services.JoinChannel{Channel: "flood"})
+	const says = 20
+	for i := 0; i < says; i++ {
+		if err := carol.Send(&services.Say{Channel: "flood", Text: fmt.Sprintf("line %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// dave's login PlayerInfo and the 20 lines: what the buffer holds plus
+	// what was dropped accounts for every one (rather than counting lines,
+	// which would need reading).
+	deadline := time.Now().Add(5 * time.Second)
+	for dave.DroppedPushes()+uint64(len(dave.Pushes())) < says+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("dave: %d pushes dropped, %d buffered; want %d in all", dave.DroppedPushes(), len(dave.Pushes()), says+1)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(dave.Pushes()) != 2 || dave.DroppedPushes() < says-1 {
+		t.Fatalf("dave: %d buffered, %d dropped; want 2 buffered (PushBuffer) and the rest dropped", len(dave.Pushes()), dave.DroppedPushes())
+	}
+	call[*services.Inventory](t, dave, &services.GetInventory{}) // still connected and served
+}
+
 // waitSaved waits until the player's actor has retired (grace over) and
 // its record is in the store; it returns the record's version.
 func waitSaved(t testing.TB, srv *server, id uint64) uint64 {

@@ -1,0 +1,48 @@
+package tables
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"testing"
+)
+
+// The exporter writes bools as one byte and floats as little-endian IEEE
+// 754 (tables/export/encode.go); the sample tables have no such column, so
+// the reader's side of that format is checked here.
+func TestReaderBoolsAndFloats(t *testing.T) {
+	var b []byte
+	b = append(b, 1, 0)
+	b = binary.LittleEndian.AppendUint32(b, math.Float32bits(-2.5))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(1e-300))
+	r := &reader{s: string(b)}
+	if got := r.bool(); !got {
+		t.Error("bool 1 read as false")
+	}
+	if got := r.bool(); got {
+		t.Error("bool 0 read as true")
+	}
+	if got := r.f32(); got != -2.5 {
+		t.Errorf("f32: got %v, want -2.5", got)
+	}
+	if got := r.f64(); got != 1e-300 {
+		t.Errorf("f64: got %v, want 1e-300", got)
+	}
+	if r.err != nil || r.off != len(b) {
+		t.Fatalf("after a whole read: err %v, offset %d of %d", r.err, r.off, len(b))
+	}
+	for name, read := range map[string]func(*reader){
+		"bool": func(r *reader) { r.bool() },
+		"f32":  func(r *reader) { r.f32() },
+		"f64":  func(r *reader) { r.f64() },
+	} {
+		short := &reader{s: string(b[:0])}
+		if name != "bool" {
+			short.s = "\x01\x02\x03"
+		}
+		read(short)
+		if !errors.Is(short.err, errShort) {
+			t.Errorf("%s on truncated data: err %v, want errShort", name, short.err)
+		}
+	}
+}
