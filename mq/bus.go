@@ -382,27 +382,27 @@ func (b *Bus) batcher() {
 	var (
 		order   []string
 		batches = make(map[string][][]byte)
-		// A topic's pack that can still grow is built in packing[topic], a
-		// buffer reused from batch to batch, and copied out at its final
-		// size when it closes: growing each pack by appending would
-		// allocate about twice its bytes.
+		// A topic's pack that can still grow (its last body) is built in
+		// packing[topic], a buffer reused from batch to batch, and copied
+		// out at its final size when it closes: growing each pack by
+		// appending would allocate about twice its bytes. Empty: no open
+		// pack.
 		packing = make(map[string][]byte)
-		open    = make(map[string]bool) // the topic's last body is the pack in packing
 		markers []chan struct{}
 		count   int // NSQ messages in the batch
 		items   int // messages queued by callers in the batch (packed ones each count)
 		size    int
 	)
 	closePack := func(topic string, bodies [][]byte) {
-		if !open[topic] {
+		pk := packing[topic]
+		if len(pk) == 0 {
 			return
 		}
-		pk := packing[topic]
 		bodies[len(bodies)-1] = bytes.Clone(pk)
 		if cap(pk) > maxReusedPack {
 			pk = nil
 		}
-		packing[topic], open[topic] = pk[:0], false
+		packing[topic] = pk[:0]
 	}
 	add := func(it asyncItem) {
 		if it.flush != nil {
@@ -416,14 +416,14 @@ func (b *Bus) batcher() {
 		}
 		if it.pack {
 			defer recyclePart(it.body) // copied into the pack below
-			if pk := packing[it.topic]; open[it.topic] && len(pk)+packedLen(it.body) <= b.cfg.MaxMsgSize {
+			if pk := packing[it.topic]; len(pk) > 0 && len(pk)+packedLen(it.body) <= b.cfg.MaxMsgSize {
 				packing[it.topic] = appendPacked(pk, it.body)
 				size += len(packing[it.topic]) - len(pk)
 				return
 			}
 			closePack(it.topic, bodies)
 			pk := appendPacked(append(packing[it.topic][:0], packMagic...), it.body)
-			packing[it.topic], open[it.topic] = pk, true
+			packing[it.topic] = pk
 			bodies = append(bodies, nil) // filled in by closePack
 			size += len(pk) + 4
 		} else {
