@@ -31,18 +31,18 @@ func TestReaderBoolsAndFloats(t *testing.T) {
 	if r.err != nil || r.off != len(b) {
 		t.Fatalf("after a whole read: err %v, offset %d of %d", r.err, r.off, len(b))
 	}
-	for name, read := range map[string]func(*reader){
-		"bool": func(r *reader) { r.bool() },
-		"f32":  func(r *reader) { r.f32() },
-		"f64":  func(r *reader) { r.f64() },
+	for _, c := range []struct {
+		name, data string // data is too short for one value
+		read       func(*reader)
+	}{
+		{"bool", "", func(r *reader) { r.bool() }},
+		{"f32", "\x01\x02\x03", func(r *reader) { r.f32() }},
+		{"f64", "\x01\x02\x03\x04\x05\x06\x07", func(r *reader) { r.f64() }},
 	} {
-		short := &reader{s: string(b[:0])}
-		if name != "bool" {
-			short.s = "\x01\x02\x03"
-		}
-		read(short)
+		short := &reader{s: c.data}
+		c.read(short)
 		if !errors.Is(short.err, errShort) {
-			t.Errorf("%s on truncated data: err %v, want errShort", name, short.err)
+			t.Errorf("%s on truncated data: err %v, want errShort", c.name, short.err)
 		}
 	}
 }
