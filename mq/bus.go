@@ -76,6 +76,12 @@ type BusConfig struct {
 	// backoff, across nsqd) before it is dropped and counted. Default 10s.
 	PublishTimeout time.Duration
 
+	// Keys signs every message this Bus publishes and checks every message
+	// it receives (HMAC-SHA256; see docs/mq.md). Required: every process of
+	// a cluster holds the same keys. Broker.BusConfig fills it in with the
+	// embedded broker's keyring.
+	Keys *Keyring
+
 	// Logger receives the Bus's and go-nsq's logs. Default slog.Default().
 	Logger *slog.Logger
 	// LogLevel filters go-nsq's own logs. Default slog.LevelWarn.
