@@ -2,6 +2,7 @@ package framework
 
 import (
 	"fmt"
+	"github.com/citadel-go/citadel/framework/bounded"
 	"maps"
 	"sort"
 	"sync"
@@ -196,7 +197,7 @@ func (m *Membership) publish(hb heartbeat) error {
 
 func (m *Membership) onHeartbeat(msg *mq.Message) error {
 	var hb heartbeat
-	if err := msgpack.Unmarshal(msg.Body, &hb); err != nil {
+	if err := bounded.Unmarshal(msg.Body, &hb); err != nil {
 		m.n.badEnvelope(msg, fmt.Errorf("undecodable heartbeat: %w", err))
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/citadel-go/citadel/framework/bounded"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -31,6 +32,7 @@ type Registry struct {
 type registrySnapshot struct {
 	byID   map[MsgID]reflect.Type // pointer types
 	byType map[reflect.Type]MsgID
+	cost   map[MsgID]int // bounded.ItemCost of each type, for decoding untrusted bytes
 }
 
 // ErrUnregistered is wrapped by errors about message types with no ID.
@@ -39,7 +41,7 @@ var ErrUnregistered = errors.New("unregistered message type")
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
 	r := &Registry{}
-	r.snap.Store(&registrySnapshot{byID: map[MsgID]reflect.Type{}, byType: map[reflect.Type]MsgID{}})
+	r.snap.Store(&registrySnapshot{byID: map[MsgID]reflect.Type{}, byType: map[reflect.Type]MsgID{}, cost: map[MsgID]int{}})
 	return r
 }
 
@@ -69,6 +71,7 @@ func (r *Registry) Register(id MsgID, prototype any) error {
 	next := &registrySnapshot{
 		byID:   make(map[MsgID]reflect.Type, len(old.byID)+1),
 		byType: make(map[reflect.Type]MsgID, len(old.byType)+1),
+		cost:   make(map[MsgID]int, len(old.cost)+1),
 	}
 	for k, v := range old.byID {
 		next.byID[k] = v
@@ -76,8 +79,12 @@ func (r *Registry) Register(id MsgID, prototype any) error {
 	for k, v := range old.byType {
 		next.byType[k] = v
 	}
+	for k, v := range old.cost {
+		next.cost[k] = v
+	}
 	next.byID[id] = t
 	next.byType[t] = id
+	next.cost[id] = bounded.ItemCost(t)
 	r.snap.Store(next)
 	return nil
 }
@@ -175,35 +182,21 @@ func (r *Registry) New(id MsgID) (any, error) {
 }
 
 // Unmarshal decodes data into a new message of the type registered for id.
+// data may come from anywhere (a client, the mq): it must be exactly one
+// msgpack value within bounded's limits, so a message that claims more than
+// it holds is refused before anything is allocated for it.
 func (r *Registry) Unmarshal(id MsgID, data []byte) (any, error) {
-	v, err := r.New(id)
-	if err != nil {
-		return nil, err
+	s := r.snap.Load()
+	t, ok := s.byID[id]
+	if !ok {
+		return nil, fmt.Errorf("framework: unknown message ID %d: %w", id, ErrUnregistered)
 	}
-	d := decoders.Get().(*pooledDecoder)
-	d.rd.Reset(data)
-	d.dec.Reset(&d.rd)
-	err = d.dec.Decode(v)
-	d.rd.Reset(nil) // do not keep data alive from the pool
-	decoders.Put(d)
-	if err != nil {
+	v := reflect.New(t.Elem()).Interface()
+	if err := bounded.UnmarshalCost(data, v, s.cost[id]); err != nil {
 		return nil, fmt.Errorf("framework: decode message ID %d (%T): %w", id, v, err)
 	}
 	return v, nil
 }
-
-// pooledDecoder reads from its own bytes.Reader, so decoding allocates
-// only the message (msgpack.Unmarshal allocates a reader per call).
-type pooledDecoder struct {
-	rd  bytes.Reader
-	dec *msgpack.Decoder
-}
-
-var decoders = sync.Pool{New: func() any {
-	d := &pooledDecoder{dec: msgpack.NewDecoder(nil)}
-	d.dec.UsePreallocateValues(true) // as msgpack.Unmarshal does
-	return d
-}}
 
 // RegisteredType describes one registry entry.
 type RegisteredType struct {

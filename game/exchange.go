@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/citadel-go/citadel/framework/bounded"
 	"strconv"
 	"time"
 
@@ -98,7 +99,7 @@ func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, oth
 	self, other := new(S), new(S)
 	err = copyState(p.State, self)
 	if err == nil {
-		err = msgpack.Unmarshal(locked.State, other)
+		err = bounded.Unmarshal(locked.State, other)
 	}
 	if err == nil {
 		err = fn(self, other)
@@ -174,7 +175,7 @@ func (p *Player[S]) onExchangeRelease(m *exchangeRelease) {
 	}
 	if m.Commit {
 		st := new(S)
-		if err := msgpack.Unmarshal(m.State, st); err != nil {
+		if err := bounded.Unmarshal(m.State, st); err != nil {
 			// Cannot happen for state we encoded; the store has it anyway.
 			p.log.Error("exchange state does not decode; reloading is needed", "err", err)
 		} else {

@@ -2,10 +2,10 @@ package game
 
 import (
 	"fmt"
+	"github.com/citadel-go/citadel/framework/bounded"
 	"reflect"
 
 	"github.com/citadel-go/citadel/framework"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Router maps client message types to handlers for players with state S.
@@ -47,7 +47,7 @@ func Handle[S, Req, Resp any](r *Router[S], fn func(p *Player[S], req *Req) (*Re
 		name: reflect.TypeFor[Req]().Name(),
 		call: func(p *Player[S], payload []byte) (any, error) {
 			req := new(Req)
-			if err := msgpack.Unmarshal(payload, req); err != nil {
+			if err := bounded.Unmarshal(payload, req); err != nil {
 				return nil, framework.NewError(CodeBadRequest, fmt.Sprintf("%T does not decode: %v", req, err))
 			}
 			resp, err := fn(p, req)

@@ -2,9 +2,9 @@ package gate
 
 import (
 	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/bounded"
 	"github.com/citadel-go/citadel/mq"
 	"github.com/citadel-go/citadel/services"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // sessionGone tells the sessions actor a session closed (local only; IDs
@@ -141,7 +141,7 @@ func (o *outbound) broadcast(b *services.Broadcast) {
 // the sessions actor, which owns the groups.
 func (g *Gate) onBroadcast(m *mq.Message) error {
 	var b services.Broadcast
-	if err := msgpack.Unmarshal(m.Body, &b); err != nil {
+	if err := bounded.Unmarshal(m.Body, &b); err != nil {
 		g.log.Warn("undecodable broadcast dropped", "err", err, "bytes", len(m.Body))
 		return nil
 	}

@@ -387,5 +387,7 @@ func httpGetJSON(ctx context.Context, u string, v any) error {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	// nsqlookupd and nsqd answers are small; a bound keeps a confused or
+	// hostile peer from making us buffer without end.
+	return json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(v)
 }

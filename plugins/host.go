@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/citadel-go/citadel/framework/bounded"
 	"io"
 	"log/slog"
 	"os"
@@ -645,7 +646,7 @@ func CallMsg[Resp any](ctx context.Context, h *Host, name, method string, req an
 		return nil, err
 	}
 	resp := new(Resp)
-	if err := msgpack.Unmarshal(out, resp); err != nil {
+	if err := bounded.Unmarshal(out, resp); err != nil {
 		return nil, fmt.Errorf("plugins: %s %s: decode result: %w", name, method, err)
 	}
 	return resp, nil

@@ -13,6 +13,7 @@ package plugins
 import (
 	"context"
 	"errors"
+	"github.com/citadel-go/citadel/framework/bounded"
 
 	"github.com/hashicorp/go-plugin"
 	"github.com/vmihailenco/msgpack/v5"
@@ -60,7 +61,7 @@ type (
 type codec struct{}
 
 func (codec) Marshal(v any) ([]byte, error)   { return msgpack.Marshal(v) }
-func (codec) Unmarshal(b []byte, v any) error { return msgpack.Unmarshal(b, v) }
+func (codec) Unmarshal(b []byte, v any) error { return bounded.Unmarshal(b, v) }
 func (codec) Name() string                    { return "msgpack" }
 
 func init() { encoding.RegisterCodec(codec{}) }

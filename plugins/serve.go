@@ -3,6 +3,7 @@ package plugins
 import (
 	"context"
 	"fmt"
+	"github.com/citadel-go/citadel/framework/bounded"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -23,7 +24,7 @@ type Handler func(ctx context.Context, req []byte) ([]byte, error)
 func Handle[Req, Resp any](fn func(context.Context, *Req) (*Resp, error)) Handler {
 	return func(ctx context.Context, raw []byte) ([]byte, error) {
 		req := new(Req)
-		if err := msgpack.Unmarshal(raw, req); err != nil {
+		if err := bounded.Unmarshal(raw, req); err != nil {
 			return nil, fmt.Errorf("decode %T: %w", req, err)
 		}
 		resp, err := fn(ctx, req)

@@ -16,7 +16,6 @@ import (
 	"io"
 
 	"github.com/citadel-go/citadel/framework"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 const (
@@ -146,25 +145,17 @@ func SplitPayload(payload []byte) (seq uint32, body []byte, err error) {
 }
 
 // Decode parses a payload and decodes its body as the type registered for
-// id. The body must be exactly one msgpack value that fits the type:
-// anything else (bad header, wrong shape, trailing bytes) is an error.
+// id. The body must be exactly one msgpack value that fits the type and
+// bounded's limits: anything else (bad header, wrong shape, a length that
+// claims more than the frame holds, trailing bytes) is an error, found
+// before anything is allocated for the claim.
 func Decode(reg *framework.Registry, id framework.MsgID, payload []byte) (seq uint32, msg any, body []byte, err error) {
 	seq, body, err = SplitPayload(payload)
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	if msg, err = reg.New(id); err != nil {
-		return seq, nil, body, err
-	}
-	dec := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(dec)
-	r := &byteReader{b: body}
-	dec.Reset(r)
-	if err := dec.Decode(msg); err != nil {
-		return seq, nil, body, fmt.Errorf("wire: message %d (%T) does not decode: %w", id, msg, err)
-	}
-	if r.off != len(body) {
-		return seq, nil, body, fmt.Errorf("wire: message %d (%T) has %d trailing bytes", id, msg, len(body)-r.off)
+	if msg, err = reg.Unmarshal(id, body); err != nil {
+		return seq, nil, body, fmt.Errorf("wire: %w", err)
 	}
 	return seq, msg, body, nil
 }
@@ -176,36 +167,4 @@ func Encode(reg *framework.Registry, seq uint32, msg any) (framework.MsgID, []by
 		return 0, nil, err
 	}
 	return id, AppendPayload(make([]byte, 0, len(body)+6), seq, body), nil
-}
-
-// byteReader is a bytes.Reader that says how far the decoder read.
-type byteReader struct {
-	b   []byte
-	off int
-}
-
-func (r *byteReader) Read(p []byte) (int, error) {
-	if r.off >= len(r.b) {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b[r.off:])
-	r.off += n
-	return n, nil
-}
-
-func (r *byteReader) ReadByte() (byte, error) {
-	if r.off >= len(r.b) {
-		return 0, io.EOF
-	}
-	c := r.b[r.off]
-	r.off++
-	return c, nil
-}
-
-func (r *byteReader) UnreadByte() error {
-	if r.off == 0 {
-		return errors.New("wire: unread at start")
-	}
-	r.off--
-	return nil
 }
