@@ -160,9 +160,9 @@ func chatGroup(channel string) string { return "chat:" + channel }
 
 // onAttach joins the session's groups (the player's own group carries
 // pushes from other players: trade offers and answers), then pushes
-// PlayerInfo. The gate
-// handles a game node's messages in order, so a client that has PlayerInfo
-// is already in its groups and misses no broadcast after it.
+// PlayerInfo. The gate handles a game node's messages in order, so a
+// client that has PlayerInfo is already in its groups and misses no
+// broadcast after it.
 func onAttach(p *Player) {
 	s := p.State
 	p.JoinGroup(playerGroup(p.ID))
