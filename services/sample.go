@@ -96,13 +96,68 @@ type (
 		XP      int32
 		Version string
 	}
-	// Trade swaps one of our items for one of another online player's; both
-	// inventories are saved in one transaction. Reply Inventory.
-	Trade struct {
+	// TradeOffer offers one of our items for one of another player's:
+	// "I give Give for your Take". Nothing moves until that player
+	// accepts (TradeAccept). A new offer to the same player replaces the
+	// open one. The other player is pushed TradeOffered; reply
+	// TradeOffered.
+	TradeOffer struct {
 		With uint64
 		Give string
 		Take string
 	}
+	// TradeOffered is an open offer: From gives Give for To's Take, until
+	// ExpiresAtMs (unix milliseconds). It answers TradeOffer and is pushed
+	// to To, who answers it with TradeAccept or TradeDecline.
+	TradeOffered struct {
+		OfferID     uint64
+		From, To    uint64
+		Give, Take  string
+		ExpiresAtMs int64
+	}
+	// TradeAccept accepts From's offer, restating its terms from the
+	// accepting side (Give is the offer's Take, Take its Give), so the
+	// trade happens only on the terms the player saw. Both players must be
+	// online; both inventories are saved in one transaction. Reply
+	// Inventory; From is pushed TradeDone.
+	TradeAccept struct {
+		OfferID uint64
+		From    uint64
+		Give    string
+		Take    string
+	}
+	// TradeDone is pushed to the player whose offer was accepted, with its
+	// inventory after the trade.
+	TradeDone struct {
+		OfferID uint64
+		With    uint64
+		Items   map[string]int32
+	}
+	// TradeDecline refuses From's offer; reply TradeClosed, also pushed to
+	// From. Both players must be online.
+	TradeDecline struct {
+		OfferID uint64
+		From    uint64
+	}
+	// TradeCancel withdraws our offer OfferID, or (OfferID 0) our offer to
+	// With; reply TradeClosed, also pushed to the other player.
+	TradeCancel struct {
+		OfferID uint64
+		With    uint64
+	}
+	// TradeClosed says an offer from From to To is gone without a trade;
+	// Reason is TradeDeclined or TradeCancelled.
+	TradeClosed struct {
+		OfferID  uint64
+		From, To uint64
+		Reason   string
+	}
+)
+
+// TradeClosed reasons.
+const (
+	TradeDeclined  = "declined"
+	TradeCancelled = "cancelled"
 )
 
 // Sample game message IDs.
@@ -122,11 +177,19 @@ const (
 	IDUseItem      framework.MsgID = 1012
 	IDItemUsed     framework.MsgID = 1013
 	IDEcho         framework.MsgID = 1014
-	IDTrade        framework.MsgID = 1015
+	// 1015 was Trade, which took another player's item without consent;
+	// it is retired, never to be reused.
 	IDHunt         framework.MsgID = 1016
 	IDHunted       framework.MsgID = 1017
 	IDItemInfo     framework.MsgID = 1018
 	IDItemStats    framework.MsgID = 1019
+	IDTradeOffer   framework.MsgID = 1020
+	IDTradeOffered framework.MsgID = 1021
+	IDTradeAccept  framework.MsgID = 1022
+	IDTradeDone    framework.MsgID = 1023
+	IDTradeDecline framework.MsgID = 1024
+	IDTradeCancel  framework.MsgID = 1025
+	IDTradeClosed  framework.MsgID = 1026
 )
 
 // Sample game rules shared by client and server.
@@ -135,6 +198,8 @@ const (
 	MaxStep       = 10   // per axis per Move
 	NearbyRadius  = 50   // chat and movement pushes reach this far
 	MaxChatLength = 256
+	// MaxTradeOffers is how many offers a player may have open at once.
+	MaxTradeOffers = 8
 )
 
 // RegisterSample registers the sample game's client messages.
@@ -144,7 +209,10 @@ func RegisterSample(r *framework.Registry) error {
 		IDPlayerMoved: (*PlayerMoved)(nil), IDSay: (*Say)(nil), IDSayOK: (*SayOK)(nil),
 		IDChatMessage: (*ChatMessage)(nil), IDJoinChannel: (*JoinChannel)(nil), IDJoined: (*Joined)(nil),
 		IDGetInventory: (*GetInventory)(nil), IDInventory: (*Inventory)(nil), IDPickUp: (*PickUp)(nil),
-		IDUseItem: (*UseItem)(nil), IDItemUsed: (*ItemUsed)(nil), IDEcho: (*Echo)(nil), IDTrade: (*Trade)(nil),
+		IDUseItem: (*UseItem)(nil), IDItemUsed: (*ItemUsed)(nil), IDEcho: (*Echo)(nil),
 		IDHunt: (*Hunt)(nil), IDHunted: (*Hunted)(nil), IDItemInfo: (*ItemInfo)(nil), IDItemStats: (*ItemStats)(nil),
+		IDTradeOffer: (*TradeOffer)(nil), IDTradeOffered: (*TradeOffered)(nil), IDTradeAccept: (*TradeAccept)(nil),
+		IDTradeDone: (*TradeDone)(nil), IDTradeDecline: (*TradeDecline)(nil), IDTradeCancel: (*TradeCancel)(nil),
+		IDTradeClosed: (*TradeClosed)(nil),
 	})
 }

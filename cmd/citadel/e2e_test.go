@@ -26,7 +26,6 @@ import (
 	"github.com/citadel-go/citadel/framework/ticket"
 	"github.com/citadel-go/citadel/game/sample"
 	"github.com/citadel-go/citadel/services"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 func testConfig(t testing.TB) config {
@@ -209,31 +208,6 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("using a missing item: %v", err)
 	}
 	_ = bInfo
-
-	// A trade swaps items and saves both inventories in one transaction.
-	inv = call[*services.Inventory](t, alice, &services.Trade{With: bob.PlayerID(), Give: "sword", Take: "bread"})
-	if inv.Items["sword"] != 0 || inv.Items["bread"] != 6 {
-		t.Fatalf("alice after trade: %+v", inv.Items)
-	}
-	if binv := call[*services.Inventory](t, bob, &services.GetInventory{}); binv.Items["sword"] != 1 || binv.Items["bread"] != 4 {
-		t.Fatalf("bob after trade: %+v", binv.Items)
-	}
-	for id, want := range map[uint64]map[string]int32{alice.PlayerID(): {"bread": 6}, bob.PlayerID(): {"sword": 1, "bread": 4}} {
-		rec, err := srv.store.Load(context.Background(), id)
-		var st sample.State
-		if err != nil || msgpack.Unmarshal(rec.Data, &st) != nil {
-			t.Fatalf("player %d record: %v", id, err)
-		}
-		for item, n := range want {
-			if st.Items[item] != n {
-				t.Fatalf("player %d stored %s=%d, want %d", id, item, st.Items[item], n)
-			}
-		}
-	}
-	if _, err := alice.Call(context.Background(), &services.Trade{With: bob.PlayerID(), Give: "sword", Take: "bread"}); !errors.As(err, &se) || se.Code != sample.CodeNoItem {
-		t.Fatalf("trading an item alice no longer has: %v", err)
-	}
-	call[*services.Inventory](t, alice, &services.Trade{With: bob.PlayerID(), Give: "bread", Take: "sword"}) // and back
 
 	// A second login of alice (over WebSocket) kicks the first session.
 	alice2 := player(t, srv, "alice", client.WebSocket, false)

@@ -74,6 +74,7 @@ func run(args []string) error {
 	bcryptCost := fs.Int("bcrypt-cost", 10, "password hashing cost (10 ≈ 50ms per login on 2 cores; lower only for load tests)")
 	grace := fs.Duration("grace", 30*time.Second, "how long a disconnected player's actor waits for a reconnect")
 	saveInterval := fs.Duration("save-interval", 5*time.Second, "how often a changed player is saved; bounds what a crash can lose")
+	tradeOfferTTL := fs.Duration("trade-offer-ttl", time.Minute, "how long a sample game trade offer waits for the other player's answer")
 	storeKind := fs.String("store", "bbolt", "player and account store: bbolt (a file in -data) or postgres (-pg)")
 	pgDSN := fs.String("pg", "", "PostgreSQL DSN for -store=postgres")
 	heartbeat := fs.Duration("heartbeat", 10*time.Second, "client heartbeat interval (idle timeout is 3x)")
@@ -119,7 +120,7 @@ func run(args []string) error {
 		NSQD: nsqd, NSQDHTTPExt: nsqdHTTP, Lookupd: lookupd,
 		LoginAddr: *loginAddr, GateTCP: *gateTCP, GateWS: *gateWS, AdminAddr: *admin,
 		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
-		TicketKey: *ticketKey, BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval,
+		TicketKey: *ticketKey, BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval, TradeOfferTTL: *tradeOfferTTL,
 		Store: *storeKind, PostgresDSN: *pgDSN, Heartbeat: *heartbeat, MaxFrame: *maxFrame, ClientRate: *clientRate,
 		TablesPath: *tablesPath, TablesWatch: *tablesWatch,
 		PluginsDir: *pluginsDir, PluginsWatch: *pluginsWatch, BuildPlugins: *buildPlugins, Logger: log}

@@ -53,6 +53,7 @@ type config struct {
 	BcryptCost                            int
 	Grace                                 time.Duration
 	SaveInterval                          time.Duration
+	TradeOfferTTL                         time.Duration
 	Store                                 string // "bbolt" or "postgres"
 	PostgresDSN                           string
 	Heartbeat                             time.Duration
@@ -179,7 +180,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			}
 		}
 		if s.game, err = sample.New(n, s.store, sample.Options{Saver: s.saver, SaveInterval: cfg.SaveInterval,
-			Grace: cfg.Grace, Metrics: s.metrics, Tables: s.tables, Plugins: s.plugins}); err != nil {
+			Grace: cfg.Grace, Metrics: s.metrics, Tables: s.tables, Plugins: s.plugins, TradeOfferTTL: cfg.TradeOfferTTL}); err != nil {
 			return s, err
 		}
 		if err := n.Start(ctx); err != nil {

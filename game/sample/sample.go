@@ -1,7 +1,8 @@
 // Package sample is Citadel's sample game: players walk a shared map, chat
-// with players nearby or in channels, and keep a small inventory. It
-// exercises the whole path (client, gate, mq, player actor, broadcast groups,
-// store) and is what citadel-bot plays.
+// with players nearby or in channels, keep a small inventory, and trade
+// items with each other (offer and accept). It exercises the whole path
+// (client, gate, mq, player actor, broadcast groups, store) and is what
+// citadel-bot plays.
 package sample
 
 import (
@@ -31,7 +32,8 @@ type State struct {
 	Level    int32
 	XP       int64
 	Channels []string
-	LastHunt int64 // unix milliseconds
+	LastHunt int64   // unix milliseconds
+	Offers   []Offer // trades offered to other players, not answered yet
 }
 
 // Player is a sample game player.
@@ -64,6 +66,9 @@ type Options struct {
 	// Plugins runs the combat plugin. Nil (or no "combat" loaded): the
 	// v1 combat rules built into the server decide fights.
 	Plugins *plugins.Host
+	// TradeOfferTTL is how long a trade offer waits for an answer.
+	// Default 60s.
+	TradeOfferTTL time.Duration
 }
 
 // Register adds the client protocol and the sample game's messages to reg.
@@ -87,7 +92,13 @@ func New(node *framework.Node, st store.Store, opts Options) (*game.Service[Stat
 	game.MustHandle(r, pickUp)
 	game.MustHandle(r, useItem)
 	game.MustHandle(r, echo)
-	game.MustHandle(r, trade)
+	if opts.TradeOfferTTL <= 0 {
+		opts.TradeOfferTTL = defaultTradeOfferTTL
+	}
+	game.MustHandle(r, offerTrade(opts.TradeOfferTTL))
+	game.MustHandle(r, acceptTrade)
+	game.MustHandle(r, declineTrade)
+	game.MustHandle(r, cancelTrade)
 	game.MustHandle(r, hunt)
 	game.MustHandle(r, itemInfo)
 	if opts.Tables == nil {
@@ -147,11 +158,14 @@ func nearbyGroups(s *State) []string {
 
 func chatGroup(channel string) string { return "chat:" + channel }
 
-// onAttach joins the session's groups, then pushes PlayerInfo. The gate
-// handles a game node's messages in order, so a client that has PlayerInfo
-// is already in its groups and misses no broadcast after it.
+// onAttach joins the session's groups (the player's own group carries
+// pushes from other players: trade offers and answers), then pushes
+// PlayerInfo. The gate handles a game node's messages in order, so a
+// client that has PlayerInfo is already in its groups and misses no
+// broadcast after it.
 func onAttach(p *Player) {
 	s := p.State
+	p.JoinGroup(playerGroup(p.ID))
 	p.JoinGroup(cellGroup(s.Map, s.X, s.Y))
 	for _, ch := range s.Channels {
 		p.JoinGroup(chatGroup(ch))
@@ -348,38 +362,6 @@ func itemInfo(p *Player, m *services.ItemInfo) (*services.ItemStats, error) {
 }
 
 func echo(_ *Player, m *services.Echo) (*services.Echo, error) { return m, nil }
-
-// trade swaps one item each with another online player, atomically: both
-// inventories are committed in one store transaction or neither changes.
-func trade(p *Player, m *services.Trade) (*services.Inventory, error) {
-	if !validName(m.Give) || !validName(m.Take) {
-		return nil, framework.NewError(CodeBadItem, "item names are 1-32 letters, digits, '_' or '-'")
-	}
-	err := p.Exchange(context.Background(), m.With, func(self, other *State) error {
-		if self.Items[m.Give] < 1 {
-			return framework.NewError(CodeNoItem, fmt.Sprintf("no %q to give", m.Give))
-		}
-		if other.Items[m.Take] < 1 {
-			return framework.NewError(CodeNoItem, fmt.Sprintf("player %d has no %q", m.With, m.Take))
-		}
-		move := func(from, to *State, item string) {
-			if from.Items[item]--; from.Items[item] == 0 {
-				delete(from.Items, item)
-			}
-			if to.Items == nil {
-				to.Items = make(map[string]int32)
-			}
-			to.Items[item]++
-		}
-		move(self, other, m.Give)
-		move(other, self, m.Take)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &services.Inventory{Items: p.State.Items}, nil
-}
 
 func abs(v int32) int32 {
 	if v < 0 {
