@@ -97,7 +97,7 @@ type Node struct {
 	consumingSince int64 // unix nanoseconds; set by Start before the channel exists
 	sub            *mq.Subscription
 	inboundHook    func(*mq.Message) error // tests only: inject loss and redelivery (see onRemote)
-	badLog         logLimiter
+	badLog         LogLimiter
 	intern         interner // address strings of received envelopes
 	latency        prometheus.Histogram
 

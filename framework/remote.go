@@ -214,7 +214,7 @@ func (n *Node) checkEnvelope(w *wireEnvelope) error {
 
 func (n *Node) badEnvelope(m *mq.Message, err error) {
 	n.stats.badEnvelopes.Add(1)
-	if suppressed, ok := n.badLog.allow(); ok {
+	if suppressed, ok := n.badLog.Allow(); ok {
 		n.log.Warn("dropped bad mq payload", "topic", NodeTopic(n.addr.Service, n.addr.Node), "msg_id", m.ID,
 			"attempts", m.Attempts, "bytes", len(m.Body), "err", err, "suppressed_since_last", suppressed)
 	}
@@ -416,14 +416,16 @@ func (n *Node) dispatchLocked(it *inItem) {
 	}
 }
 
-// logLimiter lets one log line through per interval and counts the rest,
-// so a flood of bad input cannot flood the logs.
-type logLimiter struct {
+// LogLimiter lets one log line through per 100ms and counts the rest, so
+// a flood of bad input cannot flood the logs. The zero value is ready.
+type LogLimiter struct {
 	last       atomic.Int64
 	suppressed atomic.Uint64
 }
 
-func (l *logLimiter) allow() (suppressed uint64, ok bool) {
+// Allow reports whether to log now and how many lines were held back
+// since the last one that was.
+func (l *LogLimiter) Allow() (suppressed uint64, ok bool) {
 	now := time.Now().UnixNano()
 	last := l.last.Load()
 	if now-last < int64(100*time.Millisecond) || !l.last.CompareAndSwap(last, now) {

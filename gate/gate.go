@@ -7,6 +7,7 @@ package gate
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,8 +30,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
-
-type httpServer = http.Server
 
 // Config configures a gate. Zero values are defaults, except Node, Tickets
 // and Registry.
@@ -64,6 +63,20 @@ type Config struct {
 	// SendQueue bounds frames waiting to be written to one client; a client
 	// that lets it fill is disconnected ("slow_client"). Default 256.
 	SendQueue int
+	// SendQueueBytes bounds the bytes of those frames. Default 256 KiB
+	// (at least 4 × MaxFrame).
+	SendQueueBytes int
+	// MaxConns caps the client connections (TCP and WebSocket together,
+	// logged in or not); more are refused with "server_full". Keep it
+	// under the process's open-file limit. Default 10,000.
+	MaxConns int
+	// MaxPending caps the connections that have not logged in yet.
+	// Default 1,024.
+	MaxPending int
+	// HandshakeTimeout bounds a WebSocket client's HTTP upgrade request
+	// (header and body) and how long an HTTP connection may idle without
+	// upgrading. Default 5s.
+	HandshakeTimeout time.Duration
 	// WriteBuffer fixes each TCP client socket's kernel send buffer (bytes).
 	// Default 0 keeps the OS's autotuning (up to tcp_wmem's max, 4 MiB
 	// here), which can hide a client that stopped reading for megabytes.
@@ -71,7 +84,8 @@ type Config struct {
 	// Heartbeat is how often clients must Ping; a session silent for three
 	// heartbeats is closed. Default 10s.
 	Heartbeat time.Duration
-	// AuthTimeout is how long a new connection has to send Auth. Default 10s.
+	// AuthTimeout is how long a new connection has, from accept, to send
+	// its Auth frame (however slowly it trickles in). Default 10s.
 	AuthTimeout time.Duration
 	// WriteTimeout bounds one write to a client. Default 10s.
 	WriteTimeout time.Duration
@@ -95,12 +109,19 @@ type Gate struct {
 	guard *ticket.Guard
 	self  framework.Addr // the sessions actor
 
-	sessions sync.Map // session ID -> *session
-	active   atomic.Int64
-	stopping atomic.Bool
+	sessions  sync.Map // session ID -> *session, while open (routing)
+	conns     sync.Map // cellnet TCP session ID -> *session, until the connection ends
+	admission admission
+	active    atomic.Int64
+	stopping  atomic.Bool
+	closeLog  framework.LogLimiter
 
-	tcp, ws      cellnet.Peer
+	tcp          cellnet.Peer
 	tcpAddr      string
+	tls          *tls.Config
+	wsServer     *http.Server
+	wsUpgrader   websocket.Upgrader
+	wsIDs        atomic.Uint64
 	wsURL        string
 	broadcastSub *mq.Subscription
 	unwatch      func()
@@ -117,6 +138,7 @@ type metrics struct {
 	// send queue.
 	outDirect, outSplit, outQueued prometheus.Counter
 	kicks                          *prometheus.CounterVec
+	refused                        *prometheus.CounterVec
 	auths                          *prometheus.CounterVec
 	dropped                        prometheus.Counter
 }
@@ -135,6 +157,14 @@ func New(cfg Config) (*Gate, error) {
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("gate: TLSCert and TLSKey go together")
 	}
+	var tlsConfig *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("gate: TLS certificate %s and key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	if cfg.WSPath == "" {
 		cfg.WSPath = "/ws"
 	}
@@ -149,6 +179,24 @@ func New(cfg Config) (*Gate, error) {
 	}
 	if cfg.SendQueue <= 0 {
 		cfg.SendQueue = 256
+	}
+	if cfg.SendQueueBytes <= 0 {
+		cfg.SendQueueBytes = max(256<<10, 4*cfg.MaxFrame)
+	}
+	if cfg.SendQueueBytes < 2*cfg.MaxFrame {
+		return nil, fmt.Errorf("gate: SendQueueBytes %d must hold at least two frames of MaxFrame (%d bytes)", cfg.SendQueueBytes, 2*cfg.MaxFrame)
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 10000
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 1024
+	}
+	if cfg.MaxPending > cfg.MaxConns {
+		cfg.MaxPending = cfg.MaxConns
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 5 * time.Second
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 10 * time.Second
@@ -187,6 +235,7 @@ func New(cfg Config) (*Gate, error) {
 		node:  cfg.Node,
 		guard: ticket.NewGuard(),
 		self:  cfg.Node.ActorAddr(services.GateSessionsActor),
+		tls:   tlsConfig,
 		m: metrics{
 			sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "citadel_gate_sessions",
 				Help: "Client sessions by transport and state (pending: connected, not yet attached)."}, []string{"transport", "state"}),
@@ -197,19 +246,23 @@ func New(cfg Config) (*Gate, error) {
 				[]string{"write"}),
 			kicks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "citadel_gate_kicks_total",
 				Help: "Sessions closed by the gate, by reason code."}, []string{"code"}),
+			refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "citadel_gate_refused_total",
+				Help: "Client connections refused at a cap, by cap (max_conns, max_pending)."}, []string{"reason"}),
 			auths: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "citadel_gate_auth_total",
 				Help: "Auth attempts by result."}, []string{"result"}),
 			dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_gate_frames_dropped_total",
 				Help: "Frames for sessions that had already gone."}),
 		},
 	}
+	g.admission.maxConns, g.admission.maxPending = int64(cfg.MaxConns), int64(cfg.MaxPending)
+	g.wsIDs.Store(wsIDBase)
 	g.m.outDirect, g.m.outSplit, g.m.outQueued = g.m.out.WithLabelValues("direct"), g.m.out.WithLabelValues("split"), g.m.out.WithLabelValues("queued")
 	g.inCounters = make(map[framework.MsgID]prometheus.Counter)
 	for _, t := range cfg.Registry.Types() {
 		g.inCounters[t.ID] = g.m.in.WithLabelValues(strings.TrimPrefix(t.Name, "*services."))
 	}
 	if cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{g.m.sessions, g.m.in, g.m.out, g.m.kicks, g.m.auths, g.m.dropped} {
+		for _, c := range []prometheus.Collector{g.m.sessions, g.m.in, g.m.out, g.m.kicks, g.m.refused, g.m.auths, g.m.dropped, g.connGauge()} {
 			if err := cfg.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("gate: register metrics: %w", err)
 			}
@@ -237,52 +290,21 @@ func (g *Gate) Start(ctx context.Context) error {
 		g.unwatch = g.node.Members().Watch(g.onMember)
 	}
 	if g.cfg.TCPAddr != "" {
-		p := peer.NewGenericPeer("tcp.Acceptor", "citadel-gate-tcp", g.cfg.TCPAddr, nil)
-		// cellnet turns TCP_NODELAY off unless told otherwise.
-		wbuf := -1
-		if g.cfg.WriteBuffer > 0 {
-			wbuf = g.cfg.WriteBuffer
+		if err := g.startTCP(); err != nil {
+			return err
 		}
-		p.(cellnet.TCPSocketOption).SetSocketBuffer(-1, wbuf, true)
-		proc.BindProcessorHandler(p, procTCP, g.onEvent, g)
-		p.Start()
-		port := p.(cellnet.TCPAcceptor).Port()
-		if port == 0 {
-			return fmt.Errorf("gate: cannot listen on TCP %s (in use?)", g.cfg.TCPAddr)
-		}
-		g.tcp = p
-		g.tcpAddr = net.JoinHostPort(hostOf(g.cfg.TCPAddr), strconv.Itoa(port))
 	}
 	if g.cfg.WSAddr != "" {
-		scheme := "http"
-		if g.cfg.TLSCert != "" {
-			scheme = "https"
-		}
-		p := peer.NewGenericPeer("gorillaws.Acceptor", "citadel-gate-ws", scheme+"://"+g.cfg.WSAddr+g.cfg.WSPath, nil)
-		p.(peer.SessionManager).SetIDBase(wsIDBase)
-		ws := p.(cellnet.WSAcceptor)
-		ws.SetUpgrader(websocket.Upgrader{CheckOrigin: g.checkOrigin, ReadBufferSize: 1024, WriteBufferSize: 1024})
-		if g.cfg.TLSCert != "" {
-			ws.SetHttps(g.cfg.TLSCert, g.cfg.TLSKey)
-		}
-		proc.BindProcessorHandler(p, procWS, g.onEvent, g)
-		p.Start()
-		if ws.Port() == 0 {
+		if err := g.startWS(); err != nil {
 			g.stopListeners()
-			return fmt.Errorf("gate: cannot listen on WebSocket %s (in use?)", g.cfg.WSAddr)
+			return err
 		}
-		g.ws = p
-		wsScheme := "ws"
-		if g.cfg.TLSCert != "" {
-			wsScheme = "wss"
-		}
-		g.wsURL = fmt.Sprintf("%s://%s%s", wsScheme, net.JoinHostPort(hostOf(g.cfg.WSAddr), strconv.Itoa(ws.Port())), g.cfg.WSPath)
 	}
 	m := g.node.Members()
 	if g.tcp != nil {
 		m.SetMeta(services.MetaTCP, orDefault(g.cfg.PublicTCP, g.tcpAddr))
 	}
-	if g.ws != nil {
+	if g.wsServer != nil {
 		m.SetMeta(services.MetaWS, orDefault(g.cfg.PublicWS, g.wsURL))
 	}
 	g.log.Info("gate listening", "tcp", g.tcpAddr, "ws", g.wsURL)
@@ -340,11 +362,43 @@ func (g *Gate) stopListeners() {
 	if g.tcp != nil {
 		g.tcp.Stop()
 	}
-	if g.ws != nil {
-		if err := closeWSAcceptor(g.ws); err != nil {
-			g.log.Warn("cannot close the WebSocket listener; new upgrades are refused instead", "err", err)
-		}
+	if g.wsServer != nil {
+		g.wsServer.Close() // the listener and connections not upgraded
 	}
+}
+
+// startTCP listens for TCP clients with cellnet's acceptor.
+func (g *Gate) startTCP() error {
+	p := peer.NewGenericPeer("tcp.Acceptor", "citadel-gate-tcp", g.cfg.TCPAddr, nil)
+	// cellnet turns TCP_NODELAY off unless told otherwise.
+	wbuf := -1
+	if g.cfg.WriteBuffer > 0 {
+		wbuf = g.cfg.WriteBuffer
+	}
+	p.(cellnet.TCPSocketOption).SetSocketBuffer(-1, wbuf, true)
+	proc.BindProcessorHandler(p, procTCP, g.onEvent, g)
+	p.Start()
+	port := p.(cellnet.TCPAcceptor).Port()
+	if port == 0 {
+		// cellnet logs why and gives up; listening again finds the cause.
+		err := errors.New("cellnet's acceptor did not start")
+		if ln, lerr := net.Listen("tcp", g.cfg.TCPAddr); lerr != nil {
+			err = lerr
+		} else {
+			ln.Close()
+		}
+		return fmt.Errorf("gate: cannot listen for TCP clients on %s: %w", g.cfg.TCPAddr, err)
+	}
+	g.tcp = p
+	g.tcpAddr = net.JoinHostPort(hostOf(g.cfg.TCPAddr), strconv.Itoa(port))
+	return nil
+}
+
+// connGauge reports the connections held under the caps.
+func (g *Gate) connGauge() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "citadel_gate_connections",
+		Help: "Client connections open now, logged in or not (capped by MaxConns)."},
+		func() float64 { return float64(g.admission.conns.Load()) })
 }
 
 // checkOrigin allows non-browser clients (no Origin), same-host origins and

@@ -514,6 +514,7 @@ func TestRepliesStayWholeAndOrderedWhenTheSocketFills(t *testing.T) {
 	metrics := prometheus.NewRegistry()
 	r := newRig(t, func(c *gate.Config) {
 		c.WriteBuffer = 16 << 10
+		c.SendQueueBytes = 1 << 20 // all 60 replies may wait
 		c.Metrics = metrics
 	})
 	w := r.witness()

@@ -30,23 +30,33 @@ const (
 	stateActive                 // attached to the player's actor
 )
 
-// session is one client connection. Inbound work runs on cellnet's read
-// goroutine for the connection; outbound work on the sessions actor.
+// sender queues what a session sends for its connection's send goroutine:
+// cellnet's TCP session, or the gate's own WebSocket connection.
+type sender interface{ Send(msg any) }
+
+// session is one client connection, from accept to close: it is never
+// re-created for the same connection, and once closing nothing is read
+// from the connection but what is discarded before it closes. Inbound work
+// runs on the connection's read goroutine; outbound work on the sessions
+// actor.
 type session struct {
-	id        uint64
-	ses       cellnet.Session
-	transport string
-	remote    string
-	state     atomic.Int32
-	closing   atomic.Bool
-	queued    atomic.Int32 // frames in cellnet's send queue
-	limiter   rate.Limiter
-	reader    *bufio.Reader // TCP only
-	readBuf   []byte
+	id          uint64
+	out         sender
+	transport   string
+	remote      string
+	slot        *slot     // its place under the connection caps
+	authBy      time.Time // Auth must have arrived by then
+	state       atomic.Int32
+	closing     atomic.Bool
+	queued      atomic.Int32 // frames in the send queue
+	queuedBytes atomic.Int64 // and their bytes
+	limiter     rate.Limiter
+	reader      *bufio.Reader // TCP only
+	readBuf     []byte
 
 	writeDeadlineSet time.Time // owned by the session's write goroutine
 
-	// writeMu is held by whoever writes to the connection: cellnet's send
+	// writeMu is held by whoever writes to the connection: the send
 	// goroutine, or a sender writing a frame straight to the socket
 	// (writeNow). rest is the unsent end of a frame a straight write could
 	// not finish; the send goroutine writes it before anything else.
@@ -60,8 +70,9 @@ type session struct {
 
 	// mu orders activation against frames that arrive for an attaching
 	// session: they wait in held and go out right after AuthOK.
-	mu   sync.Mutex
-	held [][]byte
+	mu        sync.Mutex
+	held      [][]byte
+	heldBytes int
 
 	cleanOnce sync.Once
 	groups    []string // owned by the sessions actor
@@ -69,27 +80,30 @@ type session struct {
 
 func (s *session) isClosing() bool { return s.closing.Load() }
 
-// session returns the state for a cellnet session, creating it on the first
-// call (from the read goroutine: cellnet may run the first read before its
-// accept callback).
-func (g *Gate) session(ses cellnet.Session, transport string) *session {
-	id := uint64(ses.ID())
-	if v, ok := g.sessions.Load(id); ok {
-		return v.(*session)
-	}
-	s := &session{id: id, ses: ses, transport: transport, remote: remoteAddr(ses)}
-	if sc, ok := ses.Raw().(syscall.Conn); ok && transport == "tcp" {
-		s.raw, _ = sc.SyscallConn()
-	}
+// newSession registers a new connection's session. A connection the caps
+// refuse (sl == nil) gets a session too, kicked at once with the reason.
+func (g *Gate) newSession(id uint64, out sender, transport, remote string, sl *slot, refused string) *session {
+	s := &session{id: id, out: out, transport: transport, remote: remote, slot: sl, authBy: time.Now().Add(g.cfg.AuthTimeout)}
 	s.limiter = *rate.NewLimiter(g.cfg.MsgRate, g.cfg.MsgBurst)
-	if v, loaded := g.sessions.LoadOrStore(id, s); loaded {
-		return v.(*session)
-	}
+	g.sessions.Store(id, s)
 	g.m.sessions.WithLabelValues(transport, "pending").Inc()
-	if g.stopping.Load() {
+	switch {
+	case refused != "":
+		g.refuse(s, refused)
+	case g.stopping.Load():
 		g.kick(s, services.KickShutdown, "the server is shutting down")
 	}
 	return s
+}
+
+// refuse closes a connection over a cap with a reason and counts it.
+func (g *Gate) refuse(s *session, why string) {
+	g.m.refused.WithLabelValues(why).Inc()
+	reason := fmt.Sprintf("the gate has %d connections (its limit)", g.cfg.MaxConns)
+	if why == refusedMaxPending {
+		reason = fmt.Sprintf("the gate has %d connections waiting to log in (its limit)", g.cfg.MaxPending)
+	}
+	g.kick(s, services.KickServerFull, reason+"; retry shortly")
 }
 
 func remoteAddr(ses cellnet.Session) string {
@@ -97,29 +111,37 @@ func remoteAddr(ses cellnet.Session) string {
 	return addr
 }
 
-// onEvent is cellnet's callback; it runs on the connection's read goroutine
-// (and must never let a panic reach cellnet, which would end the process).
+// onEvent is cellnet's callback for TCP connections; it runs on the
+// connection's read goroutine.
 func (g *Gate) onEvent(ev cellnet.Event) {
-	v, ok := g.sessions.Load(uint64(ev.Session().ID()))
+	v, ok := g.conns.Load(uint64(ev.Session().ID()))
 	if !ok {
 		return
 	}
 	s := v.(*session)
+	switch m := ev.Message().(type) {
+	case *packet:
+		g.handle(s, m)
+	case *inboundProblem:
+		g.kick(s, m.code, m.reason)
+	case *cellnet.SessionClosed:
+		g.conns.Delete(s.id)
+		g.cleanup(s)
+		s.slot.release()
+	}
+}
+
+// handle takes one inbound frame (and must never let a panic reach the
+// transport: cellnet would end the process).
+func (g *Gate) handle(s *session, p *packet) {
 	defer func() {
 		if r := recover(); r != nil {
 			g.log.Error("gate session handler panicked", "session", s.id, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			g.kick(s, services.KickBadFrame, "internal error handling the frame")
 		}
 	}()
-	switch m := ev.Message().(type) {
-	case *packet:
-		if !s.isClosing() {
-			g.onPacket(s, m)
-		}
-	case *inboundProblem:
-		g.kick(s, m.code, m.reason)
-	case *cellnet.SessionClosed:
-		g.cleanup(s)
+	if !s.isClosing() {
+		g.onPacket(s, p)
 	}
 }
 
@@ -234,6 +256,7 @@ func (g *Gate) authenticate(s *session, p *packet) {
 		return
 	}
 	g.activate(s, seq, att.Resumed)
+	s.slot.authenticated()
 	g.m.auths.WithLabelValues("ok").Inc()
 }
 
@@ -245,7 +268,7 @@ func (g *Gate) activate(s *session, seq uint32, resumed bool) {
 	for _, f := range s.held {
 		g.enqueue(s, f, true)
 	}
-	s.held = nil
+	s.held, s.heldBytes = nil, 0
 	s.state.Store(stateActive)
 	s.mu.Unlock()
 	g.m.sessions.WithLabelValues(s.transport, "pending").Dec()
@@ -262,8 +285,11 @@ func (g *Gate) deliver(s *session, data []byte, direct bool) {
 	if s.state.Load() != stateActive {
 		s.mu.Lock()
 		if s.state.Load() != stateActive {
-			if len(s.held) < g.cfg.SendQueue {
+			if len(s.held) < g.cfg.SendQueue && s.heldBytes+len(data) <= g.cfg.SendQueueBytes {
 				s.held = append(s.held, data)
+				s.heldBytes += len(data)
+			} else {
+				g.m.dropped.Inc()
 			}
 			s.mu.Unlock()
 			return
@@ -328,13 +354,30 @@ func (g *Gate) enqueue(s *session, data []byte, direct bool) {
 		}
 		s.writeMu.Unlock()
 	}
-	if int(s.queued.Add(1)) > g.cfg.SendQueue {
-		s.queued.Add(-1)
-		g.kick(s, services.KickSlowClient, fmt.Sprintf("the client did not read %d queued frames", g.cfg.SendQueue))
+	if !g.reserve(s, len(data)) {
 		return
 	}
 	g.m.outQueued.Inc()
-	s.ses.Send(&outFrame{s: s, data: data})
+	s.out.Send(&outFrame{s: s, data: data, n: len(data)})
+}
+
+// reserve counts n bytes (one frame) into the session's send queue, or
+// disconnects a client that let the queue fill up in frames or bytes.
+func (g *Gate) reserve(s *session, n int) bool {
+	frames, size := int(s.queued.Add(1)), s.queuedBytes.Add(int64(n))
+	if frames <= g.cfg.SendQueue && size <= int64(g.cfg.SendQueueBytes) {
+		return true
+	}
+	s.queued.Add(-1)
+	s.queuedBytes.Add(-int64(n))
+	g.kick(s, services.KickSlowClient, fmt.Sprintf("the client did not read %d queued frames (%d bytes)", frames-1, size-int64(n)))
+	return false
+}
+
+// sent uncounts a frame of n bytes the send goroutine has written.
+func (s *session) sent(n int) {
+	s.queued.Add(-1)
+	s.queuedBytes.Add(-int64(n))
 }
 
 // writeNow writes a frame to the socket from the caller's goroutine with
@@ -357,7 +400,7 @@ func (g *Gate) writeNow(s *session, data []byte) {
 		n, werr = 0, nil
 	}
 	if err != nil || werr != nil { // the connection is gone; its reader ends the session
-		if c, ok := s.ses.Raw().(net.Conn); ok {
+		if c, ok := s.out.(cellnet.Session).Raw().(net.Conn); ok {
 			c.Close()
 		}
 		return
@@ -369,31 +412,46 @@ func (g *Gate) writeNow(s *session, data []byte) {
 	g.m.outSplit.Inc()
 	s.rest = data[n:]
 	s.queued.Add(1)
-	s.ses.Send(&outFrame{s: s}) // wakes the send goroutine for rest
+	s.queuedBytes.Add(int64(len(s.rest)))
+	s.out.Send(&outFrame{s: s, n: len(s.rest)}) // wakes the send goroutine for rest
 }
 
-// kick tells the client why, then closes the session.
+// kick tells the client why, then closes the session: once, whoever asks.
 func (g *Gate) kick(s *session, code, reason string) {
 	if !s.closing.CompareAndSwap(false, true) {
 		return
 	}
 	g.m.kicks.WithLabelValues(code).Inc()
-	g.log.Info("session kicked", "session", s.id, "remote", s.remote, "player", s.player, "code", code, "reason", reason)
+	g.logClose(s, "session kicked", code, reason)
 	if id, body, err := g.node.Registry().Marshal(&services.Kicked{Code: code, Reason: reason}); err == nil {
 		if data, err := frameData(id, 0, body, g.cfg.MaxFrame); err == nil {
 			s.queued.Add(1)
-			s.ses.Send(&outFrame{s: s, data: data})
+			s.queuedBytes.Add(int64(len(data)))
+			s.out.Send(&outFrame{s: s, data: data, n: len(data)})
 		}
 	}
-	s.ses.Send(&closeFrame{code: code, reason: reason})
+	s.out.Send(&closeFrame{code: code, reason: reason})
 	g.cleanup(s)
+}
+
+// logClose logs why a session closed: at info for players, at debug (and
+// rate limited) for connections that never logged in, which an attacker
+// can open by the thousand.
+func (g *Gate) logClose(s *session, msg, code, reason string) {
+	if s.state.Load() == stateNew {
+		if suppressed, ok := g.closeLog.Allow(); ok {
+			g.log.Debug(msg, "session", s.id, "remote", s.remote, "code", code, "reason", reason, "suppressed_since_last", suppressed)
+		}
+		return
+	}
+	g.log.Info(msg, "session", s.id, "remote", s.remote, "player", s.player, "code", code, "reason", reason)
 }
 
 // kicked records a session the transport closed itself with a reason.
 func (g *Gate) kicked(s *session, code, reason string) {
 	if s.closing.CompareAndSwap(false, true) {
 		g.m.kicks.WithLabelValues(code).Inc()
-		g.log.Info("session closed", "session", s.id, "remote", s.remote, "code", code, "reason", reason)
+		g.logClose(s, "session closed", code, reason)
 	}
 }
 

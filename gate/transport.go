@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"reflect"
 	"sync"
+	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/framework/wire"
@@ -17,10 +16,8 @@ import (
 	"github.com/davyxu/cellnet"
 	"github.com/davyxu/cellnet/proc"
 	"github.com/davyxu/golog"
-	"github.com/gorilla/websocket"
 
-	_ "github.com/davyxu/cellnet/peer/gorillaws" // registers gorillaws.Acceptor
-	_ "github.com/davyxu/cellnet/peer/tcp"       // registers tcp.Acceptor
+	_ "github.com/davyxu/cellnet/peer/tcp" // registers tcp.Acceptor
 )
 
 // What the transmitters hand to the session callback.
@@ -40,9 +37,12 @@ type (
 // What the session sends through cellnet's send queue.
 type (
 	// outFrame is a whole TCP frame; WebSocket sends it without the length.
+	// n is what it counts in the session's queued bytes (data, or the
+	// unsent rest of a frame written straight to the socket).
 	outFrame struct {
 		s    *session
 		data []byte
+		n    int
 	}
 	// closeFrame ends the session after everything queued before it: TCP
 	// half-closes (the client reads the Kicked frame, then EOF); WebSocket
@@ -54,9 +54,8 @@ type (
 
 const (
 	procTCP = "citadel.tcp"
-	procWS  = "citadel.ws"
-	// wsIDBase keeps WebSocket session IDs apart from TCP ones (both
-	// cellnet acceptors count from 1).
+	// wsIDBase keeps WebSocket session IDs apart from TCP ones (cellnet's
+	// acceptor counts from 1).
 	wsIDBase = 1 << 40
 	// closeGrace is how long a kicked client has to read its Kicked frame
 	// and close before the gate closes the connection itself.
@@ -71,31 +70,26 @@ const (
 
 var registerOnce sync.Once
 
-// registerCellnet registers Citadel's processors (cellnet keeps them in a
-// global table) and quiets cellnet's loggers, which default to debug on
-// stdout and log every WebSocket client that leaves without a close frame
-// as an error.
+// registerCellnet registers Citadel's TCP processor (cellnet keeps them in
+// a global table) and quiets cellnet's loggers, which default to debug on
+// stdout.
 func registerCellnet() {
 	registerOnce.Do(func() {
 		golog.SetLevelByString(".", "error")
-		golog.SetOutput("gorillaws", io.Discard)
 		golog.SetOutput("tcppeer", io.Discard)
 		proc.RegisterProcessor(procTCP, func(b proc.ProcessorBundle, cb cellnet.EventCallback, args ...interface{}) {
 			b.SetTransmitter(&tcpTransmitter{g: args[0].(*Gate)})
 			b.SetCallback(cb)
 		})
-		proc.RegisterProcessor(procWS, func(b proc.ProcessorBundle, cb cellnet.EventCallback, args ...interface{}) {
-			b.SetTransmitter(&wsTransmitter{g: args[0].(*Gate)})
-			b.SetCallback(cb)
-		})
 	})
 }
 
-// readDeadline is the deadline for the next frame: the auth timeout before
-// Auth, three heartbeats after.
+// readDeadline is the deadline for the next frame: AuthTimeout after the
+// connection opened until it has logged in (however slowly its bytes
+// trickle in), three heartbeats after.
 func (g *Gate) readDeadline(s *session) time.Time {
 	if s.state.Load() < stateActive {
-		return time.Now().Add(g.cfg.AuthTimeout)
+		return s.authBy
 	}
 	return time.Now().Add(3 * g.cfg.Heartbeat)
 }
@@ -120,17 +114,37 @@ func (g *Gate) readProblem(s *session, err error) *inboundProblem {
 
 type tcpTransmitter struct{ g *Gate }
 
+// tcpSession returns the session of a cellnet TCP connection, creating it
+// on the first call (from the read goroutine: cellnet may run the first
+// read before its accept callback). It stays bound to the connection
+// until cellnet reports it closed, so a closed session is never replaced
+// by a new one for the same connection.
+func (g *Gate) tcpSession(ses cellnet.Session) *session {
+	id := uint64(ses.ID())
+	if v, ok := g.conns.Load(id); ok {
+		return v.(*session)
+	}
+	sl, refused := g.admission.admit()
+	s := g.newSession(id, ses, "tcp", remoteAddr(ses), sl, refused)
+	if sc, ok := ses.Raw().(syscall.Conn); ok {
+		s.raw, _ = sc.SyscallConn()
+	}
+	g.conns.Store(id, s)
+	return s
+}
+
 func (t *tcpTransmitter) OnRecvMessage(ses cellnet.Session) (interface{}, error) {
 	conn, _ := ses.Raw().(net.Conn)
-	s := t.g.session(ses, "tcp")
+	s := t.g.tcpSession(ses)
 	if conn == nil {
-		t.g.cleanup(s)
 		return nil, io.EOF
 	}
 	if s.isClosing() {
-		// Kicked: drain until the client closes or closeGrace ends it.
+		// Closed with a reason: let the client read it, discarding what it
+		// still sends, until it closes or closeGrace has passed. No frame is
+		// read from this connection again.
+		conn.SetReadDeadline(time.Now().Add(closeGrace))
 		io.Copy(io.Discard, conn)
-		t.g.cleanup(s)
 		return nil, io.EOF
 	}
 	conn.SetReadDeadline(t.g.readDeadline(s))
@@ -143,9 +157,8 @@ func (t *tcpTransmitter) OnRecvMessage(ses cellnet.Session) (interface{}, error)
 	}
 	if err != nil {
 		if p := t.g.readProblem(s, err); p != nil {
-			return p, nil
+			return p, nil // kicked by onEvent; the next call discards
 		}
-		t.g.cleanup(s)
 		return nil, err
 	}
 	return &packet{id: f.ID, payload: f.Payload}, nil
@@ -171,7 +184,7 @@ func (t *tcpTransmitter) OnSendMessage(ses cellnet.Session, msg interface{}) err
 	case *outFrame:
 		m.s.writeMu.Lock()
 		defer m.s.writeMu.Unlock()
-		m.s.queued.Add(-1)
+		m.s.sent(m.n)
 		if m.s.rest != nil {
 			rest := m.s.rest
 			m.s.rest = nil
@@ -201,95 +214,4 @@ func sessionOf(msg interface{}) *session {
 		return f.s
 	}
 	return nil
-}
-
-type wsTransmitter struct{ g *Gate }
-
-func (t *wsTransmitter) OnRecvMessage(ses cellnet.Session) (interface{}, error) {
-	conn, _ := ses.Raw().(*websocket.Conn)
-	s := t.g.session(ses, "ws")
-	if conn == nil {
-		t.g.cleanup(s)
-		return nil, io.EOF
-	}
-	// gorilla's default read limit is none; set it here, on the read goroutine.
-	conn.SetReadLimit(int64(t.g.cfg.MaxFrame))
-	if s.isClosing() {
-		conn.SetReadDeadline(time.Now().Add(closeGrace))
-		for {
-			if _, _, err := conn.NextReader(); err != nil {
-				t.g.cleanup(s)
-				return nil, err
-			}
-		}
-	}
-	conn.SetReadDeadline(t.g.readDeadline(s))
-	kind, msg, err := conn.ReadMessage()
-	if err != nil {
-		if errors.Is(err, websocket.ErrReadLimit) {
-			// gorilla has already sent close 1009 (message too big).
-			t.g.kicked(s, services.KickFrameTooLarge, err.Error())
-		} else if p := t.g.readProblem(s, err); p != nil {
-			return p, nil
-		}
-		t.g.cleanup(s)
-		return nil, err
-	}
-	if kind != websocket.BinaryMessage {
-		return &inboundProblem{services.KickBadFrame, "only binary WebSocket messages are accepted"}, nil
-	}
-	f, err := wire.DecodeWS(msg, t.g.cfg.MaxFrame)
-	if err != nil {
-		return &inboundProblem{services.KickBadFrame, err.Error()}, nil
-	}
-	return &packet{id: f.ID, payload: f.Payload}, nil
-}
-
-func (t *wsTransmitter) OnSendMessage(ses cellnet.Session, msg interface{}) error {
-	conn, _ := ses.Raw().(*websocket.Conn)
-	if conn == nil {
-		return nil
-	}
-	deadline := time.Now().Add(t.g.cfg.WriteTimeout)
-	conn.SetWriteDeadline(deadline)
-	switch m := msg.(type) {
-	case *outFrame:
-		m.s.queued.Add(-1)
-		if err := conn.WriteMessage(websocket.BinaryMessage, m.data[wire.LenSize:]); err != nil {
-			conn.Close()
-			return err
-		}
-	case *closeFrame:
-		code := websocket.ClosePolicyViolation
-		if m.code == services.KickShutdown {
-			code = websocket.CloseGoingAway
-		}
-		reason := m.code + ": " + m.reason
-		if len(reason) > 120 { // close frames carry at most 123 bytes of reason
-			reason = reason[:120]
-		}
-		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
-		time.AfterFunc(closeGrace, func() { conn.Close() })
-	}
-	return nil
-}
-
-// closeWSAcceptor closes the HTTP server behind a cellnet gorillaws
-// acceptor. Its Stop method is an empty TODO in the pinned cellnet version,
-// so the listener would stay open and keep upgrading connections; the
-// server lives in an unexported field, reached here by reflection.
-func closeWSAcceptor(p cellnet.Peer) error {
-	v := reflect.ValueOf(p)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return fmt.Errorf("gate: unexpected WebSocket acceptor type %T", p)
-	}
-	f := v.Elem().FieldByName("sv")
-	if !f.IsValid() || f.Type() != reflect.TypeOf((*httpServer)(nil)) {
-		return fmt.Errorf("gate: cellnet's WebSocket acceptor has no sv *http.Server field (cellnet version changed?)")
-	}
-	srv := reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Interface().(*httpServer)
-	if srv == nil {
-		return nil
-	}
-	return srv.Close()
 }

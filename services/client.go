@@ -66,6 +66,9 @@ const (
 	KickRateLimited      = "rate_limited"
 	KickShutdown         = "server_shutdown"
 	KickUnavailable      = "game_unavailable"
+	// KickServerFull: the gate is at its connection cap (all connections,
+	// or those not yet logged in); retry later or another gate.
+	KickServerFull = "server_full"
 )
 
 // Error codes (Error.Code) the runtime uses; games add their own.

@@ -80,6 +80,11 @@ func run(args []string) error {
 	heartbeat := fs.Duration("heartbeat", 10*time.Second, "client heartbeat interval (idle timeout is 3x)")
 	maxFrame := fs.Int("max-frame", 64<<10, "largest client frame in bytes, both directions")
 	clientRate := fs.Float64("client-rate", 100, "frames per second a client session may send (burst: twice that); more is kicked")
+	maxConns := fs.Int("max-conns", 10000, "client connections a gate holds at most, logged in or not (keep under the open-file limit); more are refused with server_full")
+	maxPending := fs.Int("max-pending", 1024, "client connections a gate holds at most that have not logged in yet")
+	authTimeout := fs.Duration("auth-timeout", 10*time.Second, "how long a new client connection has to send its Auth frame")
+	handshakeTimeout := fs.Duration("ws-handshake-timeout", 5*time.Second, "how long a WebSocket client has to send its upgrade request (and an HTTP connection may idle without upgrading)")
+	sendQueueBytes := fs.Int("send-queue-bytes", 256<<10, "bytes a gate queues for one client at most; a client that lets more pile up unread is kicked (slow_client)")
 	tablesPath := fs.String("tables", "", "designer tables data file (tables.bin from citadel-tables export); default: the tables built into the binary")
 	tablesWatch := fs.Duration("tables-watch", 0, "reload -tables when the file changes, checking this often (0: only on POST /tables/reload)")
 	pluginsDir := fs.String("plugins", "", "plugin folder: one folder per plugin, the newest build in each runs (default <data>/plugins; - for none)")
@@ -122,6 +127,7 @@ func run(args []string) error {
 		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
 		TicketKey: *ticketKey, BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval, TradeOfferTTL: *tradeOfferTTL,
 		Store: *storeKind, PostgresDSN: *pgDSN, Heartbeat: *heartbeat, MaxFrame: *maxFrame, ClientRate: *clientRate,
+		MaxConns: *maxConns, MaxPending: *maxPending, AuthTimeout: *authTimeout, HandshakeTimeout: *handshakeTimeout, SendQueueBytes: *sendQueueBytes,
 		TablesPath: *tablesPath, TablesWatch: *tablesWatch,
 		PluginsDir: *pluginsDir, PluginsWatch: *pluginsWatch, BuildPlugins: *buildPlugins, Logger: log}
 	switch cfg.PluginsDir {

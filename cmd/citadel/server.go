@@ -59,7 +59,10 @@ type config struct {
 	Heartbeat                             time.Duration
 	MaxFrame                              int
 	ClientRate                            float64 // frames/s per session; burst is twice that
-	TablesPath                            string  // tables data file; empty: built in
+	MaxConns, MaxPending                  int     // client connections per gate: all, not logged in
+	AuthTimeout, HandshakeTimeout         time.Duration
+	SendQueueBytes                        int
+	TablesPath                            string // tables data file; empty: built in
 	TablesWatch                           time.Duration
 	PluginsDir                            string // one folder per plugin; empty: none
 	PluginsWatch                          time.Duration
@@ -206,6 +209,8 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			TCPAddr: cfg.GateTCP, WSAddr: cfg.GateWS, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 			AllowedOrigins: cfg.AllowedOrigins, PublicTCP: cfg.PublicTCP, PublicWS: cfg.PublicWS,
 			Heartbeat: cfg.Heartbeat, MaxFrame: cfg.MaxFrame, Metrics: s.metrics,
+			MaxConns: cfg.MaxConns, MaxPending: cfg.MaxPending, AuthTimeout: cfg.AuthTimeout,
+			HandshakeTimeout: cfg.HandshakeTimeout, SendQueueBytes: cfg.SendQueueBytes,
 			MsgRate: rate.Limit(cfg.ClientRate), MsgBurst: int(2 * cfg.ClientRate)})
 		if err != nil {
 			return s, err
