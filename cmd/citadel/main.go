@@ -153,13 +153,13 @@ func run(args []string) error {
 	}
 	fmt.Printf("citadel running roles %s (data in %s)\n", strings.Join(roles, ","), *dataDir)
 	if srv.broker != nil {
-		fmt.Printf("  embedded nsqd %s (http %s)  other processes join with -nsqd %s -nsqd-http %s and the same cluster key (%s)\n",
+		fmt.Printf("  embedded nsqd %s (http %s)  other processes join with -nsqd %s -nsqd-http %s %s\n",
 			srv.broker.TCPAddr(), srv.broker.HTTPAddr(), srv.broker.TCPAddr(), srv.broker.HTTPAddr(), shareHint(srv.clusterKeyFrom, "-cluster-key-file"))
 	} else {
 		fmt.Printf("  cluster key   %s\n", srv.clusterKeyFrom)
 	}
 	if srv.ticketKeyFrom != "" {
-		fmt.Printf("  ticket key    %s  (every login and gate process needs the same: %s)\n", srv.ticketKeyFrom, shareHint(srv.ticketKeyFrom, "-ticket-key-file"))
+		fmt.Printf("  ticket key    %s  (login and gate processes elsewhere: %s)\n", srv.ticketKeyFrom, shareHint(srv.ticketKeyFrom, "-ticket-key-file"))
 	}
 	if srv.LoginURL != "" {
 		fmt.Printf("  login HTTP    %s  (POST /v1/register, /v1/login)\n", srv.LoginURL)
@@ -180,7 +180,8 @@ func run(args []string) error {
 		}
 	}
 	if from := srv.adminToken.from; filepath.IsAbs(from) {
-		fmt.Printf("  admin token   %s  (curl -H \"Authorization: Bearer $(cat %s)\" %s/plugins)\n", from, from, srv.Admin)
+		// printf is a shell builtin: the token never shows in a process list.
+		fmt.Printf("  admin token   %s  (curl -H @<(printf 'Authorization: Bearer %%s' \"$(cat %s)\") %s/plugins)\n", from, from, srv.Admin)
 	} else {
 		fmt.Printf("  admin token   from %s\n", envAdminToken)
 	}
@@ -202,13 +203,13 @@ func run(args []string) error {
 	return nil
 }
 
-// shareHint says how another process gets the same secret: a copy of the
-// file, or the same environment variable.
+// shareHint says how another process gets the same secret (never the
+// secret): a copy of the file, or the same environment variable.
 func shareHint(from, flag string) string {
 	if filepath.IsAbs(from) {
-		return "a copy of " + from + ", given with " + flag
+		return flag + " <a copy of " + from + ">"
 	}
-	return from + ", set the same"
+	return "with " + strings.TrimPrefix(from, "the environment variable ") + " set as here"
 }
 
 func tablesSource(path string) string {
