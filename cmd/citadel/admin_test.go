@@ -7,18 +7,21 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/citadel-go/citadel/client"
 	"github.com/citadel-go/citadel/framework/ticket"
 	"github.com/citadel-go/citadel/mq"
+	"github.com/citadel-go/citadel/mq/mqtest"
 	"github.com/citadel-go/citadel/plugins/plugintest"
 	"github.com/citadel-go/citadel/services"
 )
@@ -416,4 +419,61 @@ func exitOf(t *testing.T, env []string, args ...string) (string, error) {
 		t.Fatalf("citadel %v still ran after 60s:\n%s", args, out)
 	}
 	return string(out), err
+}
+
+// Every role against an external nsqd that requires TLS with client
+// certificates and authentication, configured the way the flags do
+// (-nsq-tls, -nsq-ca-file, -nsq-cert-file, -nsq-key-file, the auth secret):
+// players log in and play.
+func TestExternalNSQWithTLSAndAuth(t *testing.T) {
+	dir := t.TempDir()
+	ca := mqtest.NewCA(t)
+	caFile := ca.WriteCA(t, dir)
+	serverCert, serverKey := ca.Issue(t, dir, "nsqd")
+	clientCert, clientKey := ca.Issue(t, dir, "citadel")
+	const secret = "nsq-auth-secret-for-citadel"
+	var authed atomic.Int64
+	authd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if q.Get("secret") != secret || q.Get("tls") != "true" || q.Get("common_name") != "citadel" {
+			http.Error(w, "denied", http.StatusForbidden)
+			return
+		}
+		authed.Add(1)
+		io.WriteString(w, `{"ttl": 3600, "identity": "citadel", "authorizations": [{"permissions": ["subscribe", "publish"], "topic": "^citadel\\..*", "channels": [".*"]}]}`)
+	}))
+	defer authd.Close()
+	nsqdTCP, nsqdHTTP := mqtest.Daemon(t, "nsqd", "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0",
+		"--https-address=127.0.0.1:0", "--data-path="+t.TempDir(), "--broadcast-address=127.0.0.1",
+		"--tls-cert="+serverCert, "--tls-key="+serverKey, "--tls-required=tcp-https",
+		"--tls-client-auth-policy=require-verify", "--tls-root-ca-file="+caFile,
+		"--auth-http-address="+strings.TrimPrefix(authd.URL, "http://"))
+	keyFile := filepath.Join(dir, "cluster.key")
+	os.WriteFile(keyFile, []byte(mq.GenerateKeyring()), 0o600)
+	secretFile := filepath.Join(dir, "nsq.secret")
+	os.WriteFile(secretFile, []byte(secret+"\n"), 0o600)
+
+	srv := startTestServer(t, func(c *config) {
+		c.NSQD, c.NSQDHTTPExt, c.ClusterKeyFile = []string{nsqdTCP}, []string{nsqdHTTP}, keyFile
+		c.NSQTLS, c.NSQCAFile, c.NSQCertFile, c.NSQKeyFile, c.NSQAuthSecretFile = true, caFile, clientCert, clientKey, secretFile
+	})
+	c := player(t, srv, "tlsplayer", client.TCP, true)
+	if r := call[*services.Echo](t, c, &services.Echo{Data: []byte("through TLS nsqd")}); string(r.Data) != "through TLS nsqd" {
+		t.Fatalf("echo: %q", r.Data)
+	}
+	if authed.Load() == 0 {
+		t.Fatal("nsqd never asked the auth server")
+	}
+
+	// The TLS and auth settings are for an external nsqd only.
+	cfg := testConfig(t)
+	cfg.NSQTLS = true
+	if _, err := start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "for an external NSQ cluster") {
+		t.Fatalf("-nsq-tls with the embedded NSQ: %v", err)
+	}
+	cfg = testConfig(t)
+	cfg.NSQCAFile = caFile
+	if _, err := start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "need -nsq-tls") {
+		t.Fatalf("-nsq-ca-file without -nsq-tls: %v", err)
+	}
 }

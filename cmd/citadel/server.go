@@ -129,8 +129,18 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		return s, err
 	}
 
-	// Secrets first: a process that cannot join the cluster stops before
-	// it starts anything.
+	// Secrets and the NSQ settings first: a process that cannot join the
+	// cluster stops before it starts anything.
+	busCfg := mq.BusConfig{NSQD: cfg.NSQD, NSQDHTTP: cfg.NSQDHTTPExt, Lookupd: cfg.Lookupd}
+	if busCfg.TLS, err = nsqTLS(cfg, s.log); err != nil {
+		return s, err
+	}
+	if busCfg.AuthSecret, err = loadNSQAuthSecret(cfg, s.log); err != nil {
+		return s, err
+	}
+	if len(cfg.NSQD) == 0 && (busCfg.TLS != nil || busCfg.AuthSecret != "") {
+		return s, errors.New("-nsq-tls and the nsqd auth secret are for an external NSQ cluster (-nsqd); the embedded nsqd has neither")
+	}
 	keyring, from, err := loadClusterKey(cfg, s.log)
 	if err != nil {
 		return s, err
@@ -139,17 +149,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 	if s.adminToken, err = loadAdminToken(cfg, s.log); err != nil {
 		return s, err
 	}
-	busCfg := mq.BusConfig{NSQD: cfg.NSQD, NSQDHTTP: cfg.NSQDHTTPExt, Lookupd: cfg.Lookupd}
-	if busCfg.TLS, err = nsqTLS(cfg, s.log); err != nil {
-		return s, err
-	}
-	if busCfg.AuthSecret, err = loadNSQAuthSecret(cfg, s.log); err != nil {
-		return s, err
-	}
 	if len(cfg.NSQD) == 0 {
-		if busCfg.TLS != nil || busCfg.AuthSecret != "" {
-			return s, errors.New("-nsq-tls and the nsqd auth secret are for an external NSQ cluster (-nsqd); the embedded nsqd has neither")
-		}
 		s.broker, err = mq.StartBroker(mq.BrokerConfig{DataDir: filepath.Join(cfg.DataDir, "nsq"),
 			TCPAddr: cfg.NSQDTCP, HTTPAddr: cfg.NSQDHTTP, LookupdTCPAddr: cfg.LookupdTCP, LookupdHTTPAddr: cfg.LookupdHTTP,
 			Logger: s.log})
