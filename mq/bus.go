@@ -3,6 +3,7 @@ package mq
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +76,17 @@ type BusConfig struct {
 	// PublishTimeout is how long a failing async batch is retried (with
 	// backoff, across nsqd) before it is dropped and counted. Default 10s.
 	PublishTimeout time.Duration
+
+	// TLS, when set, makes every connection to nsqd negotiate TLS with this
+	// configuration (nsqd started with --tls-cert and --tls-key): RootCAs
+	// verify nsqd's certificate, whose names must include the host of the
+	// NSQD address; Certificates are presented to an nsqd with
+	// --tls-client-auth-policy. Only the TCP protocol is encrypted: the
+	// HTTP calls to NSQDHTTP and Lookupd stay plain (see docs/mq.md).
+	TLS *tls.Config
+	// AuthSecret is sent to nsqd's AUTH command when nsqd asks for it
+	// (nsqd started with --auth-http-address, which checks it).
+	AuthSecret string
 
 	// Keys signs every message this Bus publishes and checks every message
 	// it receives (HMAC-SHA256; see docs/mq.md). Required: every process of
@@ -203,6 +215,10 @@ func (b *Bus) nsqConfig() *nsq.Config {
 	c := nsq.NewConfig()
 	c.LookupdPollInterval = b.cfg.LookupdPollInterval
 	c.WriteTimeout = 5 * time.Second
+	if b.cfg.TLS != nil {
+		c.TlsV1, c.TlsConfig = true, b.cfg.TLS
+	}
+	c.AuthSecret = b.cfg.AuthSecret
 	return c
 }
 

@@ -1,15 +1,19 @@
 package mq
 
 import (
-	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
 	"net"
-	"os/exec"
-	"regexp"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/citadel-go/citadel/mq/mqtest"
 )
 
 func listen(t testing.TB) net.Listener {
@@ -21,77 +25,15 @@ func listen(t testing.TB) net.Listener {
 	return ln
 }
 
-// toolPath builds (or finds in the build cache) a go tool from go.mod.
-func toolPath(t testing.TB, name string) string {
-	t.Helper()
-	out, err := exec.Command("go", "tool", "-n", name).Output()
-	if err != nil {
-		t.Fatalf("go tool -n %s: %v", name, err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-var listenRE = regexp.MustCompile(`(TCP|HTTP): listening on (\S+)`)
-
-// startDaemon runs an NSQ daemon as a separate process and returns the
-// addresses it reports listening on.
-func startDaemon(t testing.TB, name string, args ...string) (tcp, httpAddr string) {
-	t.Helper()
-	cmd := exec.Command(toolPath(t, name), args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	addrs := make(chan [2]string, 4)
-	var once sync.Once
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		var tcpA, httpA string
-		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				if m[1] == "TCP" {
-					tcpA = m[2]
-				} else {
-					httpA = m[2]
-				}
-				if tcpA != "" && httpA != "" {
-					once.Do(func() { addrs <- [2]string{tcpA, httpA} })
-				}
-			}
-		}
-	}()
-	select {
-	case a := <-addrs:
-		return a[0], a[1]
-	case <-time.After(60 * time.Second):
-		t.Fatalf("%s did not report its addresses", name)
-		return "", ""
-	}
-}
-
 // External mode: the same Bus against real nsqd and nsqlookupd processes,
 // discovering the nsqd through nsqlookupd.
 func TestExternalClusterWithRealDaemons(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts NSQ daemons")
 	}
-	lookupTCP, lookupHTTP := startDaemon(t, "nsqlookupd", "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0",
+	lookupTCP, lookupHTTP := mqtest.Daemon(t, "nsqlookupd", "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0",
 		"--broadcast-address=127.0.0.1")
-	nsqdTCP, nsqdHTTP := startDaemon(t, "nsqd", "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0",
+	nsqdTCP, nsqdHTTP := mqtest.Daemon(t, "nsqd", "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0",
 		"--data-path="+t.TempDir(), "--broadcast-address=127.0.0.1", "--lookupd-tcp-address="+lookupTCP)
 	_ = nsqdHTTP
 
@@ -116,5 +58,95 @@ func TestExternalClusterWithRealDaemons(t *testing.T) {
 	}
 	if s := sub.Stats(); s.Received != 100 {
 		t.Fatalf("subscriber received %d", s.Received)
+	}
+}
+
+// An external nsqd that requires TLS (with client certificates) and
+// authentication: a Bus with BusConfig.TLS and AuthSecret publishes and
+// consumes; without TLS, without its client certificate, without the
+// secret, with a wrong one or without trusting nsqd's certificate it
+// cannot publish.
+func TestExternalClusterWithTLSAndAuth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts NSQ daemons")
+	}
+	dir := t.TempDir()
+	ca := mqtest.NewCA(t)
+	caFile := ca.WriteCA(t, dir)
+	serverCert, serverKey := ca.Issue(t, dir, "nsqd")
+	clientCertFile, clientKeyFile := ca.Issue(t, dir, "citadel")
+
+	// nsqd asks this server whether a secret may publish and subscribe.
+	const secret = "test-auth-secret"
+	var authMu sync.Mutex
+	var authQueries []url.Values
+	authd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		authMu.Lock()
+		authQueries = append(authQueries, r.URL.Query())
+		authMu.Unlock()
+		if r.URL.Path != "/auth" || r.URL.Query().Get("secret") != secret || r.URL.Query().Get("tls") != "true" {
+			http.Error(w, "denied", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ttl": 3600, "identity": "citadel", "authorizations": [{"permissions": ["subscribe", "publish"], "topic": ".*", "channels": [".*"]}]}`)
+	}))
+	defer authd.Close()
+
+	nsqdTCP, nsqdHTTP := mqtest.Daemon(t, "nsqd", "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0",
+		"--https-address=127.0.0.1:0", "--data-path="+t.TempDir(), "--broadcast-address=127.0.0.1",
+		"--tls-cert="+serverCert, "--tls-key="+serverKey, "--tls-required=tcp-https",
+		"--tls-client-auth-policy=require-verify", "--tls-root-ca-file="+caFile,
+		"--auth-http-address="+strings.TrimPrefix(authd.URL, "http://"))
+
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.PEM)
+	clientCert, err := tls.LoadX509KeyPair(clientCertFile, clientKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientCert}}
+
+	pub := newTestBus(t, BusConfig{NSQD: []string{nsqdTCP}, TLS: good, AuthSecret: secret})
+	sub := newTestBus(t, BusConfig{NSQD: []string{nsqdTCP}, NSQDHTTP: []string{nsqdHTTP}, TLS: good, AuthSecret: secret})
+	got := collect(t, sub, "secure", "c", SubscribeOptions{})
+	for i := 0; i < 10; i++ {
+		if err := pub.Publish("secure", []byte{byte(i)}); err != nil {
+			t.Fatalf("publish over TLS with the secret: %v", err)
+		}
+	}
+	for i := 0; i < 10; i++ {
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("received %d of 10 over TLS", i)
+		}
+	}
+	authMu.Lock()
+	if len(authQueries) == 0 || authQueries[0].Get("tls") != "true" || authQueries[0].Get("common_name") != "citadel" {
+		t.Errorf("nsqd's auth queries: %v, want TLS with the client certificate's name", authQueries)
+	}
+	authMu.Unlock()
+
+	for _, tc := range []struct {
+		name, want string
+		cfg        BusConfig
+	}{
+		{"no TLS", "TLS required", BusConfig{AuthSecret: secret}},
+		{"no client certificate", "certificate required", BusConfig{TLS: &tls.Config{RootCAs: pool}, AuthSecret: secret}},
+		{"nsqd's certificate not trusted", "unknown authority", BusConfig{TLS: &tls.Config{Certificates: []tls.Certificate{clientCert}}, AuthSecret: secret}},
+		{"no secret", "Auth Required", BusConfig{TLS: good}},
+		{"a wrong secret", "AUTH failed", BusConfig{TLS: good, AuthSecret: "guess"}},
+	} {
+		tc.cfg.NSQD = []string{nsqdTCP}
+		bus := newTestBus(t, tc.cfg)
+		if err := bus.Publish("secure", []byte("x")); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: publish: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("a refused publisher's message arrived: %q", m)
+	case <-time.After(200 * time.Millisecond):
 	}
 }

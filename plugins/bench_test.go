@@ -59,8 +59,10 @@ func timed(n, conc int, fn func() error) (float64, []time.Duration, error) {
 // old one. Each b.N is 2,000 calls per caller.
 func BenchmarkPluginCall(b *testing.B) {
 	bins := plugintest.Build(b)
-	h := newHost(b, plugins.Config{})
-	if _, err := h.Swap("combat", bins.CombatV1); err != nil {
+	dir := b.TempDir()
+	v1, v2 := plugintest.Install(b, dir, "combat", "v1", bins.CombatV1), plugintest.Install(b, dir, "combat", "v2", bins.CombatV2)
+	h := newHost(b, plugins.Config{Dir: dir})
+	if _, err := h.Swap("combat", v1); err != nil {
 		b.Fatal(err)
 	}
 	req := &combat.Request{Monster: 7, HP: 90, Defense: 3, XP: 20, Drops: []int32{1, 2, 3}, DropChance: 50, Level: 4, Power: 6, Seed: 42}
@@ -114,7 +116,7 @@ func BenchmarkPluginCall(b *testing.B) {
 	var swaps []time.Duration
 	for i := 0; i < 5*b.N; i++ {
 		start := time.Now()
-		if _, err := h.Swap("combat", []string{bins.CombatV2, bins.CombatV1}[i%2]); err != nil {
+		if _, err := h.Swap("combat", []string{v2, v1}[i%2]); err != nil {
 			b.Fatal(err)
 		}
 		swaps = append(swaps, time.Since(start))

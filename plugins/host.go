@@ -28,8 +28,10 @@ import (
 
 // Config configures a Host. Zero values are defaults.
 type Config struct {
-	// Dir holds one folder per plugin; the newest file in a plugin's folder
-	// is the build to run (LoadDir, Watch). Optional.
+	// Dir holds one folder per plugin, named after it; the newest file in
+	// a plugin's folder is the build to run (LoadDir, Watch). Required: a
+	// host runs only builds inside <Dir>/<name>/, because swaps arrive over
+	// the mq and a path from a message must not run just any program.
 	Dir string
 	// CallTimeout bounds a call whose context has no deadline. Default 2s.
 	CallTimeout time.Duration
@@ -174,6 +176,14 @@ func NewHost(cfg Config) (*Host, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Dir == "" {
+		return nil, errors.New("plugins: Config.Dir is required: a host runs only builds inside <Dir>/<plugin name>/")
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("plugins: %w", err)
+	}
+	cfg.Dir = dir
 	// Plugins put their sockets in a folder of ours, which we remove on
 	// stop: a crashed plugin leaves none in /tmp.
 	sockDir, err := os.MkdirTemp("", "citadel-plugins-")
@@ -286,18 +296,63 @@ func checkBinary(path string) (string, error) {
 	return hex.EncodeToString(sum.Sum(nil)), nil
 }
 
+// validName refuses plugin names that are not a plain folder name: the
+// name picks the folder builds must be in, so "../x" must not pick another.
+func validName(name string) error {
+	if name == "" || name[0] == '.' || strings.ContainsAny(name, `/\`) {
+		return fmt.Errorf("plugins: %q is not a plugin name (a folder name, not starting with \".\")", name)
+	}
+	return nil
+}
+
+// buildPath finds the build path names for plugin name: a relative path
+// is relative to the plugin's folder <Dir>/<name>. It returns the path
+// made absolute (what Info shows) and the file it resolves to with every
+// symlink followed (what runs), and refuses a file outside the folder.
+func (h *Host) buildPath(name, path string) (abs, real string, err error) {
+	folder := filepath.Join(h.cfg.Dir, name)
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(folder, path)
+	}
+	abs = filepath.Clean(path)
+	where := fmt.Sprintf("builds of plugin %s must be files in %s", name, folder)
+	realFolder, err := filepath.EvalSymlinks(folder)
+	if err != nil {
+		return abs, "", fmt.Errorf("no plugin folder (%s): %w", where, err)
+	}
+	if real, err = filepath.EvalSymlinks(abs); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return abs, "", fmt.Errorf("no such file (%s)", where)
+		}
+		return abs, "", fmt.Errorf("%w (%s)", err, where)
+	}
+	rel, err := filepath.Rel(realFolder, real)
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		if real != abs {
+			return abs, "", fmt.Errorf("it resolves to %s, outside the plugin's folder: %s", real, where)
+		}
+		return abs, "", fmt.Errorf("outside the plugin's folder: %s", where)
+	}
+	return abs, real, nil
+}
+
 // start runs a binary, checks its handshake, its name and its canary.
 func (h *Host) start(name, path string) (*instance, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, &LoadError{Plugin: name, Path: path, Err: err}
+	if err := validName(name); err != nil {
+		return nil, err
 	}
-	sha, err := checkBinary(abs)
+	abs, real, err := h.buildPath(name, path)
 	if err != nil {
-		return nil, &LoadError{Plugin: name, Path: path, Err: err}
+		return nil, &LoadError{Plugin: name, Path: abs, Err: err}
+	}
+	sha, err := checkBinary(real)
+	if err != nil {
+		return nil, &LoadError{Plugin: name, Path: abs, Err: err}
 	}
 	inst := &instance{name: name, path: abs, sha: sha, stderr: &tail{}, drained: make(chan struct{}), exited: make(chan struct{})}
-	cmd := exec.Command(abs)
+	// The resolved file runs: a symlink re-pointed after the check cannot
+	// redirect it.
+	cmd := exec.Command(real)
 	cmd.Env = append(os.Environ(), "PLUGIN_UNIX_SOCKET_DIR="+h.sockDir)
 	dieWithParent(cmd)
 	inst.client = plugin.NewClient(&plugin.ClientConfig{
@@ -312,7 +367,7 @@ func (h *Host) start(name, path string) (*instance, error) {
 	})
 	fail := func(err error) (*instance, error) {
 		h.kill(inst)
-		return nil, &LoadError{Plugin: name, Path: path, Err: err, Stderr: inst.stderr.String()}
+		return nil, &LoadError{Plugin: name, Path: abs, Err: err, Stderr: inst.stderr.String()}
 	}
 	proto, err := inst.client.Client()
 	if err != nil {
@@ -478,7 +533,8 @@ func (h *Host) retire(inst *instance) {
 	h.info.DeleteLabelValues(inst.name, inst.version)
 }
 
-// Swap starts the binary at path as plugin name, checks it (handshake,
+// Swap starts the binary at path as plugin name, checks it (inside the
+// plugin's folder <Dir>/<name>/, where a relative path starts; handshake,
 // name, canary) and switches calls to it; calls in flight on the previous
 // version finish there, then it is stopped. A binary that fails any check
 // is refused and the running version keeps serving. It also loads a

@@ -51,8 +51,10 @@ func alive(pid int) bool {
 // (never back and forth).
 func TestSwapUnderLoadHasNoFailedCalls(t *testing.T) {
 	bins := plugintest.Build(t)
-	h := newHost(t, plugins.Config{})
-	if _, err := h.Swap("combat", bins.CombatV1); err != nil {
+	dir := t.TempDir()
+	v1, v2 := plugintest.Install(t, dir, "combat", "v1", bins.CombatV1), plugintest.Install(t, dir, "combat", "v2", bins.CombatV2)
+	h := newHost(t, plugins.Config{Dir: dir})
+	if _, err := h.Swap("combat", v1); err != nil {
 		t.Fatal(err)
 	}
 	const callers, swaps = 8, 20
@@ -82,7 +84,7 @@ func TestSwapUnderLoadHasNoFailedCalls(t *testing.T) {
 	var swapTimes []time.Duration
 	for i := 0; i < swaps; i++ {
 		time.Sleep(20 * time.Millisecond)
-		path := []string{bins.CombatV2, bins.CombatV1}[i%2]
+		path := []string{v2, v1}[i%2]
 		start := time.Now()
 		info, err := h.Swap("combat", path)
 		if err != nil {
@@ -119,13 +121,15 @@ func TestSwapUnderLoadHasNoFailedCalls(t *testing.T) {
 // serving.
 func TestBrokenBuildsAreRefused(t *testing.T) {
 	bins := plugintest.Build(t)
-	h := newHost(t, plugins.Config{StartTimeout: 5 * time.Second})
-	if _, err := h.Swap("combat", bins.CombatV1); err != nil {
+	dir := t.TempDir()
+	h := newHost(t, plugins.Config{Dir: dir, StartTimeout: 5 * time.Second})
+	if _, err := h.Swap("combat", plugintest.Install(t, dir, "combat", "v1", bins.CombatV1)); err != nil {
 		t.Fatal(err)
 	}
-	noexec := filepath.Join(t.TempDir(), "combat-noexec")
+	noexec := filepath.Join(dir, "combat", "noexec")
 	data, _ := os.ReadFile(bins.CombatV2)
 	os.WriteFile(noexec, data, 0o644)
+	install := func(src string) string { return plugintest.Install(t, dir, "combat", filepath.Base(src), src) }
 
 	var failed atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
@@ -138,12 +142,12 @@ func TestBrokenBuildsAreRefused(t *testing.T) {
 		}
 	}()
 	for _, tc := range []struct{ name, path, want string }{
-		{"panics in its canary", bins.Panicky, "canary panicked: this build is broken"},
-		{"not a plugin", bins.NotPlugin, "Unrecognized remote plugin message"},
-		{"wrong protocol version", bins.WrongProto, "incompatible API version"},
-		{"missing file", filepath.Join(t.TempDir(), "nothing-here"), "no such file"},
+		{"panics in its canary", install(bins.Panicky), "canary panicked: this build is broken"},
+		{"not a plugin", install(bins.NotPlugin), "Unrecognized remote plugin message"},
+		{"wrong protocol version", install(bins.WrongProto), "incompatible API version"},
+		{"missing file", "nothing-here", "no such file"},
 		{"not executable", noexec, "not executable"},
-		{"another plugin", bins.Sleeper, `the binary is plugin "sleeper", not "combat"`},
+		{"another plugin", install(bins.Sleeper), `the binary is plugin "sleeper", not "combat"`},
 	} {
 		_, err := h.Swap("combat", tc.path)
 		var le *plugins.LoadError
@@ -168,8 +172,9 @@ func TestBrokenBuildsAreRefused(t *testing.T) {
 // process remains.
 func TestCrashedPluginIsRestarted(t *testing.T) {
 	bins := plugintest.Build(t)
-	h := newHost(t, plugins.Config{RestartMin: 20 * time.Millisecond})
-	info, err := h.Swap("sleeper", bins.Sleeper)
+	dir := t.TempDir()
+	h := newHost(t, plugins.Config{Dir: dir, RestartMin: 20 * time.Millisecond})
+	info, err := h.Swap("sleeper", plugintest.Install(t, dir, "sleeper", "dev", bins.Sleeper))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,8 +236,9 @@ func TestCrashedPluginIsRestarted(t *testing.T) {
 // deadline fails alone; neither costs the process.
 func TestPanicsAndTimeoutsKeepThePlugin(t *testing.T) {
 	bins := plugintest.Build(t)
-	h := newHost(t, plugins.Config{})
-	info, err := h.Swap("sleeper", bins.Sleeper)
+	dir := t.TempDir()
+	h := newHost(t, plugins.Config{Dir: dir})
+	info, err := h.Swap("sleeper", plugintest.Install(t, dir, "sleeper", "dev", bins.Sleeper))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,5 +316,72 @@ func TestRollbackAndDirectoryWatch(t *testing.T) {
 	}
 	if res, err := fight(context.Background(), h); err != nil || res.Rules != "v1" {
 		t.Fatalf("after rollback: %+v %v", res, err)
+	}
+}
+
+// Swaps arrive over the mq, so the host itself refuses any build outside
+// its folder for the plugin: other programs, paths that climb out, another
+// plugin's folder, symlinks that point out. Nothing refused is run.
+func TestSwapOnlyFromThePluginFolder(t *testing.T) {
+	bins := plugintest.Build(t)
+	dir := t.TempDir()
+	v1 := plugintest.Install(t, dir, "combat", "v1", bins.CombatV1)
+	plugintest.Install(t, dir, "combat", "v2", bins.CombatV2)
+	h := newHost(t, plugins.Config{Dir: dir, StartTimeout: 5 * time.Second})
+	if _, err := h.Swap("combat", v1); err != nil {
+		t.Fatal(err)
+	}
+	// A program that leaves a mark if it ever runs.
+	marker := filepath.Join(t.TempDir(), "ran")
+	script := []byte("#!/bin/sh\necho ran >> " + marker + "\n")
+	outside := filepath.Join(t.TempDir(), "evil")
+	os.WriteFile(outside, script, 0o755)
+	os.WriteFile(filepath.Join(dir, "evil"), script, 0o755)
+	os.MkdirAll(filepath.Join(dir, "sleeper"), 0o755)
+	os.WriteFile(filepath.Join(dir, "sleeper", "evil"), script, 0o755)
+	os.Symlink(outside, filepath.Join(dir, "combat", "link-out"))
+	os.Symlink("../evil", filepath.Join(dir, "combat", "link-up"))
+	os.MkdirAll(filepath.Join(dir, "combat", "subdir"), 0o755)
+	folder := filepath.Join(dir, "combat")
+
+	for _, tc := range []struct{ name, plugin, path, want string }{
+		{"another program", "combat", outside, "outside the plugin's folder: builds of plugin combat must be files in " + folder},
+		{"a system shell", "combat", "/bin/sh", "outside the plugin's folder"},
+		{"a relative path that climbs out", "combat", "../evil", "outside the plugin's folder"},
+		{"an absolute path that climbs out", "combat", filepath.Join(folder, "..", "evil"), "outside the plugin's folder"},
+		{"another plugin's folder", "combat", filepath.Join(dir, "sleeper", "evil"), "outside the plugin's folder"},
+		{"a symlink pointing out", "combat", "link-out", "resolves to " + outside + ", outside the plugin's folder"},
+		{"a relative symlink pointing up", "combat", "link-up", "outside the plugin's folder"},
+		{"the folder itself", "combat", folder, "outside the plugin's folder"},
+		{"a folder inside", "combat", "subdir", "not a regular file"},
+		{"a name that climbs out", "../combat/../sleeper", "evil", "is not a plugin name"},
+		{"an empty name", "", outside, "is not a plugin name"},
+	} {
+		_, err := h.Swap(tc.plugin, tc.path)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("a refused program ran")
+	}
+	if l := h.List(); len(l) != 1 || l[0].Version != "v1" || l[0].Path != v1 {
+		t.Fatalf("the running plugin changed: %+v", l)
+	}
+
+	// Inside the folder: a file name relative to it, a symlink to a build
+	// beside it.
+	if info, err := h.Swap("combat", "v2"); err != nil || info.Version != "v2" || info.Path != filepath.Join(folder, "v2") {
+		t.Fatalf("relative file name: %+v %v", info, err)
+	}
+	os.Symlink("v1", filepath.Join(folder, "current"))
+	if info, err := h.Swap("combat", "current"); err != nil || info.Version != "v1" {
+		t.Fatalf("symlink inside the folder: %+v %v", info, err)
+	}
+}
+
+func TestHostNeedsItsFolder(t *testing.T) {
+	if _, err := plugins.NewHost(plugins.Config{}); err == nil || !strings.Contains(err.Error(), "Config.Dir is required") {
+		t.Fatalf("NewHost without Dir: %v", err)
 	}
 }

@@ -335,7 +335,7 @@ func quietLogger() *slog.Logger {
 
 // srvSigner signs tickets with the server's key (read from its data dir).
 func srvSigner(t testing.TB, srv *server) *ticket.Signer {
-	key, err := ticketKey(srv.cfg)
+	key, _, err := loadTicketKey(srv.cfg, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"os"
@@ -52,7 +51,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("citadel", flag.ContinueOnError)
 	var roles, nsqd, nsqdHTTP, lookupd, origins listFlag
 	fs.Var(&roles, "role", "roles to run: login, gate, game (repeat or comma list; default all three)")
-	dataDir := fs.String("data", "data", "data directory (store, embedded NSQ queues, ticket key)")
+	dataDir := fs.String("data", "data", "data directory (store, embedded NSQ queues, key files)")
 	nodeID := fs.String("id", "1", "node ID suffix: -id 2 names this process's nodes login-2, gate-2, game-2")
 	fs.Var(&nsqd, "nsqd", "external nsqd TCP address(es); set to use an external NSQ cluster instead of the embedded one")
 	fs.Var(&nsqdHTTP, "nsqd-http", "external nsqd HTTP address(es), to create channels ahead of consumers")
@@ -66,11 +65,18 @@ func run(args []string) error {
 	gateWS := fs.String("gate-ws", "127.0.0.1:7001", "gate WebSocket listen address (empty disables)")
 	publicTCP := fs.String("public-tcp", "", "gate TCP address advertised to clients (default: the listen address)")
 	publicWS := fs.String("public-ws", "", "gate WebSocket URL advertised to clients (default: from the listen address)")
-	admin := fs.String("admin", "127.0.0.1:8080", "admin HTTP address: /healthz /readyz /metrics /debug/pprof/ /nsqadmin/")
+	admin := fs.String("admin", "127.0.0.1:8080", "admin HTTP address: /healthz /readyz /metrics open; /tables /plugins /debug/pprof/ /nsqadmin/ need the admin token")
 	cert := fs.String("tls-cert", "", "TLS certificate for login HTTPS and gate wss")
 	key := fs.String("tls-key", "", "TLS key for -tls-cert")
 	fs.Var(&origins, "ws-origin", "browser origins allowed to open WebSockets (repeat; * for any)")
-	ticketKey := fs.String("ticket-key", "", "hex ticket signing key shared by login and gates (default: <data>/ticket.key, created if missing)")
+	ticketKeyFile := fs.String("ticket-key-file", "", "file with the hex ticket signing key that login and gates share (default <data>/ticket.key, created if missing; "+envTicketKey+" wins)")
+	clusterKeyFile := fs.String("cluster-key-file", "", "file with the cluster key that signs NSQ messages, the same in every process (default <data>/cluster.key, created if missing only with the embedded NSQ; "+envClusterKey+" wins)")
+	adminTokenFile := fs.String("admin-token-file", "", "file with the admin HTTP token (default <data>/admin.token, created if missing; "+envAdminToken+" wins)")
+	nsqTLSFlag := fs.Bool("nsq-tls", false, "use TLS to the external nsqd (-nsqd)")
+	nsqCA := fs.String("nsq-ca-file", "", "PEM CA certificate(s) that verify the external nsqd's certificate (default: the system's)")
+	nsqCert := fs.String("nsq-cert-file", "", "PEM client certificate for an nsqd with --tls-client-auth-policy")
+	nsqKey := fs.String("nsq-key-file", "", "PEM key of -nsq-cert-file")
+	nsqAuthFile := fs.String("nsq-auth-secret-file", "", "file with the secret for the external nsqd's AUTH (--auth-http-address; "+envNSQAuthSecret+" wins)")
 	bcryptCost := fs.Int("bcrypt-cost", 10, "password hashing cost (10 ≈ 50ms per login on 2 cores; lower only for load tests)")
 	grace := fs.Duration("grace", 30*time.Second, "how long a disconnected player's actor waits for a reconnect")
 	saveInterval := fs.Duration("save-interval", 5*time.Second, "how often a changed player is saved; bounds what a crash can lose")
@@ -108,14 +114,19 @@ func run(args []string) error {
 	if len(roles) < 3 && len(nsqd) == 0 {
 		fmt.Fprintln(os.Stderr, "citadel: note: running some roles with the embedded NSQ; other processes must use -nsqd to reach it")
 	}
-	if *ticketKey != "" {
-		if _, err := hex.DecodeString(*ticketKey); err != nil {
-			return fmt.Errorf("-ticket-key: %w", err)
-		}
-	}
 	log, err := framework.NewLogger(os.Stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
+	}
+	if dsnHasPassword(*pgDSN) {
+		log.Warn("the -pg DSN holds a password, which every user can read in the process list; put it in PGPASSWORD or ~/.pgpass instead")
+	}
+	// Read the secrets from the environment, then remove them from it:
+	// plugin processes and builds inherit the environment.
+	env := map[string]string{}
+	for _, name := range secretEnvs {
+		env[name] = os.Getenv(name)
+		os.Unsetenv(name)
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(*gogc)
@@ -125,11 +136,15 @@ func run(args []string) error {
 		NSQD: nsqd, NSQDHTTPExt: nsqdHTTP, Lookupd: lookupd,
 		LoginAddr: *loginAddr, GateTCP: *gateTCP, GateWS: *gateWS, AdminAddr: *admin,
 		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
-		TicketKey: *ticketKey, BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval, TradeOfferTTL: *tradeOfferTTL,
+		BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval, TradeOfferTTL: *tradeOfferTTL,
 		Store: *storeKind, PostgresDSN: *pgDSN, Heartbeat: *heartbeat, MaxFrame: *maxFrame, ClientRate: *clientRate,
 		MaxConns: *maxConns, MaxPending: *maxPending, AuthTimeout: *authTimeout, HandshakeTimeout: *handshakeTimeout, SendQueueBytes: *sendQueueBytes,
 		TablesPath: *tablesPath, TablesWatch: *tablesWatch,
-		PluginsDir: *pluginsDir, PluginsWatch: *pluginsWatch, BuildPlugins: *buildPlugins, Logger: log}
+		PluginsDir: *pluginsDir, PluginsWatch: *pluginsWatch, BuildPlugins: *buildPlugins, Logger: log,
+		TicketKey: env[envTicketKey], TicketKeyFile: *ticketKeyFile, ClusterKey: env[envClusterKey], ClusterKeyFile: *clusterKeyFile,
+		AdminToken: env[envAdminToken], AdminTokenFile: *adminTokenFile,
+		NSQTLS: *nsqTLSFlag, NSQCAFile: *nsqCA, NSQCertFile: *nsqCert, NSQKeyFile: *nsqKey,
+		NSQAuthSecret: env[envNSQAuthSecret], NSQAuthSecretFile: *nsqAuthFile}
 	switch cfg.PluginsDir {
 	case "":
 		cfg.PluginsDir = filepath.Join(*dataDir, "plugins")
@@ -145,8 +160,13 @@ func run(args []string) error {
 	}
 	fmt.Printf("citadel running roles %s (data in %s)\n", strings.Join(roles, ","), *dataDir)
 	if srv.broker != nil {
-		fmt.Printf("  embedded nsqd %s (http %s)  other processes join with -nsqd %s -nsqd-http %s\n",
-			srv.broker.TCPAddr(), srv.broker.HTTPAddr(), srv.broker.TCPAddr(), srv.broker.HTTPAddr())
+		fmt.Printf("  embedded nsqd %s (http %s)  other processes join with -nsqd %s -nsqd-http %s %s\n",
+			srv.broker.TCPAddr(), srv.broker.HTTPAddr(), srv.broker.TCPAddr(), srv.broker.HTTPAddr(), shareHint(srv.clusterKeyFrom, "-cluster-key-file"))
+	} else {
+		fmt.Printf("  cluster key   %s\n", srv.clusterKeyFrom)
+	}
+	if srv.ticketKeyFrom != "" {
+		fmt.Printf("  ticket key    %s  (login and gate processes elsewhere: %s)\n", srv.ticketKeyFrom, shareHint(srv.ticketKeyFrom, "-ticket-key-file"))
 	}
 	if srv.LoginURL != "" {
 		fmt.Printf("  login HTTP    %s  (POST /v1/register, /v1/login)\n", srv.LoginURL)
@@ -166,7 +186,13 @@ func run(args []string) error {
 			fmt.Printf("  plugin        %s %s  (pid %d, %s)\n", p.Name, p.Version, p.PID, p.Path)
 		}
 	}
-	fmt.Printf("  admin         %s  (/healthz /readyz /metrics /tables /plugins /debug/pprof/", srv.Admin)
+	if from := srv.adminToken.from; filepath.IsAbs(from) {
+		// printf is a shell builtin: the token never shows in a process list.
+		fmt.Printf("  admin token   %s  (curl -H @<(printf 'Authorization: Bearer %%s' \"$(cat %s)\") %s/plugins)\n", from, from, srv.Admin)
+	} else {
+		fmt.Printf("  admin token   from %s\n", envAdminToken)
+	}
+	fmt.Printf("  admin         %s  (open: /healthz /readyz /metrics; with the token: /tables /plugins /debug/pprof/", srv.Admin)
 	if srv.broker != nil {
 		fmt.Printf(" /nsqadmin/")
 	}
@@ -182,6 +208,15 @@ func run(args []string) error {
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+// shareHint says how another process gets the same secret (never the
+// secret): a copy of the file, or the same environment variable.
+func shareHint(from, flag string) string {
+	if filepath.IsAbs(from) {
+		return flag + " <a copy of " + from + ">"
+	}
+	return "with " + strings.TrimPrefix(from, "the environment variable ") + " set as here"
 }
 
 func tablesSource(path string) string {

@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,14 +33,15 @@ func BenchmarkGateMemoryPerConnection(b *testing.B) {
 	}
 	raiseFileLimit(b, conns+1000)
 	key := hex.EncodeToString(ticket.NewKey())
-	game := runCitadel(b, append([]string{"-role", "game", "-data", b.TempDir(), "-log-level", "warn"}, ephemeral...)...)
-	gate := runCitadel(b, "-role", "gate", "-data", b.TempDir(), "-log-level", "warn", "-ticket-key", key,
-		"-nsqd", game.nsqd, "-nsqd-http", game.nsqdHTTP, "-gate-tcp", "127.0.0.1:0", "-gate-ws", "",
+	gameData := b.TempDir()
+	game := runCitadel(b, append([]string{"-role", "game", "-data", gameData, "-log-level", "warn"}, ephemeral...)...)
+	gate := runCitadelEnv(b, []string{envTicketKey + "=" + key}, "-role", "gate", "-data", b.TempDir(), "-log-level", "warn",
+		"-cluster-key-file", filepath.Join(gameData, "cluster.key"), "-nsqd", game.nsqd, "-nsqd-http", game.nsqdHTTP, "-gate-tcp", "127.0.0.1:0", "-gate-ws", "",
 		"-admin", "127.0.0.1:0", "-heartbeat", "10m")
 	signer, _ := ticket.NewSigner(mustHex(b, key))
 	reg := clientRegistry(b)
 
-	before := gateMemory(b, gate.admin)
+	before := gateMemory(b, gate)
 	b.ResetTimer()
 	var open []net.Conn
 	start := time.Now()
@@ -63,7 +64,7 @@ func BenchmarkGateMemoryPerConnection(b *testing.B) {
 	}
 	b.StopTimer()
 	time.Sleep(time.Second) // let pushes and load reports settle
-	after := gateMemory(b, gate.admin)
+	after := gateMemory(b, gate)
 	per := float64(after.heap+after.stack-before.heap-before.stack) / float64(conns)
 	b.ReportMetric(per/1024, "KiB/conn")
 	b.ReportMetric(float64(after.heap-before.heap)/float64(conns)/1024, "heap-KiB/conn")
@@ -109,18 +110,13 @@ type memStats struct{ heap, stack, rss, goroutines int64 }
 // gateMemory asks the process to collect garbage (the pprof heap endpoint
 // with gc=1) until idle stacks have shrunk, then reads its Go memory
 // statistics from /metrics.
-func gateMemory(b *testing.B, admin string) memStats {
+func gateMemory(b *testing.B, p *process) memStats {
 	// Several cycles: each GC halves at most the stacks that use under a
 	// quarter of their size, so idle sessions' stacks settle over a few.
 	for i := 0; i < 6; i++ {
-		resp, err := http.Get(admin + "/debug/pprof/heap?gc=1")
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		collect(b, p)
 	}
-	resp, err := http.Get(admin + "/metrics")
+	resp, err := http.Get(p.admin + "/metrics")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -147,10 +143,11 @@ func gateMemory(b *testing.B, admin string) memStats {
 	return m
 }
 
-func mustHex(b *testing.B, s string) []byte {
+func mustHex(t testing.TB, s string) []byte {
+	t.Helper()
 	k, err := hex.DecodeString(s)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	return k
 }

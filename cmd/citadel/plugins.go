@@ -84,8 +84,10 @@ func (s *server) buildExample(name, pkg string) {
 
 // pluginsHandler serves GET /plugins (every game node's plugins),
 // POST /plugins/swap?name=N&path=P (every game node swaps N to the build
-// at P on its disk) and POST /plugins/rollback?name=N. JSON; 409 if a node
-// refused (it keeps what it runs).
+// at P on its disk: a file name relative to the node's folder for N, or a
+// path inside it; each node refuses anything else) and
+// POST /plugins/rollback?name=N. JSON; 409 if a node refused (it keeps
+// what it runs).
 func (s *server) pluginsHandler(w http.ResponseWriter, r *http.Request) {
 	n := s.nodes[0]
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
@@ -100,7 +102,7 @@ func (s *server) pluginsHandler(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/plugins/rollback" && r.Method == http.MethodPost && name != "":
 		sts = game.RollbackPluginEverywhere(ctx, n, name)
 	default:
-		http.Error(w, "GET /plugins, POST /plugins/swap?name=N&path=P, POST /plugins/rollback?name=N", http.StatusBadRequest)
+		http.Error(w, "GET /plugins, POST /plugins/swap?name=N&path=P (P: a build in the plugin's folder, e.g. v2), POST /plugins/rollback?name=N", http.StatusBadRequest)
 		return
 	}
 	writeNodes(w, sts, func(st services.PluginsStatus) string { return st.Error })

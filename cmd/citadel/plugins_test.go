@@ -25,12 +25,8 @@ type pluginsReply struct {
 	Nodes []services.PluginsStatus
 }
 
-func adminPlugins(t testing.TB, admin, method, path string, form url.Values) (int, pluginsReply) {
-	req, _ := http.NewRequest(method, admin+path+"?"+form.Encode(), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+func adminPlugins(t testing.TB, srv *server, method, path string, form url.Values) (int, pluginsReply) {
+	resp := adminDo(t, srv, method, path, form)
 	defer resp.Body.Close()
 	var r pluginsReply
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
@@ -46,10 +42,10 @@ func adminPlugins(t testing.TB, admin, method, path string, form url.Values) (in
 func TestPluginSwapUnderPlayers(t *testing.T) {
 	bins := plugintest.Build(t)
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "combat"), 0o755)
-	data, _ := os.ReadFile(bins.CombatV1)
-	os.WriteFile(filepath.Join(dir, "combat", "v1"), data, 0o755)
+	plugintest.Install(t, dir, "combat", "v1", bins.CombatV1)
 	srv := startTestServer(t, func(c *config) { c.PluginsDir, c.ClientRate = dir, 1e6 })
+	plugintest.Install(t, dir, "combat", "v2", bins.CombatV2)
+	plugintest.Install(t, dir, "combat", "panicky", bins.Panicky)
 
 	const players, swaps = 8, 10
 	var failed, hunts atomic.Int64
@@ -82,8 +78,8 @@ func TestPluginSwapUnderPlayers(t *testing.T) {
 	}
 	for i := 0; i < swaps; i++ {
 		time.Sleep(250 * time.Millisecond)
-		path := []string{bins.CombatV2, bins.CombatV1}[i%2]
-		code, r := adminPlugins(t, srv.Admin, http.MethodPost, "/plugins/swap", url.Values{"name": {"combat"}, "path": {path}})
+		path := []string{"v2", "v1"}[i%2] // file names in the plugin's folder
+		code, r := adminPlugins(t, srv, http.MethodPost, "/plugins/swap", url.Values{"name": {"combat"}, "path": {path}})
 		want := []string{"v2", "v1"}[i%2]
 		if code != http.StatusOK || len(r.Nodes) != 1 || r.Nodes[0].Plugins[0].Version != want {
 			t.Fatalf("swap %d: %d %+v", i, code, r)
@@ -103,11 +99,11 @@ func TestPluginSwapUnderPlayers(t *testing.T) {
 	t.Logf("%d hunts, no failure; player 0 saw %v", hunts.Load(), seqs[0])
 
 	// Roll back and a broken build, through the admin API.
-	code, r := adminPlugins(t, srv.Admin, http.MethodPost, "/plugins/rollback", url.Values{"name": {"combat"}})
+	code, r := adminPlugins(t, srv, http.MethodPost, "/plugins/rollback", url.Values{"name": {"combat"}})
 	if code != http.StatusOK || r.Nodes[0].Plugins[0].Version != "v2" {
 		t.Fatalf("rollback: %d %+v", code, r)
 	}
-	code, r = adminPlugins(t, srv.Admin, http.MethodPost, "/plugins/swap", url.Values{"name": {"combat"}, "path": {bins.Panicky}})
+	code, r = adminPlugins(t, srv, http.MethodPost, "/plugins/swap", url.Values{"name": {"combat"}, "path": {"panicky"}})
 	if code != http.StatusConflict || r.Nodes[0].Plugins[0].Version != "v2" || r.Nodes[0].Error == "" {
 		t.Fatalf("broken build: %d %+v", code, r)
 	}
@@ -165,17 +161,20 @@ func TestPluginSwapReachesEveryGameNode(t *testing.T) {
 	bins := plugintest.Build(t)
 	dirs := []string{t.TempDir(), t.TempDir()}
 	for _, d := range dirs {
-		os.MkdirAll(filepath.Join(d, "combat"), 0o755)
-		data, _ := os.ReadFile(bins.CombatV1)
-		os.WriteFile(filepath.Join(d, "combat", "v1"), data, 0o755)
+		plugintest.Install(t, d, "combat", "v1", bins.CombatV1)
 	}
 	srv1 := startTestServer(t, func(c *config) { c.PluginsDir = dirs[0] })
 	startTestServer(t, func(c *config) {
 		c.Roles, c.NodeID, c.PluginsDir = []string{services.Game}, "2", dirs[1]
 		c.NSQD, c.NSQDHTTPExt = []string{srv1.broker.TCPAddr()}, []string{srv1.broker.HTTPAddr()}
+		c.ClusterKeyFile = srv1.cfg.ClusterKeyFile
 	})
+	// Deployed to both: each node resolves the file name in its own folder.
+	for _, d := range dirs {
+		plugintest.Install(t, d, "combat", "v2", bins.CombatV2)
+	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if _, r := adminPlugins(t, srv1.Admin, http.MethodGet, "/plugins", nil); len(r.Nodes) == 2 {
+		if _, r := adminPlugins(t, srv1, http.MethodGet, "/plugins", nil); len(r.Nodes) == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -183,7 +182,7 @@ func TestPluginSwapReachesEveryGameNode(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	code, r := adminPlugins(t, srv1.Admin, http.MethodPost, "/plugins/swap", url.Values{"name": {"combat"}, "path": {bins.CombatV2}})
+	code, r := adminPlugins(t, srv1, http.MethodPost, "/plugins/swap", url.Values{"name": {"combat"}, "path": {"v2"}})
 	if code != http.StatusOK || len(r.Nodes) != 2 {
 		t.Fatalf("swap everywhere: %d %+v", code, r)
 	}
@@ -192,7 +191,7 @@ func TestPluginSwapReachesEveryGameNode(t *testing.T) {
 			t.Fatalf("node %s after the swap: %+v", n.Node, n)
 		}
 	}
-	code, r = adminPlugins(t, srv1.Admin, http.MethodPost, "/plugins/rollback", url.Values{"name": {"combat"}})
+	code, r = adminPlugins(t, srv1, http.MethodPost, "/plugins/rollback", url.Values{"name": {"combat"}})
 	if code != http.StatusOK || r.Nodes[0].Plugins[0].Version != "v1" || r.Nodes[1].Plugins[0].Version != "v1" {
 		t.Fatalf("rollback everywhere: %d %+v", code, r)
 	}

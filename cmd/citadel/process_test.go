@@ -55,6 +55,7 @@ type process struct {
 	loginURL string
 	gateTCP  string
 	admin    string
+	token    string // the admin token (read from the file the process names)
 	nsqd     string
 	nsqdHTTP string
 	stdout   *lockedBuffer // what it printed up to its admin line
@@ -82,7 +83,8 @@ func (l *lockedBuffer) String() string {
 var (
 	loginLine = regexp.MustCompile(`login HTTP\s+(\S+)`)
 	gateLine  = regexp.MustCompile(`gate TCP\s+(\S+)`)
-	adminLine = regexp.MustCompile(`admin\s+(\S+)`)
+	adminLine = regexp.MustCompile(`^\s+admin\s+(http\S+)`)
+	tokenLine = regexp.MustCompile(`^\s+admin token\s+(/\S+)`)
 	nsqdLine  = regexp.MustCompile(`embedded nsqd (\S+) \(http (\S+)\)`)
 )
 
@@ -94,15 +96,28 @@ var ephemeral = []string{"-embedded-nsqd-tcp", "127.0.0.1:0", "-embedded-nsqd-ht
 // startProcess runs the all-in-one binary with ephemeral ports.
 func startProcess(t testing.TB, dataDir string, extra ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, dataDir, nil, extra...)
+}
+
+// startProcessEnv is startProcess with variables added to the environment.
+func startProcessEnv(t testing.TB, dataDir string, env []string, extra ...string) *process {
+	t.Helper()
 	args := append([]string{"-data", dataDir, "-bcrypt-cost", "4", "-grace", "1m", "-log-level", "warn"}, ephemeral...)
-	return runCitadel(t, append(args, extra...)...)
+	return runCitadelEnv(t, env, append(args, extra...)...)
 }
 
 // runCitadel runs the binary and waits until it has printed where it
 // listens (the admin line comes last).
 func runCitadel(t testing.TB, args ...string) *process {
 	t.Helper()
+	return runCitadelEnv(t, nil, args...)
+}
+
+// runCitadelEnv is runCitadel with variables added to the environment.
+func runCitadelEnv(t testing.TB, env []string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(citadelBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +156,13 @@ func runCitadel(t testing.TB, args ...string) *process {
 			}
 			if m := nsqdLine.FindStringSubmatch(l); m != nil {
 				p.nsqd, p.nsqdHTTP = m[1], m[2]
+			}
+			if m := tokenLine.FindStringSubmatch(l); m != nil {
+				tok, err := os.ReadFile(m[1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				p.token = strings.TrimSpace(string(tok))
 			}
 			if m := adminLine.FindStringSubmatch(l); m != nil {
 				p.admin = m[1]

@@ -43,8 +43,8 @@ func BenchmarkRoundTripWhileSaving(b *testing.B) {
 	)
 	raiseFileLimit(b, players+bots+1000)
 	key := hex.EncodeToString(ticket.NewKey())
-	p := startProcess(b, b.TempDir(), "-save-interval", interval.String(), "-client-rate", "1e6",
-		"-ticket-key", key, "-heartbeat", "10m")
+	p := startProcessEnv(b, b.TempDir(), []string{envTicketKey + "=" + key}, "-save-interval", interval.String(), "-client-rate", "1e6",
+		"-heartbeat", "10m")
 	signer, err := ticket.NewSigner(mustHex(b, key))
 	if err != nil {
 		b.Fatal(err)
@@ -111,7 +111,7 @@ func BenchmarkRoundTripWhileSaving(b *testing.B) {
 			}()
 		}
 		time.Sleep(interval + interval/2) // steady state: the previous phase's saves are done
-		collect(b, p.admin)
+		collect(b, p)
 		saved0, gcs0, from := metric(b, p.admin, "citadel_save_records_total"), metric(b, p.admin, "go_gc_duration_seconds_count"), time.Now()
 		p50, p99 = paced(b, botConns, botRate, window)
 		savesPerSec = (metric(b, p.admin, "citadel_save_records_total") - saved0) / time.Since(from).Seconds()
@@ -148,10 +148,15 @@ func BenchmarkRoundTripWhileSaving(b *testing.B) {
 
 // collect makes the server collect garbage now (pprof's heap endpoint
 // with gc=1), so a measurement window starts with the whole GOGC runway.
-func collect(b *testing.B, admin string) {
-	resp, err := http.Get(admin + "/debug/pprof/heap?gc=1")
+func collect(b *testing.B, p *process) {
+	req, _ := http.NewRequest(http.MethodGet, p.admin+"/debug/pprof/heap?gc=1", nil)
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("pprof heap: %s", resp.Status)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()

@@ -2,18 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -30,7 +26,6 @@ import (
 	"github.com/citadel-go/citadel/tables"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 )
 
@@ -49,7 +44,6 @@ type config struct {
 	PublicTCP, PublicWS                   string
 	TLSCert, TLSKey                       string
 	AllowedOrigins                        []string
-	TicketKey                             string // hex; empty: data dir file
 	BcryptCost                            int
 	Grace                                 time.Duration
 	SaveInterval                          time.Duration
@@ -67,6 +61,16 @@ type config struct {
 	PluginsDir                            string // one folder per plugin; empty: none
 	PluginsWatch                          time.Duration
 	BuildPlugins                          bool // build the example plugins into PluginsDir if missing
+
+	// Secrets: a value from the environment wins over its file; a file
+	// left empty here is <DataDir>/ticket.key, cluster.key, admin.token.
+	TicketKey, TicketKeyFile   string // hex; the file is created if missing
+	ClusterKey, ClusterKeyFile string // mq.ParseKeyring's format; created only with the embedded NSQ
+	AdminToken, AdminTokenFile string // the file is created if missing
+	// External nsqd's TLS and AUTH (with NSQD only).
+	NSQTLS                             bool
+	NSQCAFile, NSQCertFile, NSQKeyFile string
+	NSQAuthSecret, NSQAuthSecretFile   string
 
 	Logger *slog.Logger
 }
@@ -98,6 +102,11 @@ type server struct {
 	admin   *http.Server
 	ready   atomic.Bool
 
+	// Where the secrets came from (paths or variable names), for the
+	// start-up lines; the ticket key only for login and gate roles.
+	clusterKeyFrom, ticketKeyFrom string
+	adminToken                    secret
+
 	LoginURL string
 	GateTCP  string
 	GateWS   string
@@ -107,6 +116,11 @@ type server struct {
 // start brings the roles up in dependency order; on error it stops what
 // it started.
 func start(ctx context.Context, cfg config) (s *server, err error) {
+	for path, name := range map[*string]string{&cfg.TicketKeyFile: "ticket.key", &cfg.ClusterKeyFile: "cluster.key", &cfg.AdminTokenFile: "admin.token"} {
+		if *path == "" {
+			*path = filepath.Join(cfg.DataDir, name)
+		}
+	}
 	s = &server{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -119,7 +133,26 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		return s, err
 	}
 
+	// Secrets and the NSQ settings first: a process that cannot join the
+	// cluster stops before it starts anything.
 	busCfg := mq.BusConfig{NSQD: cfg.NSQD, NSQDHTTP: cfg.NSQDHTTPExt, Lookupd: cfg.Lookupd}
+	if busCfg.TLS, err = nsqTLS(cfg, s.log); err != nil {
+		return s, err
+	}
+	if busCfg.AuthSecret, err = loadNSQAuthSecret(cfg, s.log); err != nil {
+		return s, err
+	}
+	if len(cfg.NSQD) == 0 && (busCfg.TLS != nil || busCfg.AuthSecret != "") {
+		return s, errors.New("-nsq-tls and the nsqd auth secret are for an external NSQ cluster (-nsqd); the embedded nsqd has neither")
+	}
+	keyring, from, err := loadClusterKey(cfg, s.log)
+	if err != nil {
+		return s, err
+	}
+	s.clusterKeyFrom = from.from
+	if s.adminToken, err = loadAdminToken(cfg, s.log); err != nil {
+		return s, err
+	}
 	if len(cfg.NSQD) == 0 {
 		s.broker, err = mq.StartBroker(mq.BrokerConfig{DataDir: filepath.Join(cfg.DataDir, "nsq"),
 			TCPAddr: cfg.NSQDTCP, HTTPAddr: cfg.NSQDHTTP, LookupdTCPAddr: cfg.LookupdTCP, LookupdHTTPAddr: cfg.LookupdHTTP,
@@ -129,6 +162,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		}
 		busCfg = s.broker.BusConfig()
 	}
+	busCfg.Keys = keyring
 
 	if cfg.has(services.Login) || cfg.has(services.Game) {
 		if s.store, err = openStore(ctx, cfg); err != nil {
@@ -137,10 +171,11 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 	}
 	var signer *ticket.Signer
 	if cfg.has(services.Login) || cfg.has(services.Gate) {
-		key, err := ticketKey(cfg)
+		key, from, err := loadTicketKey(cfg, s.log)
 		if err != nil {
 			return s, err
 		}
+		s.ticketKeyFrom = from.from
 		if signer, err = ticket.NewSigner(key); err != nil {
 			return s, err
 		}
@@ -269,68 +304,6 @@ func openStore(ctx context.Context, cfg config) (store.Store, error) {
 		return store.OpenPostgres(ctx, cfg.PostgresDSN)
 	}
 	return nil, fmt.Errorf("unknown store %q (want bbolt or postgres)", cfg.Store)
-}
-
-// ticketKey returns the ticket signing key: the flag, or a key kept in the
-// data dir (created on first start). Login and gate processes must share it.
-func ticketKey(cfg config) ([]byte, error) {
-	if cfg.TicketKey != "" {
-		k, err := hex.DecodeString(cfg.TicketKey)
-		if err != nil {
-			return nil, fmt.Errorf("-ticket-key must be hex: %w", err)
-		}
-		return k, nil
-	}
-	path := filepath.Join(cfg.DataDir, "ticket.key")
-	if b, err := os.ReadFile(path); err == nil {
-		return hex.DecodeString(strings.TrimSpace(string(b)))
-	}
-	k := make([]byte, ticket.MinKeyLen)
-	rand.Read(k)
-	if err := os.WriteFile(path, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("write ticket key: %w", err)
-	}
-	return k, nil
-}
-
-func (s *server) startAdmin() error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := s.readiness(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	if len(s.nodes) > 0 {
-		mux.HandleFunc("/tables", s.tablesHandler)
-		mux.HandleFunc("/tables/reload", s.tablesHandler)
-		mux.HandleFunc("/plugins", s.pluginsHandler)
-		mux.HandleFunc("/plugins/swap", s.pluginsHandler)
-		mux.HandleFunc("/plugins/rollback", s.pluginsHandler)
-	}
-	if s.broker != nil {
-		h, err := s.broker.AdminHandler("/nsqadmin")
-		if err != nil {
-			return err
-		}
-		mux.Handle("/nsqadmin/", h)
-	}
-	ln, err := net.Listen("tcp", s.cfg.AdminAddr)
-	if err != nil {
-		return fmt.Errorf("admin HTTP: %w (choose another address with -admin)", err)
-	}
-	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go s.admin.Serve(ln)
-	s.Admin = "http://" + ln.Addr().String()
-	return nil
 }
 
 // tablesHandler serves GET /tables (the tables version every game node

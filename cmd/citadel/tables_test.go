@@ -51,12 +51,8 @@ type tablesReply struct {
 	Nodes []services.TablesStatus
 }
 
-func adminTables(t testing.TB, admin, method, path string) (int, tablesReply) {
-	req, _ := http.NewRequest(method, admin+path, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+func adminTables(t testing.TB, srv *server, method, path string) (int, tablesReply) {
+	resp := adminDo(t, srv, method, path, nil)
 	defer resp.Body.Close()
 	var r tablesReply
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
@@ -126,7 +122,7 @@ func TestTablesHotReloadUnderLoad(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		v := []tableVariant{b, a}[i%2]
 		replaceFile(t, path, v.data)
-		code, r := adminTables(t, srv.Admin, http.MethodPost, "/tables/reload")
+		code, r := adminTables(t, srv, http.MethodPost, "/tables/reload")
 		if code != http.StatusOK || len(r.Nodes) != 1 || r.Nodes[0].Version != v.version {
 			t.Fatalf("reload %d: %d %+v, want version %s", i, code, r, v.version)
 		}
@@ -137,14 +133,14 @@ func TestTablesHotReloadUnderLoad(t *testing.T) {
 	// A broken file is refused; the node keeps (and reports) the version
 	// it runs.
 	replaceFile(t, path, b.data[:len(b.data)-20])
-	code, r := adminTables(t, srv.Admin, http.MethodPost, "/tables/reload")
+	code, r := adminTables(t, srv, http.MethodPost, "/tables/reload")
 	if code != http.StatusConflict || len(r.Nodes) != 1 || r.Nodes[0].Version != a.version || !strings.Contains(r.Nodes[0].Error, "checksum") {
 		t.Fatalf("broken reload: %d %+v", code, r)
 	}
 	time.Sleep(100 * time.Millisecond)
 	cancel()
 	wg.Wait()
-	if code, r := adminTables(t, srv.Admin, http.MethodGet, "/tables"); code != http.StatusOK || r.Nodes[0].Version != a.version {
+	if code, r := adminTables(t, srv, http.MethodGet, "/tables"); code != http.StatusOK || r.Nodes[0].Version != a.version {
 		t.Fatalf("after a refused reload: %d %+v", code, r)
 	}
 	counts := map[string]int64{}
@@ -171,10 +167,11 @@ func TestTablesReloadReachesEveryGameNode(t *testing.T) {
 	startTestServer(t, func(c *config) {
 		c.Roles, c.NodeID, c.TablesPath = []string{services.Game}, "2", path2
 		c.NSQD, c.NSQDHTTPExt = []string{srv1.broker.TCPAddr()}, []string{srv1.broker.HTTPAddr()}
+		c.ClusterKeyFile = srv1.cfg.ClusterKeyFile
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, r := adminTables(t, srv1.Admin, http.MethodGet, "/tables"); len(r.Nodes) == 2 {
+		if _, r := adminTables(t, srv1, http.MethodGet, "/tables"); len(r.Nodes) == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -185,14 +182,14 @@ func TestTablesReloadReachesEveryGameNode(t *testing.T) {
 
 	replaceFile(t, path1, b.data)
 	replaceFile(t, path2, b.data)
-	code, r := adminTables(t, srv1.Admin, http.MethodPost, "/tables/reload")
+	code, r := adminTables(t, srv1, http.MethodPost, "/tables/reload")
 	if code != http.StatusOK || len(r.Nodes) != 2 || r.Nodes[0].Version != b.version || r.Nodes[1].Version != b.version {
 		t.Fatalf("reload everywhere: %d %+v", code, r)
 	}
 
 	replaceFile(t, path1, a.data)
 	replaceFile(t, path2, []byte("not a tables file"))
-	code, r = adminTables(t, srv1.Admin, http.MethodPost, "/tables/reload")
+	code, r = adminTables(t, srv1, http.MethodPost, "/tables/reload")
 	if code != http.StatusConflict || r.Nodes[0].Version != a.version || r.Nodes[0].Error != "" ||
 		r.Nodes[1].Version != b.version || !strings.Contains(r.Nodes[1].Error, "not a Citadel tables file") {
 		t.Fatalf("one node refused: %d %+v", code, r)

@@ -85,3 +85,26 @@ func build() (Binaries, error) {
 	}
 	return b, nil
 }
+
+// Install copies the build src into dir/plugin/file (executable, written
+// beside and renamed in, as a deploy should) and returns its path: a host
+// runs builds only from inside its folder for the plugin.
+func Install(t testing.TB, dir, plugin, file, src string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	folder := filepath.Join(dir, plugin)
+	if err := os.MkdirAll(folder, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dst, tmp := filepath.Join(folder, file), filepath.Join(folder, "."+file)
+	if err := os.WriteFile(tmp, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
