@@ -102,9 +102,10 @@ type envelope struct {
 
 // request identifies the caller waiting for a reply.
 type request struct {
-	corrID   uint64
-	replyTo  Addr // the calling node
-	deadline time.Time
+	corrID     uint64
+	replyTo    Addr   // the calling node
+	replyEpoch uint64 // its incarnation, for a remote reply
+	deadline   time.Time
 }
 
 // Context is what a handler sees of the runtime: the current message, who

@@ -14,7 +14,7 @@ import (
 // string for every address: address strings are interned, and the payload
 // of a parsed envelope points into the received bytes.
 
-const wireFields = 13
+const wireFields = 14
 
 var errEnvelope = errors.New("malformed envelope")
 
@@ -33,13 +33,14 @@ func appendEnvelope(dst []byte, w *wireEnvelope) []byte {
 	dst = appendUint(dst, uint64(w.MsgID))
 	dst = appendBin(dst, w.Payload)
 	dst = appendStr(dst, w.ErrCode)
-	return appendStr(dst, w.ErrMsg)
+	dst = appendStr(dst, w.ErrMsg)
+	return appendUint(dst, w.ToEpoch)
 }
 
 // envelopeSize bounds appendEnvelope's output, for allocating once.
 func envelopeSize(w *wireEnvelope) int {
 	return 1 + 9*7 + 3 + 2*(1+3*5) + len(w.From.Service) + len(w.From.Node) + len(w.From.Actor) +
-		len(w.To.Service) + len(w.To.Node) + len(w.To.Actor) + 5 + len(w.Payload) + 10 + len(w.ErrCode) + len(w.ErrMsg)
+		len(w.To.Service) + len(w.To.Node) + len(w.To.Actor) + 5 + len(w.Payload) + 10 + len(w.ErrCode) + len(w.ErrMsg) + 9
 }
 
 func appendAddr(dst []byte, a Addr) []byte {
@@ -285,6 +286,7 @@ func parseEnvelope(b []byte, w *wireEnvelope, in *interner) error {
 	w.Payload = r.str()
 	w.ErrCode = string(r.str())
 	w.ErrMsg = string(r.str())
+	w.ToEpoch = r.uint()
 	switch {
 	case r.err != nil:
 		return r.err

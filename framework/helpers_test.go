@@ -43,8 +43,21 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
+// testKeys is the cluster keyring of every test broker, so nodes on
+// different brokers (or a broker restarted) understand each other.
+var testKeys = func() *mq.Keyring {
+	k, err := mq.ParseKeyring(mq.GenerateKeyring())
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 func startBroker(t testing.TB, cfg mq.BrokerConfig) *mq.Broker {
 	t.Helper()
+	if cfg.Keys == nil {
+		cfg.Keys = testKeys
+	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/citadel-go/citadel/mq"
@@ -88,6 +89,9 @@ type Membership struct {
 	nextW    int
 	meta     map[string]string
 	load     int64
+	// epochs maps every live node to its incarnation, for addressing
+	// envelopes without taking mu on every send.
+	epochs atomic.Pointer[map[nodeKey]uint64]
 
 	sub    *mq.Subscription
 	stopHB chan struct{}
@@ -111,7 +115,10 @@ func newMembership(n *Node) *Membership {
 
 func (m *Membership) start() error {
 	channel := m.n.cfg.Service + "." + m.n.cfg.ID + "#ephemeral"
-	sub, err := m.n.bus.Subscribe(MembersTopic, channel, m.onHeartbeat, mq.SubscribeOptions{MaxInFlight: 64})
+	// A heartbeat is fresh or useless: one replayed (or older than a
+	// minute of clock skew) is dropped by the mq layer.
+	sub, err := m.n.bus.Subscribe(MembersTopic, channel, m.onHeartbeat,
+		mq.SubscribeOptions{MaxInFlight: 64, Unique: true, MaxAge: time.Minute})
 	if err != nil {
 		return fmt.Errorf("framework: join membership: %w", err)
 	}
@@ -243,10 +250,28 @@ func (m *Membership) apply(hb heartbeat, now time.Time) {
 	}
 	if len(events) > 0 {
 		delete(m.rings, hb.Service)
+		m.snapshotEpochs()
 	}
 	watchers := m.watcherList()
 	m.mu.Unlock()
 	m.notify(watchers, events)
+}
+
+// snapshotEpochs publishes the members' incarnations (m.mu held).
+func (m *Membership) snapshotEpochs() {
+	e := make(map[nodeKey]uint64, len(m.members))
+	for k, v := range m.members {
+		e[k] = v.m.Epoch
+	}
+	m.epochs.Store(&e)
+}
+
+// epochOf is the incarnation of a live node, or 0 if it is not known.
+func (m *Membership) epochOf(service, node string) uint64 {
+	if e := m.epochs.Load(); e != nil {
+		return (*e)[nodeKey{service, node}]
+	}
+	return 0
 }
 
 func (m *Membership) expire(now time.Time) {
@@ -259,6 +284,9 @@ func (m *Membership) expire(now time.Time) {
 			events = append(events, MemberEvent{MemberLeft, e.m})
 			m.n.log.Warn("member expired", "member", k.service+"/"+k.node, "last_seen", e.m.LastSeen)
 		}
+	}
+	if len(events) > 0 {
+		m.snapshotEpochs()
 	}
 	watchers := m.watcherList()
 	m.mu.Unlock()

@@ -20,6 +20,7 @@ type nodeStats struct {
 	deadLetters                                  atomic.Uint64
 	remoteSent, remoteReceived                   atomic.Uint64
 	badEnvelopes, duplicates, reordered          atomic.Uint64
+	wrongIncarnation                             atomic.Uint64
 	gapsSkipped, late                            atomic.Uint64
 	calls, callTimeouts, lateReplies, expiredReq atomic.Uint64
 
@@ -50,20 +51,23 @@ type KindStats struct {
 // Stats is a snapshot of a node's counters (also exported as Prometheus
 // metrics named citadel_*).
 type Stats struct {
-	DeadLetters     uint64 // messages for actors that do not exist or stopped
-	RemoteSent      uint64 // envelopes published to other nodes
-	RemoteReceived  uint64 // envelopes received from the mq
-	BadEnvelopes    uint64 // undecodable mq payloads, logged and finished
-	Duplicates      uint64 // redeliveries dropped
-	Reordered       uint64 // envelopes that arrived early and were held back
-	GapsSkipped     uint64 // missing sequence numbers given up after GapTimeout
-	LateDelivered   uint64 // envelopes delivered after their gap was skipped
-	Calls           uint64 // Calls made
-	CallTimeouts    uint64 // Calls that timed out
-	LateReplies     uint64 // replies dropped because their deadline had passed
-	ExpiredRequests uint64 // requests dropped unhandled because their deadline had passed
-	Kinds           map[string]KindStats
-	MQ              mq.BusStats
+	DeadLetters    uint64 // messages for actors that do not exist or stopped
+	RemoteSent     uint64 // envelopes published to other nodes
+	RemoteReceived uint64 // envelopes received from the mq
+	BadEnvelopes   uint64 // undecodable mq payloads, logged and finished
+	// WrongIncarnation counts envelopes for another incarnation of this
+	// node (its previous process), dropped.
+	WrongIncarnation uint64
+	Duplicates       uint64 // redeliveries dropped
+	Reordered        uint64 // envelopes that arrived early and were held back
+	GapsSkipped      uint64 // missing sequence numbers given up after GapTimeout
+	LateDelivered    uint64 // envelopes delivered after their gap was skipped
+	Calls            uint64 // Calls made
+	CallTimeouts     uint64 // Calls that timed out
+	LateReplies      uint64 // replies dropped because their deadline had passed
+	ExpiredRequests  uint64 // requests dropped unhandled because their deadline had passed
+	Kinds            map[string]KindStats
+	MQ               mq.BusStats
 }
 
 // Stats returns a snapshot of the node's counters.
@@ -72,7 +76,8 @@ func (n *Node) Stats() Stats {
 	out := Stats{
 		DeadLetters: s.deadLetters.Load(), RemoteSent: s.remoteSent.Load(), RemoteReceived: s.remoteReceived.Load(),
 		BadEnvelopes: s.badEnvelopes.Load(), Duplicates: s.duplicates.Load(), Reordered: s.reordered.Load(),
-		GapsSkipped: s.gapsSkipped.Load(), LateDelivered: s.late.Load(),
+		WrongIncarnation: s.wrongIncarnation.Load(),
+		GapsSkipped:      s.gapsSkipped.Load(), LateDelivered: s.late.Load(),
 		Calls: s.calls.Load(), CallTimeouts: s.callTimeouts.Load(), LateReplies: s.lateReplies.Load(),
 		ExpiredRequests: s.expiredReq.Load(),
 		Kinds:           make(map[string]KindStats),
@@ -107,6 +112,8 @@ var counterHelp = map[string]string{
 	"citadel_node_remote_received_total":   "Envelopes received from the mq.",
 	"citadel_node_bad_envelopes_total":     "Undecodable mq payloads, logged and finished.",
 	"citadel_node_duplicates_total":        "Redelivered envelopes dropped.",
+	"citadel_node_wrong_incarnation_total": "Envelopes for another incarnation of this node (its previous process) dropped.",
+	"citadel_mq_rejected_total":            "Messages dropped before any handler: unsigned, unknown key, bad signature, expired or replayed.",
 	"citadel_node_reordered_total":         "Envelopes that arrived ahead of sequence and were held back.",
 	"citadel_node_gaps_skipped_total":      "Missing sequence numbers given up after the gap timeout.",
 	"citadel_node_late_delivered_total":    "Envelopes delivered after their gap was skipped.",
@@ -140,6 +147,9 @@ func newCollector(n *Node) *collector {
 		if strings.HasPrefix(name, "citadel_actor_") {
 			vars = []string{"kind"}
 		}
+		if name == "citadel_mq_rejected_total" {
+			vars = []string{"reason"}
+		}
 		c.desc[name] = prometheus.NewDesc(name, help, vars, labels)
 	}
 	for name, help := range gaugeHelp {
@@ -171,6 +181,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("citadel_node_remote_received_total", s.RemoteReceived)
 	counter("citadel_node_bad_envelopes_total", s.BadEnvelopes)
 	counter("citadel_node_duplicates_total", s.Duplicates)
+	counter("citadel_node_wrong_incarnation_total", s.WrongIncarnation)
+	for reason, v := range s.MQ.Rejected {
+		counter("citadel_mq_rejected_total", v, reason)
+	}
 	counter("citadel_node_reordered_total", s.Reordered)
 	counter("citadel_node_gaps_skipped_total", s.GapsSkipped)
 	counter("citadel_node_late_delivered_total", s.LateDelivered)

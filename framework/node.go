@@ -46,6 +46,11 @@ type NodeConfig struct {
 	// its own restart) collects envelopes before picking the lowest sequence
 	// number as the start. Default 100ms.
 	ResyncWindow time.Duration
+	// MaxMessageAge drops envelopes published longer ago than this (by the
+	// sender's clock, from the mq's signed seal): how long a message may
+	// wait in NSQ for this node, and how long a captured one could be
+	// replayed. Default 1h.
+	MaxMessageAge time.Duration
 	// DrainTimeout bounds how long Stop waits for mailboxes to empty.
 	// Default 10s.
 	DrainTimeout time.Duration
@@ -94,6 +99,7 @@ type Node struct {
 
 	inMu           sync.Mutex
 	streams        map[streamKey]*inStream
+	retired        map[streamKey]retiredStream
 	consumingSince int64 // unix nanoseconds; set by Start before the channel exists
 	sub            *mq.Subscription
 	inboundHook    func(*mq.Message) error // tests only: inject loss and redelivery (see onRemote)
@@ -143,6 +149,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.ResyncWindow <= 0 {
 		cfg.ResyncWindow = 100 * time.Millisecond
 	}
+	if cfg.MaxMessageAge <= 0 {
+		cfg.MaxMessageAge = time.Hour
+	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 10 * time.Second
 	}
@@ -159,6 +168,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		reg:     cfg.Registry,
 		calls:   make(map[uint64]chan callResult),
 		streams: make(map[streamKey]*inStream),
+		retired: make(map[streamKey]retiredStream),
 		stopBg:  make(chan struct{}),
 	}
 	n.log = cfg.Logger.With("service", cfg.Service, "node", cfg.ID)
@@ -239,6 +249,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	inbound := n.cfg.Inbound
 	inbound.Unpack = true
+	inbound.MaxAge = n.cfg.MaxMessageAge
 	sub, err := n.bus.Subscribe(topic, nodeChannel, n.onRemote, inbound)
 	if err != nil {
 		return err

@@ -45,6 +45,12 @@ type wireEnvelope struct {
 	Payload     []byte
 	ErrCode     string
 	ErrMsg      string
+	// ToEpoch is the destination node's incarnation as the sender knows it
+	// (membership, or the request a reply answers); 0 when it knows none.
+	// A node drops envelopes addressed to another incarnation of itself:
+	// a message for its previous process, or a captured one replayed after
+	// a restart, reaches no actor.
+	ToEpoch uint64
 }
 
 type nodeKey struct{ service, node string }
@@ -82,6 +88,11 @@ func (n *Node) sendRemote(kind uint8, from, to Addr, msg any, req *request, rerr
 	if req != nil {
 		w.CorrID = req.corrID
 		w.Deadline = req.deadline.UnixNano()
+	}
+	if kind == kindReply {
+		w.ToEpoch = req.replyEpoch
+	} else {
+		w.ToEpoch = n.members.epochOf(to.Service, to.Node)
 	}
 	if rerr != nil {
 		w.ErrCode, w.ErrMsg = rerr.Code, rerr.Message
@@ -209,6 +220,10 @@ func (n *Node) checkEnvelope(w *wireEnvelope) error {
 	if w.Seq == 0 || w.Epoch == 0 {
 		return fmt.Errorf("envelope from %s has no sequence (epoch %d, seq %d)", w.From, w.Epoch, w.Seq)
 	}
+	if w.ToEpoch != 0 && w.ToEpoch != n.epoch {
+		n.stats.wrongIncarnation.Add(1)
+		return fmt.Errorf("envelope from %s for incarnation %016x of this node, which is %016x", w.From, w.ToEpoch, n.epoch)
+	}
 	return nil
 }
 
@@ -229,7 +244,13 @@ func (n *Node) acceptLocked(it *inItem) {
 	if st == nil {
 		st = &inStream{key: key, pending: make(map[uint64]*inItem)}
 		n.streams[key] = st
-		if seq == 1 || it.w.StreamStart >= n.consumingSince {
+		if next, ok := n.retired[key]; ok {
+			// A stream that went idle: it carries on where it was, so its
+			// next message waits for nothing and an old one (a replay) is a
+			// duplicate.
+			delete(n.retired, key)
+			st.next = next.next
+		} else if seq == 1 || it.w.StreamStart >= n.consumingSince {
 			// The stream began while we were consuming: 1 is ours to wait for.
 			st.next = 1
 		} else {
@@ -371,10 +392,25 @@ func (n *Node) flushStreamsLocked() {
 	}
 }
 
+// retiredStream is what a node keeps of an idle stream: where it was.
+type retiredStream struct {
+	next uint64
+	at   time.Time
+}
+
+// forgetIdleStreamsLocked shrinks streams idle for streamIdle to where they
+// were, and forgets those idle for longer than MaxMessageAge: any envelope
+// of theirs that could still come is older than the node accepts.
 func (n *Node) forgetIdleStreamsLocked(now time.Time) {
 	for k, st := range n.streams {
-		if len(st.pending) == 0 && now.Sub(st.lastSeen) > streamIdle {
+		if len(st.pending) == 0 && st.next > 0 && now.Sub(st.lastSeen) > streamIdle {
 			delete(n.streams, k)
+			n.retired[k] = retiredStream{next: st.next, at: st.lastSeen}
+		}
+	}
+	for k, r := range n.retired {
+		if now.Sub(r.at) > n.cfg.MaxMessageAge {
+			delete(n.retired, k)
 		}
 	}
 }
@@ -395,7 +431,7 @@ func (n *Node) dispatchLocked(it *inItem) {
 	}
 	var req *request
 	if w.Kind == kindRequest {
-		req = &request{corrID: w.CorrID, replyTo: w.From.NodeAddr(), deadline: time.Unix(0, w.Deadline)}
+		req = &request{corrID: w.CorrID, replyTo: w.From.NodeAddr(), replyEpoch: w.Epoch, deadline: time.Unix(0, w.Deadline)}
 		if time.Now().After(req.deadline) {
 			n.stats.expiredReq.Add(1)
 			return

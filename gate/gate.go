@@ -282,7 +282,9 @@ func (g *Gate) Start(ctx context.Context) error {
 		return err
 	}
 	if bus := g.node.Bus(); bus != nil {
-		sub, err := bus.Subscribe(services.BroadcastTopic, g.node.Addr().Node+"#ephemeral", g.onBroadcast, mq.SubscribeOptions{})
+		// A broadcast replayed, or older than a minute, is dropped unread.
+		sub, err := bus.Subscribe(services.BroadcastTopic, g.node.Addr().Node+"#ephemeral", g.onBroadcast,
+			mq.SubscribeOptions{Unique: true, MaxAge: time.Minute})
 		if err != nil {
 			return err
 		}

@@ -54,6 +54,11 @@ type BrokerConfig struct {
 	// nsqd redelivers it. Default 60s.
 	MsgTimeout time.Duration
 
+	// Keys is the cluster keyring BusConfig hands out. Default: a new
+	// random key, so only this process can publish and consume (fine for
+	// an all-in-one server and tests; other processes need the same keys).
+	Keys *Keyring
+
 	// Logger receives nsqd and nsqlookupd logs. Default slog.Default().
 	Logger *slog.Logger
 	// LogLevel filters the daemons' own logs; they are chatty at info.
@@ -86,6 +91,13 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("mq: create broker data dir: %w", err)
+	}
+	if cfg.Keys == nil {
+		keys, err := ParseKeyring(GenerateKeyring())
+		if err != nil {
+			return nil, err
+		}
+		cfg.Keys = keys
 	}
 	b := &Broker{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
 	if b.log == nil {
@@ -236,7 +248,7 @@ func (b *Broker) LookupdTCPAddr() string {
 // into nsqd in-process, consumers connect to its TCP address directly (no
 // lookupd polling delay).
 func (b *Broker) BusConfig() BusConfig {
-	return BusConfig{NSQD: []string{b.TCPAddr()}, NSQDHTTP: []string{b.HTTPAddr()}, Local: b}
+	return BusConfig{NSQD: []string{b.TCPAddr()}, NSQDHTTP: []string{b.HTTPAddr()}, Local: b, Keys: b.cfg.Keys}
 }
 
 // put publishes bodies to topic in-process, the way nsqd's HTTP /mpub does.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nsqio/go-nsq"
+	"golang.org/x/time/rate"
 )
 
 // busyGap: a batcher woken for messages more often than this (on
@@ -104,6 +105,9 @@ func (c *BusConfig) setDefaults() error {
 	if len(c.NSQD) == 0 {
 		return errors.New("mq: BusConfig.NSQD needs at least one nsqd TCP address")
 	}
+	if c.Keys == nil {
+		return errors.New("mq: BusConfig.Keys is required: every message is signed with the cluster key (see ParseKeyring, GenerateKeyring)")
+	}
 	if c.LookupdPollInterval <= 0 {
 		c.LookupdPollInterval = 5 * time.Second
 	}
@@ -154,6 +158,9 @@ type BusStats struct {
 	Received      uint64 // messages delivered to subscription handlers
 	Requeued      uint64 // messages a handler asked to have redelivered
 	GivenUp       uint64 // messages finished unprocessed after MaxAttempts
+	// Rejected counts messages dropped before any handler, by reason
+	// (RejectUnsigned, RejectBadSignature, ...).
+	Rejected map[string]uint64
 }
 
 // Bus publishes to and consumes from NSQ. It is safe for concurrent use.
@@ -173,7 +180,13 @@ type Bus struct {
 
 	published, batches, publishErrors, dropped atomic.Uint64
 	received, requeued, givenUp                atomic.Uint64
+	rejected                                   [len(rejectReasons)]atomic.Uint64
+
+	sign      *signer
+	rejectLog rate.Sometimes // the counts are in Stats; logs show a sample
 }
+
+var rejectReasons = [...]string{RejectUnsigned, RejectUnknownKey, RejectBadSignature, RejectExpired, RejectReplayed}
 
 type asyncItem struct {
 	topic string
@@ -194,6 +207,9 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 		queue: make(chan asyncItem, cfg.QueueSize),
 		done:  make(chan struct{}),
 		subs:  make(map[*Subscription]struct{}),
+		sign:  newSigner(cfg.Keys),
+
+		rejectLog: rate.Sometimes{Interval: time.Second},
 	}
 	for _, addr := range cfg.NSQD {
 		p, err := nsq.NewProducer(addr, b.nsqConfig())
@@ -229,7 +245,32 @@ func (b *Bus) Stats() BusStats {
 		PublishErrors: b.publishErrors.Load(), Dropped: b.dropped.Load(),
 		Queued: len(b.queue), Received: b.received.Load(),
 		Requeued: b.requeued.Load(), GivenUp: b.givenUp.Load(),
+		Rejected: b.rejectedStats(),
 	}
+}
+
+func (b *Bus) rejectedStats() map[string]uint64 {
+	m := make(map[string]uint64, len(rejectReasons))
+	for i, r := range rejectReasons {
+		m[r] = b.rejected[i].Load()
+	}
+	return m
+}
+
+// reject counts and logs (rate limited) a message dropped unread.
+func (b *Bus) reject(topic, channel string, m *nsq.Message, err error) {
+	var re *rejectError
+	if errors.As(err, &re) {
+		for i, r := range rejectReasons {
+			if r == re.reason {
+				b.rejected[i].Add(1)
+			}
+		}
+	}
+	b.rejectLog.Do(func() {
+		b.log.Warn("mq message dropped (one in a second is logged; citadel_mq_rejected_total counts them)", "topic", topic,
+			"channel", channel, "msg_id", string(m.ID[:]), "bytes", len(m.Body), "err", err)
+	})
 }
 
 // CheckPublish validates a publish without sending it: the topic name and
@@ -238,8 +279,8 @@ func (b *Bus) CheckPublish(topic string, body []byte) error {
 	if err := ValidateTopic(topic); err != nil {
 		return err
 	}
-	if len(body) > b.cfg.MaxMsgSize {
-		return &TooLargeError{Topic: topic, Size: len(body), Max: b.cfg.MaxMsgSize}
+	if len(body)+SealSize > b.cfg.MaxMsgSize {
+		return &TooLargeError{Topic: topic, Size: len(body), Max: b.cfg.MaxMsgSize - SealSize}
 	}
 	return nil
 }
@@ -252,7 +293,7 @@ type TooLargeError struct {
 }
 
 func (e *TooLargeError) Error() string {
-	return fmt.Sprintf("mq: message of %d bytes for topic %q exceeds the %d-byte limit (BusConfig.MaxMsgSize, nsqd --max-msg-size)",
+	return fmt.Sprintf("mq: message of %d bytes for topic %q exceeds the %d-byte limit (BusConfig.MaxMsgSize and nsqd --max-msg-size, less the signature and framing)",
 		e.Size, e.Topic, e.Max)
 }
 
@@ -261,7 +302,7 @@ func (b *Bus) Publish(topic string, body []byte) error {
 	if err := b.CheckPublish(topic, body); err != nil {
 		return err
 	}
-	return b.send(topic, [][]byte{body})
+	return b.send(topic, [][]byte{b.sign.seal(topic, body)})
 }
 
 // MultiPublish sends messages to one topic in a single MPUB command and waits
@@ -275,13 +316,17 @@ func (b *Bus) MultiPublish(topic string, bodies [][]byte) error {
 		if err := b.CheckPublish(topic, body); err != nil {
 			return err
 		}
-		size += len(body) + 4
+		size += len(body) + SealSize + 4
 	}
 	if size > b.cfg.BatchBytes {
 		return fmt.Errorf("mq: batch of %d messages (%d bytes) for topic %q exceeds BusConfig.BatchBytes (%d)",
 			len(bodies), size, topic, b.cfg.BatchBytes)
 	}
-	return b.send(topic, bodies)
+	sealed := make([][]byte, len(bodies))
+	for i, body := range bodies {
+		sealed[i] = b.sign.seal(topic, body)
+	}
+	return b.send(topic, sealed)
 }
 
 // send tries each nsqd once, starting with the one that last worked.
@@ -356,8 +401,8 @@ func (b *Bus) PackAsync(topic string, body []byte) error {
 	if err := ValidateTopic(topic); err != nil {
 		return err
 	}
-	if len(body)+packOverhead > b.cfg.MaxMsgSize {
-		return &TooLargeError{Topic: topic, Size: len(body) + packOverhead, Max: b.cfg.MaxMsgSize}
+	if len(body)+packOverhead+SealSize > b.cfg.MaxMsgSize {
+		return &TooLargeError{Topic: topic, Size: len(body), Max: b.cfg.MaxMsgSize - SealSize - packOverhead}
 	}
 	return b.enqueue(asyncItem{topic: topic, body: body, pack: true})
 }
@@ -420,6 +465,7 @@ func (b *Bus) batcher() {
 		if len(pk) == 0 {
 			return
 		}
+		b.sign.sealInPlace(topic, pk)
 		bodies[len(bodies)-1] = bytes.Clone(pk)
 		if cap(pk) > maxReusedPack {
 			pk = nil
@@ -444,14 +490,15 @@ func (b *Bus) batcher() {
 				return
 			}
 			closePack(it.topic, bodies)
-			pk := appendPacked(append(packing[it.topic][:0], packMagic...), it.body)
+			pk := appendPacked(append(append(packing[it.topic][:0], unsealed[:]...), packMagic...), it.body)
 			packing[it.topic] = pk
 			bodies = append(bodies, nil) // filled in by closePack
 			size += len(pk) + 4
 		} else {
 			closePack(it.topic, bodies)
-			bodies = append(bodies, it.body)
-			size += len(it.body) + 4
+			sealed := b.sign.seal(it.topic, it.body)
+			bodies = append(bodies, sealed)
+			size += len(sealed) + 4
 		}
 		batches[it.topic] = bodies
 		count++

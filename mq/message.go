@@ -19,6 +19,9 @@ type Message struct {
 	Attempts uint16
 	// Timestamp is when nsqd received the message.
 	Timestamp time.Time
+	// Published is when the publisher sealed it (its clock; signed, so
+	// unlike Timestamp it cannot be changed by whoever hands nsqd a copy).
+	Published time.Time
 
 	m    *nsq.Message
 	part bool // one part of a packed message: answered as a whole

@@ -28,6 +28,9 @@ func startTestBroker(t testing.TB, cfg BrokerConfig) *Broker {
 		cfg.LookupdTCPAddr, cfg.LookupdHTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	}
 	cfg.Logger = quietLogger()
+	if cfg.Keys == nil {
+		cfg.Keys = testKeys
+	}
 	b, err := StartBroker(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -36,9 +39,21 @@ func startTestBroker(t testing.TB, cfg BrokerConfig) *Broker {
 	return b
 }
 
+// testKeys is the cluster keyring of buses made with newTestBus.
+var testKeys = func() *Keyring {
+	k, err := ParseKeyring(GenerateKeyring())
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 func newTestBus(t testing.TB, cfg BusConfig) *Bus {
 	t.Helper()
 	cfg.Logger = quietLogger()
+	if cfg.Keys == nil {
+		cfg.Keys = testKeys
+	}
 	bus, err := NewBus(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +179,7 @@ func TestRefusals(t *testing.T) {
 		"MultiPublish": bus.MultiPublish("t", [][]byte{[]byte("ok"), big}),
 	} {
 		var tl *TooLargeError
-		if !errors.As(err, &tl) || tl.Size != len(big) || !strings.Contains(err.Error(), `topic "t" exceeds the 1048576-byte limit`) {
+		if !errors.As(err, &tl) || tl.Size != len(big) || !strings.Contains(err.Error(), fmt.Sprintf(`topic "t" exceeds the %d-byte limit`, DefaultMaxMsgSize-SealSize)) {
 			t.Errorf("%s of an oversized message: %v", name, err)
 		}
 	}

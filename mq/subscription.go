@@ -43,6 +43,16 @@ type SubscribeOptions struct {
 	// to each message when more than one is in flight. Default false:
 	// every message is written to the socket as soon as it is sent.
 	Buffered bool
+	// MaxAge drops messages published longer ago than this (by the
+	// publisher's clock, from the signed seal), counted as expired. It bounds
+	// how long a captured message can be replayed. Default 0: no limit.
+	MaxAge time.Duration
+	// Unique drops a message whose publisher and counter this subscription
+	// has handled already (a replay, or a redelivery of a handled message),
+	// counted as replayed. Meant for fan-out topics with Concurrency 1 and a
+	// MaxAge (heartbeats, broadcasts): a message that arrives more than a
+	// few thousand messages late counts as a replay too.
+	Unique bool
 	// Unpack splits messages published with PackAsync and calls the
 	// handler once per part, in order. A packed message is answered as a
 	// whole: finished when every part's handler returned nil, requeued
@@ -198,14 +208,29 @@ type handlerAdapter struct {
 	h    Handler
 	opts SubscribeOptions
 	sub  *Subscription
+
+	replays replayWindow // for Unique
 }
 
 func (a *handlerAdapter) HandleMessage(m *nsq.Message) error {
-	msg := &Message{Body: m.Body, ID: string(m.ID[:]), Attempts: m.Attempts, Timestamp: time.Unix(0, m.Timestamp), m: m}
-	var err error
+	body, seal, err := a.bus.sign.verify(a.sub.topic, m.Body)
+	now := time.Now()
+	if err == nil && a.opts.MaxAge > 0 && now.Sub(seal.Published) > a.opts.MaxAge {
+		err = &rejectError{RejectExpired, fmt.Sprintf("published %v ago; this subscription takes messages up to %v old",
+			now.Sub(seal.Published).Round(time.Millisecond), a.opts.MaxAge)}
+	}
+	if err == nil && a.opts.Unique && !a.replays.claim(seal.Publisher, seal.Counter, now, a.opts.MaxAge) {
+		err = &rejectError{RejectReplayed, fmt.Sprintf("publisher %016x's message %d was handled already", seal.Publisher, seal.Counter)}
+	}
+	if err != nil {
+		a.bus.reject(a.sub.topic, a.sub.channel, m, err)
+		return nil // finished: never requeued
+	}
+	msg := &Message{Body: body, ID: string(m.ID[:]), Attempts: m.Attempts, Timestamp: time.Unix(0, m.Timestamp),
+		Published: seal.Published, m: m}
 	parts, perr := [][]byte(nil), error(nil)
-	if a.opts.Unpack && isPacked(m.Body) {
-		parts, perr = splitPack(m.Body)
+	if a.opts.Unpack && isPacked(body) {
+		parts, perr = splitPack(body)
 	}
 	if len(parts) > 0 && perr == nil {
 		var errs []error
@@ -225,6 +250,9 @@ func (a *handlerAdapter) HandleMessage(m *nsq.Message) error {
 		// (and can report it as bad input).
 		a.bus.received.Add(1)
 		err = a.h(msg)
+	}
+	if err != nil && a.opts.Unique {
+		a.replays.unclaim(seal.Publisher, seal.Counter) // its redelivery is welcome
 	}
 	if err != nil && !m.HasResponded() && !m.IsAutoResponseDisabled() {
 		a.bus.requeued.Add(1)

@@ -156,7 +156,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 	if len(cfg.NSQD) == 0 {
 		s.broker, err = mq.StartBroker(mq.BrokerConfig{DataDir: filepath.Join(cfg.DataDir, "nsq"),
 			TCPAddr: cfg.NSQDTCP, HTTPAddr: cfg.NSQDHTTP, LookupdTCPAddr: cfg.LookupdTCP, LookupdHTTPAddr: cfg.LookupdHTTP,
-			Logger: s.log})
+			Keys: keyring, Logger: s.log})
 		if err != nil {
 			return s, fmt.Errorf("%w (choose other ports with -nsqd-tcp, -nsqd-http, -lookupd-tcp, -lookupd-http)", err)
 		}

@@ -1,0 +1,136 @@
+package framework
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/citadel-go/citadel/mq"
+	"github.com/nsqio/go-nsq"
+)
+
+// capture consumes a node's topic on a channel of its own (NSQ gives every
+// channel a copy) and returns the bodies as nsqd holds them: what anyone
+// who can reach nsqd can record.
+func capture(t testing.TB, b *mq.Broker, topic string) chan []byte {
+	t.Helper()
+	ch := make(chan []byte, 1000)
+	c, err := nsq.NewConsumer(topic, "spy", nsq.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetLogger(nil, nsq.LogLevelError)
+	// go-nsq's SUB does not wait for nsqd: create the channel first, so
+	// nothing published from now on is missed.
+	resp, err := http.Post("http://"+b.HTTPAddr()+"/channel/create?topic="+topic+"&channel=spy", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c.AddHandler(nsq.HandlerFunc(func(m *nsq.Message) error {
+		ch <- bytes.Clone(m.Body)
+		return nil
+	}))
+	if err := c.ConnectToNSQD(b.TCPAddr()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return ch
+}
+
+// replay publishes body again through nsqd's HTTP /pub.
+func replay(t testing.TB, b *mq.Broker, topic string, body []byte) {
+	t.Helper()
+	resp, err := http.Post("http://"+b.HTTPAddr()+"/pub?topic="+topic, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+func noMore[T any](t testing.TB, ch chan T) {
+	t.Helper()
+	select {
+	case m := <-ch:
+		t.Fatalf("delivered again: %+v", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// A captured envelope published again reaches no actor: not while its
+// stream is live, not after the stream went idle and was retired, and not
+// after the receiving node restarted (it was addressed to the previous
+// incarnation). Forged, unsigned envelopes never do.
+func TestReplayedAndMisaddressedEnvelopes(t *testing.T) {
+	b := startBroker(t, mq.BrokerConfig{})
+	dst := newNode(t, b, "game", "game-1", nil)
+	seqs := spawnEcho(t, dst, "echo")
+	src := newNode(t, b, "gate", "gate-1", nil)
+	eventually(t, 5*time.Second, "gate-1 to know game-1", func() bool {
+		_, ok := src.Members().Get("game", "game-1")
+		return ok
+	})
+	topic := NodeTopic("game", "game-1")
+	spied := capture(t, b, topic)
+	target := dst.ActorAddr("echo")
+	for i := 1; i <= 3; i++ {
+		if err := src.Send(target, &Seq{From: "honest", N: i}); err != nil {
+			t.Fatal(err)
+		}
+		receive(t, seqs, 5*time.Second)
+	}
+	var recorded [][]byte
+	for len(recorded) < 3 {
+		recorded = append(recorded, receive(t, spied, 5*time.Second))
+	}
+
+	// While the stream is live: duplicates.
+	dups := dst.Stats().Duplicates
+	replay(t, b, topic, recorded[1])
+	eventually(t, 5*time.Second, "the replay to be counted as a duplicate", func() bool { return dst.Stats().Duplicates > dups })
+	noMore(t, seqs)
+
+	// The stream idles out and is retired: it remembers where it was.
+	dst.inMu.Lock()
+	dst.forgetIdleStreamsLocked(time.Now().Add(streamIdle + time.Minute))
+	retired := len(dst.retired)
+	dst.inMu.Unlock()
+	if retired == 0 {
+		t.Fatal("no stream retired")
+	}
+	dups = dst.Stats().Duplicates
+	replay(t, b, topic, recorded[2])
+	eventually(t, 5*time.Second, "the replay after retirement to be a duplicate", func() bool { return dst.Stats().Duplicates > dups })
+	noMore(t, seqs)
+	// ... and the stream's next honest message does not wait for a gap.
+	start := time.Now()
+	src.Send(target, &Seq{From: "honest", N: 4})
+	if m := receive(t, seqs, 5*time.Second); m.N != 4 {
+		t.Fatalf("got %d after retirement, want 4", m.N)
+	}
+	if waited := time.Since(start); waited >= dst.cfg.GapTimeout {
+		t.Fatalf("the message after retirement waited %v (the gap timeout is %v)", waited, dst.cfg.GapTimeout)
+	}
+
+	// Forged: an unsigned envelope in the current format.
+	forged := appendEnvelope(nil, &wireEnvelope{Kind: kindSend, From: src.Addr(), To: target, Epoch: 99, Seq: 1, MsgID: 10003,
+		Payload: []byte{0x82, 0xa4, 'F', 'r', 'o', 'm', 0xa6, 'f', 'o', 'r', 'g', 'e', 'd', 0xa1, 'N', 0x07}, ToEpoch: dst.epoch})
+	replay(t, b, topic, forged)
+	eventually(t, 5*time.Second, "the forgery to be rejected", func() bool { return dst.Stats().MQ.Rejected[mq.RejectUnsigned] > 0 })
+	noMore(t, seqs)
+
+	// The node restarts: the recorded envelopes were for its previous
+	// incarnation.
+	if err := dst.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dst2 := newNode(t, b, "game", "game-1", nil)
+	seqs2 := spawnEcho(t, dst2, "echo")
+	for _, body := range recorded {
+		replay(t, b, topic, body)
+	}
+	eventually(t, 5*time.Second, "the replays to be dropped as misaddressed", func() bool { return dst2.Stats().WrongIncarnation >= 3 })
+	noMore(t, seqs2)
+}

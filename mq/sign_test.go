@@ -1,0 +1,248 @@
+package mq
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nsqio/go-nsq"
+)
+
+// postRaw publishes body as is through nsqd's HTTP /pub, as anyone who can
+// reach nsqd can.
+func postRaw(t testing.TB, b *Broker, topic string, body []byte) {
+	t.Helper()
+	resp, err := http.Post("http://"+b.HTTPAddr()+"/pub?topic="+topic, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/pub: HTTP %d", resp.StatusCode)
+	}
+}
+
+// spy consumes topic on its own channel with a raw go-nsq consumer and
+// returns the bodies exactly as nsqd holds them.
+func spy(t testing.TB, b *Broker, topic string) chan []byte {
+	t.Helper()
+	ch := make(chan []byte, 1000)
+	c, err := nsq.NewConsumer(topic, "spy", nsq.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetLogger(nil, nsq.LogLevelError)
+	// go-nsq's SUB does not wait for nsqd: create the channel first, so
+	// nothing published from now on is missed.
+	resp, err := http.Post("http://"+b.HTTPAddr()+"/channel/create?topic="+topic+"&channel=spy", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c.AddHandler(nsq.HandlerFunc(func(m *nsq.Message) error {
+		ch <- bytes.Clone(m.Body)
+		return nil
+	}))
+	if err := c.ConnectToNSQD(b.TCPAddr()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return ch
+}
+
+func waitRejected(t testing.TB, bus *Bus, reason string, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for bus.Stats().Rejected[reason] < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("rejected %v, want %d %s", bus.Stats().Rejected, n, reason)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func nothing(t testing.TB, ch chan string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		t.Fatalf("a handler got %q", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// Only messages sealed with a cluster key reach a handler: unsigned ones
+// (a POST to nsqd), ones sealed with another key or moved to another topic
+// are dropped and counted, and never requeued.
+func TestUnsealedMessagesReachNoHandler(t *testing.T) {
+	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
+	bus := newTestBus(t, b.BusConfig())
+	got := collect(t, bus, "sealed", "c", SubscribeOptions{})
+	raw := spy(t, b, "sealed")
+
+	bus.Publish("sealed", []byte("honest"))
+	expect(t, got, "honest")
+	honest := <-raw
+	if len(honest) != SealSize+len("honest") {
+		t.Fatalf("sealed body of %d bytes", len(honest))
+	}
+
+	postRaw(t, b, "sealed", []byte("forged"))
+	waitRejected(t, bus, RejectUnsigned, 1)
+
+	tampered := bytes.Clone(honest)
+	tampered[len(tampered)-1] ^= 1
+	postRaw(t, b, "sealed", tampered)
+	waitRejected(t, bus, RejectBadSignature, 1)
+
+	other, err := ParseKeyring(GenerateKeyring()) // same key ID, another secret
+	if err != nil {
+		t.Fatal(err)
+	}
+	postRaw(t, b, "sealed", newSigner(other).seal("sealed", []byte("outsider")))
+	waitRejected(t, bus, RejectBadSignature, 2)
+
+	postRaw(t, b, "elsewhere", honest) // a signed message moved to another topic
+	elsewhere := collect(t, bus, "elsewhere", "c", SubscribeOptions{})
+	waitRejected(t, bus, RejectBadSignature, 3)
+	nothing(t, elsewhere)
+	nothing(t, got)
+	if st, _ := b.ChannelStats("sealed", "c"); st.Requeues != 0 {
+		t.Fatalf("rejected messages were requeued: %+v", st)
+	}
+}
+
+// During a key rotation a cluster accepts two keys: a process that signs
+// with the new key is understood by one that still signs with the old
+// one, and a process without the new key rejects it by key ID.
+func TestKeyRotation(t *testing.T) {
+	old, err := ParseKeyring(GenerateKeyring())
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey := Key{ID: 2, Secret: bytes.Repeat([]byte{7}, MinKeyLen)}
+	rotated, err := NewKeyring(newKey, Key{ID: old.SigningKeyID(), Secret: old.accept[old.SigningKeyID()]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
+	cfg := func(k *Keyring) BusConfig { c := b.BusConfig(); c.Keys = k; return c }
+	oldBus, newBus := newTestBus(t, cfg(old)), newTestBus(t, cfg(rotated))
+	fromOld := collect(t, newBus, "rot", "new", SubscribeOptions{})
+	fromNew := collect(t, oldBus, "rot", "old", SubscribeOptions{})
+	oldBus.Publish("rot", []byte("signed with 1"))
+	expect(t, fromOld, "signed with 1")
+	expect(t, fromNew, "signed with 1")
+	newBus.Publish("rot", []byte("signed with 2"))
+	expect(t, fromOld, "signed with 2") // the rotated bus reads its own
+	waitRejected(t, oldBus, RejectUnknownKey, 1)
+	nothing(t, fromNew)
+}
+
+// A subscription with Unique drops a replayed message; with MaxAge it
+// drops one published too long ago. A handler's failure un-claims its
+// message so NSQ's redelivery still gets through.
+func TestReplayAndAgeLimits(t *testing.T) {
+	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
+	bus := newTestBus(t, b.BusConfig())
+	got := collect(t, bus, "fan", "c", SubscribeOptions{Unique: true, MaxAge: time.Minute})
+	raw := spy(t, b, "fan")
+	bus.Publish("fan", []byte("once"))
+	expect(t, got, "once")
+	captured := <-raw
+	postRaw(t, b, "fan", captured)
+	waitRejected(t, bus, RejectReplayed, 1)
+	nothing(t, got)
+
+	stale := make([]byte, SealSize, SealSize+5)
+	stale = append(stale, "stale"...)
+	bus.sign.sealAt("fan", stale, time.Now().Add(-2*time.Minute))
+	postRaw(t, b, "fan", stale)
+	waitRejected(t, bus, RejectExpired, 1)
+	nothing(t, got)
+
+	tries := make(chan int, 10)
+	n := 0
+	if _, err := bus.Subscribe("flaky", "c", func(m *Message) error {
+		n++
+		tries <- n
+		if n == 1 {
+			return context.DeadlineExceeded // fails once: requeued
+		}
+		return nil
+	}, SubscribeOptions{Unique: true, MaxAge: time.Minute, RequeueDelay: 10 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	bus.Publish("flaky", []byte("x"))
+	for want := 1; want <= 2; want++ {
+		select {
+		case got := <-tries:
+			if got != want {
+				t.Fatalf("attempt %d, want %d", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("attempt %d never came (the redelivery was taken for a replay?)", want)
+		}
+	}
+}
+
+func TestReplayWindow(t *testing.T) {
+	var r replayWindow
+	now := time.Now()
+	for _, c := range []uint64{5, 3, 4, 1, 2, 6000} {
+		if !r.claim(9, c, now, time.Minute) {
+			t.Fatalf("first sight of %d refused", c)
+		}
+	}
+	for _, c := range []uint64{5, 6000, 1} { // 1 is now out of the window
+		if r.claim(9, c, now, time.Minute) {
+			t.Fatalf("%d accepted twice", c)
+		}
+	}
+	if !r.claim(9, 5999, now, time.Minute) || !r.claim(10, 5, now, time.Minute) {
+		t.Fatal("an unseen counter or another publisher refused")
+	}
+	r.unclaim(9, 5999)
+	if !r.claim(9, 5999, now, time.Minute) {
+		t.Fatal("an unclaimed counter refused")
+	}
+}
+
+// FuzzVerify: whatever the bytes, verify returns a body or an error,
+// never panics, and accepts only what was sealed with the key.
+func FuzzVerify(f *testing.F) {
+	s := newSigner(testKeys)
+	f.Add(s.seal("t", []byte("hello")))
+	f.Add([]byte{0xc1, 'S', 1, 1})
+	f.Add(append([]byte{0x00, 'C', 'P', 'K'}, 5, 'h', 'e', 'l', 'l', 'o'))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		body, _, err := s.verify("t", msg)
+		if err == nil && !bytes.Equal(s.mac(msg[3], "t", msg[:sealMACAt], body, nil), msg[sealMACAt:SealSize]) {
+			t.Fatal("accepted a message whose MAC does not match")
+		}
+	})
+}
+
+// FuzzSplitPack: no panic, and the parts are no more, and hold no more
+// bytes, than the body has.
+func FuzzSplitPack(f *testing.F) {
+	f.Add(appendPacked(appendPacked(append([]byte(nil), packMagic...), []byte("a")), []byte("bc")))
+	f.Add(append(append([]byte(nil), packMagic...), 0xff, 0xff, 0xff, 0xff, 0x0f))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !isPacked(body) {
+			return
+		}
+		parts, err := splitPack(body)
+		if err != nil {
+			return
+		}
+		total := 0
+		for _, p := range parts {
+			total += 1 + len(p) // each part has a length byte at least
+		}
+		if total > len(body)-len(packMagic) {
+			t.Fatalf("%d parts holding %d bytes from a %d-byte body", len(parts), total, len(body))
+		}
+	})
+}
