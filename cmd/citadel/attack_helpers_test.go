@@ -343,12 +343,12 @@ type honest struct {
 	name string
 	c    *client.Conn
 
-	mu      sync.Mutex
-	x0, y0  int32 // home square; the player alternates with x0+dir
-	dir     int32
+	mu       sync.Mutex
+	x0, y0   int32 // home square; the player alternates with x0+dir
+	dir      int32
 	moves    int64
 	calls    int
-	problems []error      // what went wrong, in order (the first few)
+	problems []error       // what went wrong, in order (the first few)
 	stopped  chan struct{} // closed when play returns
 }
 
