@@ -41,6 +41,12 @@ const (
 	rssKillLimit = 2 << 30
 	// rssEvery is how often the server's RSS is sampled.
 	rssEvery = 20 * time.Millisecond
+	// attackGOGC is the servers' -gogc. The shipped 400 lets garbage grow
+	// to five times the live heap before a collection: two clients echoing
+	// 60 KiB frames at 80/s, reading every reply, grow RSS by ~66 MiB with
+	// it (~22 MiB at 100). At Go's default, (b) measures what an attack
+	// makes the server hold rather than the collector's pacing.
+	attackGOGC = 100
 	// ioTimeout bounds any single wait on a socket or HTTP answer; it is
 	// generous because the machine is shared and loaded.
 	ioTimeout = 30 * time.Second
@@ -82,7 +88,7 @@ func startTarget(t *testing.T, extra ...string) *target {
 	// The server's own temporary files (the plugin host's socket folder)
 	// stay in the test's folder, also when the server is killed.
 	t.Setenv("TMPDIR", t.TempDir())
-	p := startProcess(t, dataDir, extra...)
+	p := startProcess(t, dataDir, append([]string{"-gogc", strconv.Itoa(attackGOGC)}, extra...)...)
 	tg := &target{process: p, dataDir: dataDir, dead: make(chan struct{}), accounts: make(map[string]*account)}
 	if m := wsLine.FindStringSubmatch(p.stdout.String()); m != nil {
 		tg.gateWS = m[1]

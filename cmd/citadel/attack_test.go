@@ -509,7 +509,7 @@ func testConnectionCaps(t *testing.T) {
 }
 
 // Attack 6: clients that log in, send ~60 KiB Echo requests (under the
-// frame limit and the rate limit) and never read the replies. Two of them
+// frame limit and the rate limit) and never read the replies. Four of them
 // once cost the server ~100 MiB before they were kicked.
 func testNeverReads(t *testing.T) {
 	const attack = "client that never reads"
@@ -517,7 +517,7 @@ func testNeverReads(t *testing.T) {
 	data := []byte(strings.Repeat("never read ", 60<<10/11))
 	echo := mustMarshal(&services.Echo{Data: data})
 	var wg sync.WaitGroup
-	for i := range 2 {
+	for i := range 4 {
 		lr, err := tg.ticket(fmt.Sprintf("deaf%d", i))
 		if err != nil {
 			t.Fatal(err)
