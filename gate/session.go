@@ -48,6 +48,7 @@ type session struct {
 	authBy      time.Time // Auth must have arrived by then
 	state       atomic.Int32
 	closing     atomic.Bool
+	shed        atomic.Bool  // kicked as slow: queued frames are dropped, only the reason goes out
 	queued      atomic.Int32 // frames in the send queue
 	queuedBytes atomic.Int64 // and their bytes
 	limiter     rate.Limiter
@@ -370,6 +371,7 @@ func (g *Gate) reserve(s *session, n int) bool {
 	}
 	s.queued.Add(-1)
 	s.queuedBytes.Add(-int64(n))
+	s.shed.Store(true)
 	g.kick(s, services.KickSlowClient, fmt.Sprintf("the client did not read %d queued frames (%d bytes)", frames-1, size-int64(n)))
 	return false
 }
@@ -427,7 +429,7 @@ func (g *Gate) kick(s *session, code, reason string) {
 		if data, err := frameData(id, 0, body, g.cfg.MaxFrame); err == nil {
 			s.queued.Add(1)
 			s.queuedBytes.Add(int64(len(data)))
-			s.out.Send(&outFrame{s: s, data: data, n: len(data)})
+			s.out.Send(&outFrame{s: s, data: data, n: len(data), final: true})
 		}
 	}
 	s.out.Send(&closeFrame{code: code, reason: reason})

@@ -40,9 +40,10 @@ type (
 	// n is what it counts in the session's queued bytes (data, or the
 	// unsent rest of a frame written straight to the socket).
 	outFrame struct {
-		s    *session
-		data []byte
-		n    int
+		s     *session
+		data  []byte
+		n     int
+		final bool // the Kicked frame: the one frame written after a kick
 	}
 	// closeFrame ends the session after everything queued before it: TCP
 	// half-closes (the client reads the Kicked frame, then EOF); WebSocket
@@ -172,7 +173,10 @@ func (t *tcpTransmitter) OnSendMessage(ses cellnet.Session, msg interface{}) err
 	// A deadline per write guards against a client that stopped reading;
 	// moving it costs a timer update, so it moves only when a quarter of
 	// WriteTimeout has gone by (writes run on one goroutine per session).
-	if s := sessionOf(msg); s != nil {
+	// A closing session gets closeGrace for its last frames.
+	if s := sessionOf(msg); s != nil && s.isClosing() {
+		conn.SetWriteDeadline(time.Now().Add(closeGrace))
+	} else if s != nil {
 		if now := time.Now(); now.Sub(s.writeDeadlineSet) > t.g.cfg.WriteTimeout/4 {
 			conn.SetWriteDeadline(now.Add(t.g.cfg.WriteTimeout))
 			s.writeDeadlineSet = now
@@ -193,8 +197,8 @@ func (t *tcpTransmitter) OnSendMessage(ses cellnet.Session, msg interface{}) err
 				return err
 			}
 		}
-		if len(m.data) == 0 {
-			return nil
+		if len(m.data) == 0 || m.s.shed.Load() && !m.final {
+			return nil // a slow client: what it did not read is dropped for its reason
 		}
 		if _, err := conn.Write(m.data); err != nil {
 			conn.Close() // cellnet ignores send errors; end the session

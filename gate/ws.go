@@ -204,6 +204,12 @@ func (g *Gate) wsWrite(s *session, ws *websocket.Conn, msg any) {
 	switch m := msg.(type) {
 	case *outFrame:
 		s.sent(m.n)
+		if s.shed.Load() && !m.final {
+			return // a slow client: what it did not read is dropped for its reason
+		}
+		if s.isClosing() {
+			deadline = time.Now().Add(closeGrace)
+		}
 		ws.SetWriteDeadline(deadline)
 		if err := ws.WriteMessage(websocket.BinaryMessage, m.data[wire.LenSize:]); err != nil {
 			ws.Close() // the read loop sees it and ends the session
