@@ -51,7 +51,10 @@ const (
 	// exchangeLockFactor: a peer's lock lasts this many ExchangeTimeouts,
 	// so when it expires the initiator's commit has long been decided.
 	exchangeLockFactor = 6
-	maxStash           = 1024
+	// maxStash and maxStashBytes bound the client requests a locked player
+	// holds; beyond them the client is told to retry.
+	maxStash      = 1024
+	maxStashBytes = 256 << 10
 )
 
 // exchangeState is a player's side of an exchange in progress.
@@ -59,6 +62,7 @@ type exchangeState struct {
 	lockedBy framework.Addr // the initiator holding this player, if any
 	version  uint64         // the version reserved for this player's side
 	stash    []*services.ClientRequest
+	stashed  int // bytes of the stashed payloads
 }
 
 // Exchange changes this player's state and another online player's state
@@ -235,7 +239,7 @@ func (p *Player[S]) onExchangeExpired(m *exchangeExpired) {
 func (p *Player[S]) unlock() {
 	p.exchange.lockedBy = framework.Addr{}
 	stash := p.exchange.stash
-	p.exchange.stash = nil
+	p.exchange.stash, p.exchange.stashed = nil, 0
 	for _, r := range stash {
 		p.request(r)
 	}

@@ -116,8 +116,9 @@ func (p *Player[S]) Receive(c *framework.Context) {
 		p.attach(m)
 	case *services.ClientRequest:
 		if !p.exchange.lockedBy.IsZero() {
-			if len(p.exchange.stash) < maxStash {
+			if len(p.exchange.stash) < maxStash && p.exchange.stashed+len(m.Payload) <= maxStashBytes {
 				p.exchange.stash = append(p.exchange.stash, m) // handled when the exchange ends
+				p.exchange.stashed += len(m.Payload)
 			} else {
 				p.replyError(m.Seq, framework.NewError(CodePeerBusy, "the player is in an exchange; retry"))
 			}

@@ -15,6 +15,10 @@ func registerLocal(r *framework.Registry) error {
 	return r.Register(350, (*sessionGone)(nil))
 }
 
+// maxGroups bounds the broadcast groups one session is in (a game that
+// lets clients name groups must not let one client grow the gate's maps).
+const maxGroups = 256
+
 // outbound is the gate's "sessions" actor: it delivers what game nodes
 // send to sessions, and owns broadcast group membership.
 type outbound struct {
@@ -64,7 +68,10 @@ func (o *outbound) Receive(c *framework.Context) {
 			g.kick(s, m.Code, m.Reason)
 		}
 	case *services.JoinGroup:
-		if s := o.find(m.SessionID); s != nil {
+		if s := o.find(m.SessionID); s != nil && len(s.groups) >= maxGroups {
+			g.log.Warn("session is in too many broadcast groups; join ignored", "session", s.id, "player", s.player,
+				"group", m.Group, "groups", len(s.groups), "max", maxGroups)
+		} else if s != nil {
 			members, ok := o.groups[m.Group]
 			if !ok {
 				members = make(map[uint64]*session)
