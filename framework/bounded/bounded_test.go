@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -196,4 +197,36 @@ func TestItemCost(t *testing.T) {
 			t.Errorf("ItemCost(%T) = %d, want %d", c.v, got, c.want)
 		}
 	}
+}
+
+// BenchmarkCheck compares the scan that guards every untrusted message
+// with decoding the same message (msgpack v5, what follows the scan).
+func BenchmarkCheck(b *testing.B) {
+	in := sample{Text: "hello there", Data: make([]byte, 64), IDs: []uint32{1, 2, 3, 4},
+		Items: []item{{Name: "sword", Count: 1, Tags: []string{"sharp"}}}, Bag: map[string]int32{"potion": 3}}
+	data, err := msgpack.Marshal(&in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cost := ItemCost(reflect.TypeOf(&in))
+	var checkNs, decodeNs float64
+	start := time.Now()
+	for range b.N {
+		if err := Check(data, cost); err != nil {
+			b.Fatal(err)
+		}
+	}
+	checkNs = float64(time.Since(start).Nanoseconds()) / float64(b.N)
+	start = time.Now()
+	for range b.N {
+		var v sample
+		if err := msgpack.Unmarshal(data, &v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	decodeNs = float64(time.Since(start).Nanoseconds()) / float64(b.N)
+	b.ReportMetric(checkNs, "check-ns/msg")
+	b.ReportMetric(decodeNs, "decode-ns/msg")
+	b.ReportMetric(checkNs/decodeNs, "ratio-vs-decode")
+	b.ReportMetric(float64(len(data)), "bytes/msg")
 }
