@@ -66,7 +66,7 @@ func startTestServer(t testing.TB, tweak func(*config)) *server {
 
 func waitReady(t testing.TB, srv *server) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for srv.readiness() != nil {
 		if time.Now().After(deadline) {
 			t.Fatalf("server not ready: %v", srv.readiness())
