@@ -317,8 +317,11 @@ func (c *Conn) readLoop() {
 	if c.closed.Load() {
 		err = ErrClosed
 	}
+	// A close frame with a reason is the gate closing the session; 1006
+	// is gorilla's name for a connection that ended without one (the
+	// server died or the network failed), which is no kick.
 	var ce *websocket.CloseError
-	if errors.As(err, &ce) && ce.Code != websocket.CloseNormalClosure {
+	if errors.As(err, &ce) && ce.Code != websocket.CloseNormalClosure && ce.Code != websocket.CloseAbnormalClosure {
 		err = &KickedError{Code: closeCode(ce.Text), Reason: ce.Text}
 	}
 	c.finish(err)

@@ -295,6 +295,10 @@ func (s *Service) hashing(ctx context.Context, f func() error) error {
 	return f()
 }
 
+// register creates an account and answers with a ticket, or changes
+// nothing: the gate is chosen before the account is created (a client told
+// no_gate can retry with the same name), and once the account exists the
+// ticket for that gate cannot fail.
 func (s *Service) register(ctx context.Context, c Credentials) (*Response, *apiError) {
 	if err := validName(c.Name); err != nil {
 		return nil, fail(http.StatusBadRequest, CodeBadRequest, "%v", err)
@@ -302,23 +306,30 @@ func (s *Service) register(ctx context.Context, c Credentials) (*Response, *apiE
 	if err := validPassword(c.Password); err != nil {
 		return nil, fail(http.StatusBadRequest, CodeBadRequest, "%v", err)
 	}
+	p, ok := s.pickGate()
+	if !ok {
+		return nil, noGate()
+	}
 	var hash []byte
 	err := s.hashing(ctx, func() (err error) {
 		hash, err = bcrypt.GenerateFromPassword([]byte(c.Password), s.cfg.BcryptCost)
 		return err
 	})
 	if err != nil {
+		s.unpick(p)
 		return nil, s.internal("hash password", err)
 	}
 	acc, err := s.cfg.Store.CreateAccount(ctx, strings.ToLower(c.Name), hash)
 	if errors.Is(err, store.ErrExists) {
+		s.unpick(p)
 		return nil, fail(http.StatusConflict, CodeNameTaken, "the name %q is taken", c.Name)
 	}
 	if err != nil {
+		s.unpick(p)
 		return nil, s.internal("create account", err)
 	}
 	s.log.Info("account registered", "player", acc.ID, "name", acc.Name)
-	return s.issue(acc.ID)
+	return s.ticket(acc.ID, p.gate)
 }
 
 func (s *Service) login(ctx context.Context, c Credentials) (*Response, *apiError) {
@@ -348,15 +359,19 @@ func (s *Service) login(ctx context.Context, c Credentials) (*Response, *apiErro
 	if mismatch || acc.ID == 0 {
 		return nil, fail(http.StatusUnauthorized, CodeBadCredentials, "unknown name or wrong password")
 	}
-	return s.issue(acc.ID)
+	p, ok := s.pickGate()
+	if !ok {
+		return nil, noGate()
+	}
+	return s.ticket(acc.ID, p.gate)
 }
 
-// issue signs a ticket for the least loaded live gate.
-func (s *Service) issue(player uint64) (*Response, *apiError) {
-	gate, ok := s.pickGate()
-	if !ok {
-		return nil, fail(http.StatusServiceUnavailable, CodeNoGate, "no gate is online; retry shortly")
-	}
+func noGate() *apiError {
+	return fail(http.StatusServiceUnavailable, CodeNoGate, "no gate is online; retry shortly")
+}
+
+// ticket signs a ticket for player at gate.
+func (s *Service) ticket(player uint64, gate GateInfo) (*Response, *apiError) {
 	tok, t, err := s.cfg.Tickets.Issue(player, gate.Node, s.cfg.TicketTTL)
 	if err != nil {
 		return nil, s.internal("issue ticket", err)
@@ -364,13 +379,43 @@ func (s *Service) issue(player uint64) (*Response, *apiError) {
 	return &Response{PlayerID: player, Ticket: tok, ExpiresAt: t.Expires.UTC(), Gate: gate}, nil
 }
 
-func (s *Service) pickGate() (GateInfo, bool) {
+// GateAvailable reports whether login can hand out a gate now: some live
+// gate has announced a client address. Readiness checks use it.
+func (s *Service) GateAvailable() bool {
+	for _, g := range s.cfg.Node.Members().Alive(services.Gate) {
+		if usable(g) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxGateName is the longest gate node name a ticket can carry (its format
+// stores the length in one byte).
+const maxGateName = 255
+
+// usable: a gate member with a client address, whose name a ticket can
+// carry. A name too long for a ticket is skipped here rather than failing
+// after an account was created.
+func usable(g framework.Member) bool {
+	return (g.Meta[services.MetaTCP] != "" || g.Meta[services.MetaWS] != "") && len(g.Node) <= maxGateName
+}
+
+// pick is a gate chosen for one player, counted against that gate until
+// its next load report.
+type pick struct {
+	gate  GateInfo
+	since time.Time // the load report the count is on top of
+}
+
+// pickGate chooses the least loaded live gate, counting the assignment.
+func (s *Service) pickGate() (pick, bool) {
 	s.assignMu.Lock()
 	defer s.assignMu.Unlock()
 	var best *framework.Member
 	var bestLoad int64
 	for _, g := range s.cfg.Node.Members().Alive(services.Gate) {
-		if g.Meta[services.MetaTCP] == "" && g.Meta[services.MetaWS] == "" {
+		if !usable(g) {
 			continue
 		}
 		a := s.assigned[g.Node]
@@ -384,12 +429,23 @@ func (s *Service) pickGate() (GateInfo, bool) {
 		}
 	}
 	if best == nil {
-		return GateInfo{}, false
+		return pick{}, false
 	}
 	a := s.assigned[best.Node]
 	a.n++
 	s.assigned[best.Node] = a
-	return GateInfo{Node: best.Node, TCP: best.Meta[services.MetaTCP], WS: best.Meta[services.MetaWS]}, true
+	return pick{gate: GateInfo{Node: best.Node, TCP: best.Meta[services.MetaTCP], WS: best.Meta[services.MetaWS]}, since: a.since}, true
+}
+
+// unpick takes back the count of a pick whose player was not sent there
+// (registration refused), unless the gate has reported its load since.
+func (s *Service) unpick(p pick) {
+	s.assignMu.Lock()
+	defer s.assignMu.Unlock()
+	if a := s.assigned[p.gate.Node]; a.since.Equal(p.since) && a.n > 0 {
+		a.n--
+		s.assigned[p.gate.Node] = a
+	}
 }
 
 func (s *Service) internal(what string, err error) *apiError {

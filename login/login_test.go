@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -28,6 +29,8 @@ type env struct {
 	login   *framework.Node
 	broker  *mq.Broker
 	signer  *ticket.Signer
+	store   store.Store
+	svc     *Service
 	srv     *httptest.Server
 	metrics *prometheus.Registry
 }
@@ -76,7 +79,7 @@ func newEnv(t *testing.T, tweak func(*Config)) *env {
 	}
 	srv := httptest.NewServer(svc.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, login: ln, broker: b, signer: signer, srv: srv, metrics: reg}
+	return &env{t: t, login: ln, broker: b, signer: signer, store: st, svc: svc, srv: srv, metrics: reg}
 }
 
 func (e *env) gate(id string, load int64) *framework.Node {
@@ -159,6 +162,86 @@ func TestRegisterLoginAndTickets(t *testing.T) {
 	}
 	if v := requestCount(e.metrics, "bad_credentials"); v != 2 {
 		t.Fatalf("bad_credentials counted %v, want 2", v)
+	}
+}
+
+// A register refused for want of a gate creates no account: the client's
+// retry with the same name succeeds once a gate is up, and the ticket is
+// for that gate.
+func TestRegisterWithoutGateChangesNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	creds := Credentials{Name: "Early_Bird", Password: "correct horse"}
+	e.expectError("/v1/register", creds, http.StatusServiceUnavailable, CodeNoGate)
+	if _, err := e.store.Account(context.Background(), "early_bird"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("account after a no_gate register: %v, want none", err)
+	}
+	e.expectError("/v1/login", creds, http.StatusUnauthorized, CodeBadCredentials)
+
+	e.gate("gate-1", 0)
+	deadline := time.Now().Add(30 * time.Second)
+	code, raw := e.post("/v1/register", creds)
+	for code == http.StatusServiceUnavailable && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // the gate's first load report is on its way
+		code, raw = e.post("/v1/register", creds)
+	}
+	var r Response
+	if code != http.StatusCreated || json.Unmarshal(raw, &r) != nil || r.Gate.Node != "gate-1" {
+		t.Fatalf("register once a gate is up: %d %s", code, raw)
+	}
+	if tk, err := e.signer.Verify(r.Ticket, "gate-1", time.Now()); err != nil || tk.PlayerID != r.PlayerID {
+		t.Fatalf("ticket: %+v %v", tk, err)
+	}
+	acc, err := e.store.Account(context.Background(), "early_bird")
+	if err != nil || acc.ID != r.PlayerID {
+		t.Fatalf("account %+v %v, want player %d", acc, err, r.PlayerID)
+	}
+	if !e.svc.GateAvailable() {
+		t.Fatal("GateAvailable false while a gate took a player")
+	}
+}
+
+// A refused register does not count a player against the gate it would
+// have gone to (the gate is chosen before the account is created): after a
+// burst of name_taken answers, the next player still goes to the gate with
+// the lower load.
+func TestRefusedRegisterLeavesGateCountsAlone(t *testing.T) {
+	e := newEnv(t, nil)
+	// One load report each, at start: the counts on top of them are never
+	// reset by a later report during the test.
+	for id, load := range map[string]int64{"gate-1": 1, "gate-2": 3} {
+		bc := e.broker.BusConfig()
+		n, err := framework.NewNode(framework.NodeConfig{Service: services.Gate, ID: id, Registry: framework.NewRegistry(),
+			MQ: &bc, Logger: logger(), HeartbeatInterval: time.Hour, Meta: map[string]string{services.MetaTCP: "127.0.0.1:1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Members().SetLoad(load)
+		if err := n.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Stop(context.Background()) })
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		gates := e.login.Members().Alive(services.Gate)
+		if len(gates) == 2 && gates[0].Load == 1 && gates[1].Load == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("login never saw both gates' loads: %+v", gates)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := e.store.CreateAccount(context.Background(), "taken", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		e.expectError("/v1/register", Credentials{Name: "taken", Password: "password1"}, http.StatusConflict, CodeNameTaken)
+	}
+	code, raw := e.post("/v1/register", Credentials{Name: "fresh", Password: "password1"})
+	var r Response
+	if code != http.StatusCreated || json.Unmarshal(raw, &r) != nil || r.Gate.Node != "gate-1" {
+		t.Fatalf("after refused registers the next player went to %q (%d %s), want gate-1 (load 1 against 3)", r.Gate.Node, code, raw)
 	}
 }
 

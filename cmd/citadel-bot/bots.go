@@ -2,21 +2,26 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/citadel-go/citadel/client"
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/game/sample"
 	"github.com/citadel-go/citadel/services"
+	"github.com/gorilla/websocket"
 )
 
 type botConfig struct {
@@ -29,26 +34,65 @@ type botConfig struct {
 	Think            time.Duration
 	LoginConcurrency int
 	EchoOnly         bool
+	// MaxDropped is how many bots may drop out (fail to connect, be
+	// kicked, lose their connection) before the run counts as failed.
+	MaxDropped int
+}
+
+// validate refuses settings that cannot make a run, naming the flag.
+func (c botConfig) validate() error {
+	var errs []error
+	if u, err := url.Parse(c.LoginURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("-login %s: want the login service's URL, such as http://127.0.0.1:8000", c.LoginURL))
+	}
+	if c.N <= 0 {
+		errs = append(errs, fmt.Errorf("-n %d: want at least 1 bot", c.N))
+	}
+	if c.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("-d %v: want a duration above 0", c.Duration))
+	}
+	if c.Think < 0 {
+		errs = append(errs, fmt.Errorf("-think %v: want 0 or more", c.Think))
+	}
+	if c.LoginConcurrency <= 0 {
+		errs = append(errs, fmt.Errorf("-login-concurrency %d: want at least 1", c.LoginConcurrency))
+	}
+	if c.MaxDropped < 0 || c.N > 0 && c.MaxDropped > c.N {
+		errs = append(errs, fmt.Errorf("-max-dropped %d: want 0 to -n (%d)", c.MaxDropped, c.N))
+	}
+	if c.Transport != client.TCP && c.Transport != client.WebSocket {
+		errs = append(errs, fmt.Errorf("transport %q: want %s or %s", c.Transport, client.TCP, client.WebSocket))
+	}
+	return errors.Join(errs...)
 }
 
 // stats are shared by all bots.
 type stats struct {
-	connected, failed, kicked atomic.Int64
-	calls, errs, pushes       atomic.Int64
+	connected           atomic.Int64
+	dropped             atomic.Int64 // failed + kicked + lost, for progress lines
+	calls, errs, pushes atomic.Int64
 
 	mu        sync.Mutex
 	window    []time.Duration // latencies since the last progress line
 	all       []time.Duration
-	errKinds  map[string]int
+	errKinds  map[string]int // failed calls by cause
+	failed    map[string]int // bots that never played, by stage and cause
+	kicked    map[string]int // bots the gate closed while playing, by kick code
+	lost      map[string]int // bots whose connection ended otherwise, by cause
+	examples  map[string]string
 	lastError string
+}
+
+func newStats() *stats {
+	return &stats{errKinds: map[string]int{}, failed: map[string]int{}, kicked: map[string]int{}, lost: map[string]int{},
+		examples: map[string]string{}}
 }
 
 func (s *stats) observe(d time.Duration, err error) {
 	if err != nil {
 		s.errs.Add(1)
 		s.mu.Lock()
-		kind := errKind(err)
-		s.errKinds[kind]++
+		s.errKinds[cause(err)]++
 		s.lastError = err.Error()
 		s.mu.Unlock()
 		return
@@ -59,33 +103,101 @@ func (s *stats) observe(d time.Duration, err error) {
 	s.mu.Unlock()
 }
 
-func errKind(err error) string {
-	var se *client.ServerError
-	var ke *client.KickedError
-	var le *client.LoginError
+// drop counts a bot that dropped out, under key in one of the maps, and
+// keeps the first error of each kind as an example for the summary.
+func (s *stats) drop(m map[string]int, kind, key string, err error) {
+	s.dropped.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m[key]++
+	if _, ok := s.examples[kind+key]; !ok {
+		s.examples[kind+key] = err.Error()
+	}
+}
+
+// errNoPlayerInfo: the server did not send the push every attached player
+// gets first.
+var errNoPlayerInfo = errors.New("no PlayerInfo within 5s of connecting")
+
+// cause names why err happened, in few enough words to count by.
+func cause(err error) string {
+	var (
+		le  *client.LoginError
+		ke  *client.KickedError
+		se  *client.ServerError
+		ce  *websocket.CloseError
+		dns *net.DNSError
+		cve *tls.CertificateVerificationError
+		rhe tls.RecordHeaderError
+		ne  net.Error
+	)
 	switch {
-	case errors.As(err, &se):
-		return "server:" + se.Code
-	case errors.As(err, &ke):
-		return "kicked:" + ke.Code
 	case errors.As(err, &le):
-		return "login:" + le.Code
-	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Sprintf("HTTP %d %s", le.Status, le.Code)
+	case errors.As(err, &ke):
+		return "kicked " + ke.Code
+	case errors.As(err, &se):
+		return "server error " + se.Code
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ce):
+		return "closed by the server"
+	case errors.As(err, &dns):
+		return "unknown host"
+	case errors.As(err, &cve), errors.As(err, &rhe):
+		return "TLS"
+	case errors.Is(err, websocket.ErrBadHandshake):
+		return "WebSocket upgrade refused"
+	case errors.Is(err, client.ErrClosed):
+		return "closed"
+	case errors.Is(err, errNoPlayerInfo):
+		return "no PlayerInfo"
 	}
 	return "other"
 }
 
 // summary is the final result.
 type summary struct {
-	Connected, Failed, Kicked, Calls, Errors, Pushes int64
-	P50, P99, Max                                    time.Duration
-	Elapsed                                          time.Duration
-	ErrKinds                                         map[string]int
+	Connected, Calls, Errors, Pushes int64
+	// Failed bots never played, Kicked ones were closed by the gate while
+	// playing, Lost ones lost their connection otherwise; the maps count
+	// them by cause ("login: refused", "gate: kicked bad_ticket"), kick
+	// code ("rate_limited") and cause.
+	Failed, Kicked, Lost       int64
+	FailedBy, KickedBy, LostBy map[string]int
+	P50, P99, Max              time.Duration
+	Elapsed                    time.Duration
+	ErrKinds                   map[string]int
 }
 
-func (s summary) ok(n int) bool {
-	return s.Connected == int64(n) && s.Errors*100 <= s.Calls
+// Dropped counts bots that did not play to the end.
+func (s summary) Dropped() int64 { return s.Failed + s.Kicked + s.Lost }
+
+// verdict is why the run failed, or "" if it passed: more bots dropped out
+// than maxDropped allows, or more than 1% of calls failed.
+func (s summary) verdict(maxDropped int) string {
+	var why []string
+	if d := s.Dropped(); d > int64(maxDropped) {
+		why = append(why, fmt.Sprintf("%d bots dropped out (-max-dropped %d)", d, maxDropped))
+	}
+	if s.Errors*100 > s.Calls {
+		why = append(why, fmt.Sprintf("%d of %d calls failed (more than 1%%)", s.Errors, s.Calls+s.Errors))
+	}
+	return strings.Join(why, "; ")
+}
+
+func total(m map[string]int) int64 {
+	var n int64
+	for _, v := range m {
+		n += int64(v)
+	}
+	return n
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {
@@ -97,17 +209,20 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 
 // runBots runs cfg.N bots and returns the summary.
 func runBots(ctx context.Context, cfg botConfig, out io.Writer) (summary, error) {
-	if cfg.N <= 0 {
-		return summary{}, errors.New("-n must be positive")
-	}
-	if cfg.LoginConcurrency <= 0 {
+	if cfg.LoginConcurrency == 0 {
 		cfg.LoginConcurrency = 32
+	}
+	if cfg.Transport == "" {
+		cfg.Transport = client.TCP
+	}
+	if err := cfg.validate(); err != nil {
+		return summary{}, err
 	}
 	reg := framework.NewRegistry()
 	if err := sample.Register(reg); err != nil {
 		return summary{}, err
 	}
-	st := &stats{errKinds: make(map[string]int)}
+	st := newStats()
 	start := time.Now()
 	playUntil := make(chan struct{})
 	var once sync.Once
@@ -136,8 +251,8 @@ func runBots(ctx context.Context, cfg botConfig, out io.Writer) (summary, error)
 			line := fmt.Sprintf("t=%-4s connected=%d/%d calls/s=%d pushes/s=%d p50=%v p99=%v errors=%d",
 				time.Since(start).Round(time.Second), st.connected.Load(), cfg.N, calls-lastCalls, pushes-lastPushes,
 				percentile(w, 0.5).Round(time.Microsecond), percentile(w, 0.99).Round(time.Microsecond), st.errs.Load())
-			if n := st.failed.Load(); n > 0 {
-				line += fmt.Sprintf(" connect_failed=%d", n)
+			if n := st.dropped.Load(); n > 0 {
+				line += fmt.Sprintf(" dropped=%d", n)
 			}
 			if last != "" && st.errs.Load() > 0 {
 				line += " last_error=" + strings.ReplaceAll(last, " ", "_")
@@ -164,11 +279,11 @@ func runBots(ctx context.Context, cfg botConfig, out io.Writer) (summary, error)
 		go func(i int) {
 			defer wg.Done()
 			sem <- struct{}{}
-			conn, err := connect(ctx, cfg, reg, fmt.Sprintf("%s-%d", cfg.Prefix, i))
+			name := fmt.Sprintf("%s-%d", cfg.Prefix, i)
+			conn, stage, err := connect(ctx, cfg, reg, name)
 			<-sem
 			if err != nil {
-				st.failed.Add(1)
-				st.observe(0, err)
+				st.drop(st.failed, "failed", stage+": "+cause(err), fmt.Errorf("%s: %w", name, err))
 				attempted()
 				return
 			}
@@ -193,33 +308,67 @@ func runBots(ctx context.Context, cfg botConfig, out io.Writer) (summary, error)
 	all := append(st.all, st.window...)
 	st.mu.Unlock()
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	sum := summary{Connected: st.connected.Load(), Failed: st.failed.Load(), Kicked: st.kicked.Load(),
-		Calls: st.calls.Load(), Errors: st.errs.Load(), Pushes: st.pushes.Load(),
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	res := summary{Connected: st.connected.Load(), Calls: st.calls.Load(), Errors: st.errs.Load(), Pushes: st.pushes.Load(),
+		FailedBy: st.failed, KickedBy: st.kicked, LostBy: st.lost, Failed: total(st.failed), Kicked: total(st.kicked), Lost: total(st.lost),
 		P50: percentile(all, 0.5), P99: percentile(all, 0.99), Elapsed: time.Since(start), ErrKinds: st.errKinds}
 	if len(all) > 0 {
-		sum.Max = all[len(all)-1]
+		res.Max = all[len(all)-1]
 	}
-	printf(out, "summary: bots=%d connected=%d connect_failed=%d calls=%d errors=%d pushes=%d p50=%v p99=%v max=%v elapsed=%v",
-		cfg.N, sum.Connected, sum.Failed, sum.Calls, sum.Errors, sum.Pushes,
-		sum.P50.Round(time.Microsecond), sum.P99.Round(time.Microsecond), sum.Max.Round(time.Microsecond), sum.Elapsed.Round(time.Millisecond))
-	if len(sum.ErrKinds) > 0 {
-		printf(out, "errors by kind: %v", sum.ErrKinds)
+	printf(out, "summary: bots=%d connected=%d failed=%d kicked=%d lost=%d calls=%d errors=%d pushes=%d p50=%v p99=%v max=%v elapsed=%v",
+		cfg.N, res.Connected, res.Failed, res.Kicked, res.Lost, res.Calls, res.Errors, res.Pushes,
+		res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Max.Round(time.Microsecond), res.Elapsed.Round(time.Millisecond))
+	printCounts(out, "could not connect", "failed", res.FailedBy, st.examples)
+	printCounts(out, "kicked while playing, by kick code", "kicked", res.KickedBy, st.examples)
+	printCounts(out, "lost their connection while playing", "lost", res.LostBy, st.examples)
+	printCounts(out, "failed calls", "", res.ErrKinds, nil)
+	if why := res.verdict(cfg.MaxDropped); why != "" {
+		printf(out, "result: FAIL: %s", why)
+	} else {
+		printf(out, "result: ok")
 	}
-	return sum, nil
+	return res, nil
+}
+
+// printCounts writes one line per cause, most frequent first, with the
+// first error seen for it when there is one.
+func printCounts(out io.Writer, title, kind string, m map[string]int, examples map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || m[keys[i]] == m[keys[j]] && keys[i] < keys[j] })
+	printf(out, "%s: %d", title, total(m))
+	for _, k := range keys {
+		if ex, ok := examples[kind+k]; ok {
+			printf(out, "  %6d  %s  (first: %s)", m[k], k, ex)
+		} else {
+			printf(out, "  %6d  %s", m[k], k)
+		}
+	}
 }
 
 // connect registers the bot's account, or logs in if it exists, and
-// connects to the gate login chose.
-func connect(ctx context.Context, cfg botConfig, reg *framework.Registry, name string) (*client.Conn, error) {
+// connects to the gate login chose. On error it says at which stage:
+// "login" (the HTTP API) or "gate" (connecting and authenticating).
+func connect(ctx context.Context, cfg botConfig, reg *framework.Registry, name string) (*client.Conn, string, error) {
 	lr, err := client.Register(ctx, cfg.LoginURL, name, cfg.Password)
 	var le *client.LoginError
 	if errors.As(err, &le) && le.Code == services.LoginCodeNameTaken {
 		lr, err = client.Login(ctx, cfg.LoginURL, name, cfg.Password)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, "login", err
 	}
-	return client.Connect(ctx, lr, client.Options{Registry: reg, Transport: cfg.Transport})
+	c, err := client.Connect(ctx, lr, client.Options{Registry: reg, Transport: cfg.Transport})
+	if err != nil {
+		return nil, "gate", err
+	}
+	return c, "", nil
 }
 
 // play runs one bot's game loop.
@@ -240,7 +389,7 @@ wait:
 		case <-c.Done():
 			break wait
 		case <-time.After(5 * time.Second):
-			st.observe(0, errors.New("no PlayerInfo within 5s of connecting"))
+			st.observe(0, errNoPlayerInfo)
 			break wait
 		}
 	}
@@ -256,16 +405,20 @@ wait:
 	}()
 	callCtx := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 10*time.Second) }
 	// do makes one call; server errors with an expected code (part of the
-	// game, like an empty bag) count as answered calls, not failures.
+	// game, like an empty bag) count as answered calls, not failures. A
+	// call cut short by the end of the connection is not counted: the bot
+	// is, as kicked or lost.
 	do := func(msg any, expected ...string) (any, error) {
 		cctx, cancel := callCtx()
 		defer cancel()
 		t0 := time.Now()
 		r, err := c.Call(cctx, msg)
 		var se *client.ServerError
-		if errors.As(err, &se) && slices.Contains(expected, se.Code) {
+		switch {
+		case errors.As(err, &se) && slices.Contains(expected, se.Code):
 			st.observe(time.Since(t0), nil)
-		} else {
+		case err != nil && c.Err() != nil:
+		default:
 			st.observe(time.Since(t0), err)
 		}
 		return r, err
@@ -283,10 +436,13 @@ wait:
 		case <-stop:
 			return
 		case <-c.Done():
+			// We close the connection only after returning: whatever
+			// ended it came from the other side.
 			var ke *client.KickedError
-			if errors.As(c.Err(), &ke) {
-				st.kicked.Add(1)
-				st.observe(0, c.Err())
+			if err := c.Err(); errors.As(err, &ke) {
+				st.drop(st.kicked, "kicked", ke.Code, err)
+			} else {
+				st.drop(st.lost, "lost", cause(err), err)
 			}
 			return
 		default:

@@ -6,8 +6,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,8 +41,13 @@ func (l *listFlag) Set(v string) error {
 }
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "citadel:", err)
+	err := run(os.Args[1:])
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		// -h or -help: the usage went to stderr; asking for it is no error.
+	case err != nil:
+		// One line per problem (flag checks report them all at once).
+		fmt.Fprintln(os.Stderr, "citadel:", strings.ReplaceAll(err.Error(), "\n", "\ncitadel: "))
 		os.Exit(1)
 	}
 }
@@ -96,27 +103,29 @@ func run(args []string) error {
 	pluginsDir := fs.String("plugins", "", "plugin folder: one folder per plugin, the newest build in each runs (default <data>/plugins; - for none)")
 	pluginsWatch := fs.Duration("plugins-watch", 0, "swap a plugin when a newer build appears in its folder, checking this often (0: only on POST /plugins/swap)")
 	buildPlugins := fs.Bool("build-plugins", true, "build the example combat plugin into the plugin folder if it has none (needs the source tree and go)")
-	gogc := fs.Int("gogc", defaultGOGC, "garbage collector target percent (as GOGC; the GOGC environment variable wins when set): "+
-		"fewer collections for more memory, since on a few cores each collection's mark phase delays requests")
+	gogc := fs.Int("gogc", defaultGOGC, fmt.Sprintf("garbage collector target percent, %d to %d (as GOGC; the GOGC environment variable wins when set): "+
+		"fewer collections for more memory, since on a few cores each collection's mark phase delays requests", minGOGC, maxGOGC))
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: every setting is a flag (citadel -h lists them)", fs.Arg(0))
+	}
 	if len(roles) == 0 {
 		roles = listFlag{services.Login, services.Gate, services.Game}
 	}
-	for _, r := range roles {
-		if r != services.Login && r != services.Gate && r != services.Game {
-			return fmt.Errorf("unknown role %q (want login, gate or game)", r)
-		}
-	}
-	if len(roles) < 3 && len(nsqd) == 0 {
-		fmt.Fprintln(os.Stderr, "citadel: note: running some roles with the embedded NSQ; other processes must use -nsqd to reach it")
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level %s: want debug, info, warn or error", *logLevel)
 	}
 	log, err := framework.NewLogger(os.Stderr, *logLevel, *logFormat)
 	if err != nil {
-		return err
+		return fmt.Errorf("-log-format %s: want text or json", *logFormat)
+	}
+	if *gogc < minGOGC || *gogc > maxGOGC {
+		return fmt.Errorf("-gogc %d: want %d to %d (GOGC=off in the environment turns the collector off)", *gogc, minGOGC, maxGOGC)
 	}
 	if dsnHasPassword(*pgDSN) {
 		log.Warn("the -pg DSN holds a password, which every user can read in the process list; put it in PGPASSWORD or ~/.pgpass instead")
@@ -127,9 +136,6 @@ func run(args []string) error {
 	for _, name := range secretEnvs {
 		env[name] = os.Getenv(name)
 		os.Unsetenv(name)
-	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(*gogc)
 	}
 	cfg := config{Roles: roles, DataDir: *dataDir, NodeID: *nodeID,
 		NSQDTCP: *embTCP, NSQDHTTP: *embHTTP, LookupdTCP: *embLTCP, LookupdHTTP: *embLHTTP,
@@ -151,12 +157,18 @@ func run(args []string) error {
 	case "-":
 		cfg.PluginsDir = ""
 	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(*gogc)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	srv, err := start(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if len(roles) < 3 && len(nsqd) == 0 {
+		fmt.Fprintln(os.Stderr, "citadel: note: running some roles with the embedded NSQ; other processes must use -nsqd to reach it")
 	}
 	fmt.Printf("citadel running roles %s (data in %s)\n", strings.Join(roles, ","), *dataDir)
 	if srv.broker != nil {

@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,23 +176,38 @@ func runCitadelEnv(t testing.TB, env []string, args ...string) *process {
 	return p
 }
 
+// waitReady polls the process's /readyz until it answers 200: login then
+// has a gate to hand out and the gate sees a game node.
+func (p *process) waitReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(p.admin + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			err = fmt.Errorf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 60s: %v\n%s", err, p.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Must show 2: the built binary as a subprocess, driven by the client SDK,
 // then SIGTERM: it exits 0 and the player's state is saved.
 func TestBinaryRunsAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	dataDir := t.TempDir()
 	p := startProcess(t, dataDir)
+	p.waitReady(t)
 	ctx := context.Background()
-	var lr *services.LoginResponse
-	var err error
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if lr, err = client.Register(ctx, p.loginURL, "carol", "password-carol"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("register: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond) // login waits for a gate heartbeat
+	lr, err := client.Register(ctx, p.loginURL, "carol", "password-carol")
+	if err != nil {
+		t.Fatalf("register on a ready server: %v", err)
 	}
 	c, err := client.Connect(ctx, lr, client.Options{Registry: clientRegistry(t), Transport: client.WebSocket})
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -94,6 +96,8 @@ type server struct {
 	saver   *game.Saver
 	nodes   []*framework.Node // in start order
 	login   *http.Server
+	account *login.Service
+	tlsPair *tls.Certificate // -tls-cert and -tls-key, loaded at start
 	gate    *gate.Gate
 	game    *game.Service[sample.State]
 	tables  *tables.Holder
@@ -113,9 +117,12 @@ type server struct {
 	Admin    string
 }
 
-// start brings the roles up in dependency order; on error it stops what
-// it started.
+// start checks cfg and brings the roles up in dependency order; on error
+// it stops what it started.
 func start(ctx context.Context, cfg config) (s *server, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	for path, name := range map[*string]string{&cfg.TicketKeyFile: "ticket.key", &cfg.ClusterKeyFile: "cluster.key", &cfg.AdminTokenFile: "admin.token"} {
 		if *path == "" {
 			*path = filepath.Join(cfg.DataDir, name)
@@ -124,13 +131,25 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 	s = &server{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
-			s.stop(context.Background())
+			if stopErr := s.stop(context.Background()); stopErr != nil {
+				s.log.Warn("stopping after a failed start", "err", stopErr)
+			}
 			s = nil
 		}
 	}()
+	if cfg.TLSCert != "" {
+		// Fail here, not on each connection: a listener that cannot load
+		// its certificate would accept connections and hang every one.
+		pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return s, fmt.Errorf("-tls-cert %s and -tls-key %s: %w (want a PEM certificate and its PEM private key, readable by this process)",
+				cfg.TLSCert, cfg.TLSKey, err)
+		}
+		s.tlsPair = &pair
+	}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return s, err
+		return s, fmt.Errorf("-data %s: %w (want a directory this process can write)", cfg.DataDir, err)
 	}
 
 	// Secrets and the NSQ settings first: a process that cannot join the
@@ -158,7 +177,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			TCPAddr: cfg.NSQDTCP, HTTPAddr: cfg.NSQDHTTP, LookupdTCPAddr: cfg.LookupdTCP, LookupdHTTPAddr: cfg.LookupdHTTP,
 			Keys: keyring, Logger: s.log})
 		if err != nil {
-			return s, fmt.Errorf("%w (choose other ports with -nsqd-tcp, -nsqd-http, -lookupd-tcp, -lookupd-http)", err)
+			return s, fmt.Errorf("embedded NSQ: %w (%s)", err, brokerHint(err, cfg))
 		}
 		busCfg = s.broker.BusConfig()
 	}
@@ -202,12 +221,12 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			return s, err
 		}
 		if s.tables, err = tables.NewHolder(tables.HolderConfig{Path: cfg.TablesPath, Logger: s.log, Metrics: s.metrics}); err != nil {
+			if cfg.TablesPath != "" {
+				return s, fmt.Errorf("-tables %s: %w", cfg.TablesPath, err)
+			}
 			return s, fmt.Errorf("tables: %w", err)
 		}
 		if cfg.TablesWatch > 0 {
-			if cfg.TablesPath == "" {
-				return s, errors.New("-tables-watch needs -tables FILE (the built-in tables cannot change)")
-			}
 			var watchCtx context.Context
 			watchCtx, s.cancel = context.WithCancel(context.Background())
 			go s.tables.Watch(watchCtx, cfg.TablesWatch)
@@ -246,7 +265,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			Heartbeat: cfg.Heartbeat, MaxFrame: cfg.MaxFrame, Metrics: s.metrics,
 			MaxConns: cfg.MaxConns, MaxPending: cfg.MaxPending, AuthTimeout: cfg.AuthTimeout,
 			HandshakeTimeout: cfg.HandshakeTimeout, SendQueueBytes: cfg.SendQueueBytes,
-			MsgRate: rate.Limit(cfg.ClientRate), MsgBurst: int(2 * cfg.ClientRate)})
+			MsgRate: rate.Limit(cfg.ClientRate), MsgBurst: max(1, int(2*cfg.ClientRate))})
 		if err != nil {
 			return s, err
 		}
@@ -266,23 +285,22 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		if err := n.Start(ctx); err != nil {
 			return s, err
 		}
-		svc, err := login.New(login.Config{Store: s.store, Tickets: signer, Node: n, BcryptCost: cfg.BcryptCost, Metrics: s.metrics})
-		if err != nil {
+		if s.account, err = login.New(login.Config{Store: s.store, Tickets: signer, Node: n, BcryptCost: cfg.BcryptCost, Metrics: s.metrics}); err != nil {
 			return s, err
 		}
 		ln, err := net.Listen("tcp", cfg.LoginAddr)
 		if err != nil {
 			return s, fmt.Errorf("login HTTP: %w (choose another address with -login)", err)
 		}
-		s.login = &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		s.login = &http.Server{Handler: s.account.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-		scheme := "http"
-		if cfg.TLSCert != "" {
+		scheme, serve := "http", func() error { return s.login.Serve(ln) }
+		if s.tlsPair != nil {
 			scheme = "https"
-			go s.login.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
-		} else {
-			go s.login.Serve(ln)
+			s.login.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*s.tlsPair}}
+			serve = func() error { return s.login.ServeTLS(ln, "", "") }
 		}
+		go s.serve("login HTTP", ln, serve)
 		s.LoginURL = scheme + "://" + ln.Addr().String()
 	}
 	if err := s.startAdmin(); err != nil {
@@ -292,18 +310,65 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 	return s, nil
 }
 
-// openStore opens the configured store backend.
+// pgOpenTimeout bounds reaching PostgreSQL at start: an unroutable host
+// would otherwise hold the start for the OS's TCP timeout.
+const pgOpenTimeout = 30 * time.Second
+
+// openStore opens the configured store backend. On error the returned
+// Store is a nil interface, never a nil *Bolt or *Postgres inside one
+// (which stop would then try to close).
 func openStore(ctx context.Context, cfg config) (store.Store, error) {
 	switch cfg.Store {
 	case "", "bbolt":
-		return store.OpenBolt(filepath.Join(cfg.DataDir, "citadel.db"))
-	case "postgres":
-		if cfg.PostgresDSN == "" {
-			return nil, errors.New("-store=postgres needs -pg DSN (e.g. postgres://user:pass@host:5432/citadel)")
+		st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "citadel.db"))
+		if err != nil {
+			return nil, fmt.Errorf("-data %s: %w", cfg.DataDir, err)
 		}
-		return store.OpenPostgres(ctx, cfg.PostgresDSN)
+		return st, nil
+	case "postgres":
+		ctx, cancel := context.WithTimeout(ctx, pgOpenTimeout)
+		defer cancel()
+		st, err := store.OpenPostgres(ctx, cfg.PostgresDSN)
+		if err != nil {
+			return nil, fmt.Errorf("-pg: %w (check the DSN and that PostgreSQL is reachable)", err)
+		}
+		return st, nil
 	}
-	return nil, fmt.Errorf("unknown store %q (want bbolt or postgres)", cfg.Store)
+	return nil, fmt.Errorf("-store %s: want bbolt or postgres", cfg.Store)
+}
+
+// brokerHint says what to change when the embedded NSQ cannot start: the
+// flag that sets the address nsqd or nsqlookupd could not listen on (found
+// in their error, which names the component and the address), or -data
+// when another process holds the queue directory.
+func brokerHint(err error, cfg config) string {
+	msg := err.Error()
+	var flags []string
+	for _, l := range []struct{ component, flag, addr string }{
+		{"nsqd", "-embedded-nsqd-tcp", cfg.NSQDTCP}, {"nsqd", "-embedded-nsqd-http", cfg.NSQDHTTP},
+		{"nsqlookupd", "-embedded-lookupd-tcp", cfg.LookupdTCP}, {"nsqlookupd", "-embedded-lookupd-http", cfg.LookupdHTTP},
+	} {
+		if strings.Contains(msg, "start "+l.component+": listen ("+l.addr+")") {
+			flags = append(flags, l.flag)
+		}
+	}
+	switch {
+	case len(flags) > 0:
+		return "choose another address with " + strings.Join(flags, " or ")
+	case strings.Contains(msg, "listen ("):
+		return "choose other addresses with " + embeddedNSQDFlags
+	case strings.Contains(msg, "lock data-path"):
+		return "another process uses this -data directory; give each process its own -data"
+	}
+	return "its queues are in <-data>/nsq; with an external NSQ cluster, use -nsqd"
+}
+
+// serve runs an HTTP server until it is shut down; any other end is
+// logged, since the process then no longer serves what it printed.
+func (s *server) serve(what string, ln net.Listener, serve func() error) {
+	if err := serve(); !errors.Is(err, http.ErrServerClosed) {
+		s.log.Error(what+" stopped serving", "addr", ln.Addr().String(), "err", err)
+	}
 }
 
 // tablesHandler serves GET /tables (the tables version every game node
@@ -354,8 +419,10 @@ func (s *server) readiness() error {
 		m := n.Members()
 		switch n.Addr().Service {
 		case services.Login:
-			if len(m.Alive(services.Gate)) == 0 {
-				return errors.New("not ready: login sees no gate")
+			// The same test login applies to hand out a gate, so a ready
+			// process does not answer no_gate.
+			if s.account != nil && !s.account.GateAvailable() {
+				return errors.New("not ready: login sees no gate with a client address")
 			}
 		case services.Gate:
 			if len(m.Alive(services.Game)) == 0 {
