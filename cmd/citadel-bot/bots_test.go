@@ -110,7 +110,8 @@ func TestBotsCountAuthKicks(t *testing.T) {
 	// A second process runs only login, with its own data directory (so
 	// its own ticket key), on the first one's NSQ: it hands out the first
 	// one's gate with tickets that gate cannot verify.
-	lonely := startServer(t, "-role", "login", "-id", "2", "-nsqd", game.nsqd, "-nsqd-http", game.nsqdHTTP)
+	lonely := startServer(t, "-role", "login", "-id", "2", "-nsqd", game.nsqd, "-nsqd-http", game.nsqdHTTP,
+		"-cluster-key-file", filepath.Join(game.data, "cluster.key"))
 	var out bytes.Buffer
 	sum, err := runBots(context.Background(), botConfig{LoginURL: lonely.login, N: 3, Duration: time.Second,
 		Prefix: "forged", Password: "bot-password"}, &out)
@@ -245,6 +246,7 @@ func closedPort(t *testing.T) string {
 
 // server is a citadel process started by a test.
 type server struct {
+	data           string // its data directory
 	login          string // login URL
 	nsqd, nsqdHTTP string // its embedded nsqd, if any
 	kill           func() // SIGKILL, as a crash
@@ -273,15 +275,16 @@ func startServer(t *testing.T, extra ...string) server {
 	if buildErr != nil {
 		t.Fatalf("build: %v\n%s", buildErr, buildOut)
 	}
-	args := append([]string{"-data", t.TempDir(), "-bcrypt-cost", "4", "-plugins", "-",
+	data := t.TempDir()
+	args := append([]string{"-data", data, "-bcrypt-cost", "4", "-plugins", "-",
 		"-embedded-nsqd-tcp", "127.0.0.1:0", "-embedded-nsqd-http", "127.0.0.1:0",
 		"-embedded-lookupd-tcp", "127.0.0.1:0", "-embedded-lookupd-http", "127.0.0.1:0",
 		"-login", "127.0.0.1:0", "-gate-tcp", "127.0.0.1:0", "-gate-ws", "127.0.0.1:0", "-admin", "127.0.0.1:0",
 		"-log-level", "warn"}, extra...)
 	cmd := exec.Command(binPath, args...)
 	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +314,7 @@ func startServer(t *testing.T, extra ...string) server {
 	}()
 	loginLine := regexp.MustCompile(`login HTTP\s+(\S+)`)
 	nsqdLine := regexp.MustCompile(`embedded nsqd (\S+) \(http (\S+)\)`)
-	s := server{kill: func() { killed.Store(true); cmd.Process.Kill() }}
+	s := server{data: data, kill: func() { killed.Store(true); cmd.Process.Kill() }}
 	deadline := time.After(60 * time.Second)
 	for s.login == "" {
 		select {
