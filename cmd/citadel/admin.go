@@ -51,7 +51,7 @@ func (s *server) startAdmin() error {
 		return fmt.Errorf("admin HTTP: %w (choose another address with -admin)", err)
 	}
 	guard := newAdminGuard(s.adminToken, mux)
-	s.admin = &http.Server{Handler: guard, ReadHeaderTimeout: 5 * time.Second}
+	s.admin = &http.Server{Handler: guard, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 	go s.admin.Serve(ln)
 	s.Admin = "http://" + ln.Addr().String()
 	return nil

@@ -293,7 +293,8 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			return s, fmt.Errorf("login HTTP: %w (choose another address with -login)", err)
 		}
 		s.login = &http.Server{Handler: s.account.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-			WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+			WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10,
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 		scheme, serve := "http", func() error { return s.login.Serve(ln) }
 		if s.tlsPair != nil {
 			scheme = "https"
