@@ -214,7 +214,10 @@ type handlerAdapter struct {
 
 func (a *handlerAdapter) HandleMessage(m *nsq.Message) error {
 	body, seal, err := a.bus.sign.verify(a.sub.topic, m.Body)
-	now := time.Now()
+	var now time.Time
+	if a.opts.MaxAge > 0 || a.opts.Unique {
+		now = time.Now()
+	}
 	if err == nil && a.opts.MaxAge > 0 && now.Sub(seal.Published) > a.opts.MaxAge {
 		err = &rejectError{RejectExpired, fmt.Sprintf("published %v ago; this subscription takes messages up to %v old",
 			now.Sub(seal.Published).Round(time.Millisecond), a.opts.MaxAge)}
