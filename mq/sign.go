@@ -81,6 +81,7 @@ type signer struct {
 
 	countersMu sync.Mutex
 	counters   map[string]*uint64
+	topics     sync.Map // topic -> []byte, so a MAC does not allocate the topic's bytes
 }
 
 func newSigner(keys *Keyring) *signer {
@@ -89,7 +90,7 @@ func newSigner(keys *Keyring) *signer {
 	rand.Read(id[:])
 	s.publisher = binary.BigEndian.Uint64(id[:]) | 1
 	for kid, secret := range keys.accept {
-		s.macs[kid] = &sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}
+		s.macs[kid] = &sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, secret)} }}
 	}
 	return s
 }
@@ -126,19 +127,37 @@ func (s *signer) sealAt(topic string, msg []byte, now time.Time) {
 	binary.BigEndian.PutUint64(msg[4:], s.publisher)
 	binary.BigEndian.PutUint64(msg[12:], s.next(topic))
 	binary.BigEndian.PutUint64(msg[20:], uint64(now.UnixNano()))
-	s.mac(s.keys.sign.ID, topic, msg[:sealMACAt], msg[SealSize:], msg[sealMACAt:sealMACAt])
+	s.mac(s.keys.sign.ID, topic, msg[:sealMACAt], msg[SealSize:], func(sum []byte) { copy(msg[sealMACAt:], sum) })
 }
 
-func (s *signer) mac(kid uint8, topic string, head, body, dst []byte) []byte {
+// macState is a pooled HMAC and room for its sum.
+type macState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
+// mac computes the MAC of topic, head and body under key kid and calls use
+// with it (valid during the call only).
+func (s *signer) mac(kid uint8, topic string, head, body []byte, use func(sum []byte)) {
 	pool := s.macs[kid]
-	h := pool.Get().(hash.Hash)
-	h.Reset()
-	h.Write([]byte(topic))
-	h.Write(head)
-	h.Write(body)
-	dst = h.Sum(dst)
-	pool.Put(h)
-	return dst
+	m := pool.Get().(*macState)
+	m.h.Reset()
+	m.h.Write(s.topicBytes(topic))
+	m.h.Write(head)
+	m.h.Write(body)
+	use(m.h.Sum(m.sum[:0]))
+	pool.Put(m)
+}
+
+// topicBytes returns topic's bytes from a cache: a process seals for and
+// verifies on a few topics (one per node it talks to), and converting the
+// string for every MAC allocated.
+func (s *signer) topicBytes(topic string) []byte {
+	if b, ok := s.topics.Load(topic); ok {
+		return b.([]byte)
+	}
+	b, _ := s.topics.LoadOrStore(topic, []byte(topic))
+	return b.([]byte)
 }
 
 // verify checks msg's seal for topic and returns the body under it.
@@ -150,8 +169,9 @@ func (s *signer) verify(topic string, msg []byte) ([]byte, Seal, error) {
 	if _, ok := s.macs[kid]; !ok {
 		return nil, Seal{}, &rejectError{RejectUnknownKey, fmt.Sprintf("signed with key %d, which this process does not hold (keys: check every process has the same cluster key file)", kid)}
 	}
-	var sum [sha256.Size]byte
-	if !hmac.Equal(s.mac(kid, topic, msg[:sealMACAt], msg[SealSize:], sum[:0]), msg[sealMACAt:SealSize]) {
+	var ok bool
+	s.mac(kid, topic, msg[:sealMACAt], msg[SealSize:], func(sum []byte) { ok = hmac.Equal(sum, msg[sealMACAt:SealSize]) })
+	if !ok {
 		return nil, Seal{}, &rejectError{RejectBadSignature, fmt.Sprintf("signature of key %d does not match", kid)}
 	}
 	return msg[SealSize:], Seal{
