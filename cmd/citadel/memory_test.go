@@ -37,7 +37,7 @@ func BenchmarkGateMemoryPerConnection(b *testing.B) {
 	game := runCitadel(b, append([]string{"-role", "game", "-data", gameData, "-log-level", "warn"}, ephemeral...)...)
 	gate := runCitadelEnv(b, []string{envTicketKey + "=" + key}, "-role", "gate", "-data", b.TempDir(), "-log-level", "warn",
 		"-cluster-key-file", filepath.Join(gameData, "cluster.key"), "-nsqd", game.nsqd, "-nsqd-http", game.nsqdHTTP, "-gate-tcp", "127.0.0.1:0", "-gate-ws", "",
-		"-admin", "127.0.0.1:0", "-heartbeat", "10m")
+		"-admin", "127.0.0.1:0", "-heartbeat", "10m", "-max-conns", strconv.Itoa(conns+100))
 	signer, _ := ticket.NewSigner(mustHex(b, key))
 	reg := clientRegistry(b)
 

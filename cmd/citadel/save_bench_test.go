@@ -44,7 +44,7 @@ func BenchmarkRoundTripWhileSaving(b *testing.B) {
 	raiseFileLimit(b, players+bots+1000)
 	key := hex.EncodeToString(ticket.NewKey())
 	p := startProcessEnv(b, b.TempDir(), []string{envTicketKey + "=" + key}, "-save-interval", interval.String(), "-client-rate", "1e6",
-		"-heartbeat", "10m")
+		"-heartbeat", "10m", "-max-conns", strconv.Itoa(players+bots+100))
 	signer, err := ticket.NewSigner(mustHex(b, key))
 	if err != nil {
 		b.Fatal(err)
