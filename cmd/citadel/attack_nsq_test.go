@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/mq"
 	"github.com/citadel-go/citadel/services"
 	"github.com/nsqio/go-nsq"
 	"github.com/vmihailenco/msgpack/v5"
@@ -150,9 +151,10 @@ func publish(nsqdHTTP, topic string, body []byte) error {
 }
 
 // forgedEnvelope is a node-to-node envelope in the wire format of
-// framework/envelope.go (a msgpack array of 13 fields), unsigned. Each one
+// framework/envelope.go (a msgpack array of 14 fields), unsigned. Each one
 // claims a fresh sender incarnation, so it starts a stream of its own and
-// is delivered at once.
+// is delivered at once, and addresses no incarnation of its destination
+// (0: whichever runs), so nothing but the missing signature stops it.
 type forgedEnvelope struct {
 	request  bool // a request (kind 2) rather than a one-way send (kind 1)
 	from, to framework.Addr
@@ -174,7 +176,7 @@ func (f forgedEnvelope) bytes() []byte {
 		enc.EncodeString(a.Node)
 		enc.EncodeString(a.Actor)
 	}
-	enc.EncodeArrayLen(13)
+	enc.EncodeArrayLen(14)
 	enc.EncodeUint(kind)
 	addr(f.from)
 	addr(f.to)
@@ -188,6 +190,7 @@ func (f forgedEnvelope) bytes() []byte {
 	enc.EncodeBytes(f.payload)
 	enc.EncodeString("")
 	enc.EncodeString("")
+	enc.EncodeUint(0) // the destination's incarnation: any
 	return buf.Bytes()
 }
 
@@ -230,10 +233,13 @@ func (tp *tap) capture(body []byte) {
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
 	tp.bodies = append(tp.bodies, body)
+	if len(body) > mq.SealSize && body[0] == 0xC1 && body[1] == 'S' {
+		body = body[mq.SealSize:] // the signature is no secret: read what it covers
+	}
 	for _, part := range unpack(body) {
 		var f []any
-		if msgpack.Unmarshal(part, &f) != nil || len(f) != 13 {
-			continue // not an envelope of today's format
+		if msgpack.Unmarshal(part, &f) != nil || len(f) < 13 {
+			continue // not an envelope
 		}
 		to, _ := f[2].([]any)
 		payload, _ := f[10].([]byte)
