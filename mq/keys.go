@@ -86,9 +86,3 @@ func GenerateKeyring() string {
 
 // SigningKeyID is the ID of the key this keyring signs with.
 func (k *Keyring) SigningKeyID() uint8 { return k.sign.ID }
-
-// secret returns the accepted key with id.
-func (k *Keyring) secret(id uint8) ([]byte, bool) {
-	s, ok := k.accept[id]
-	return s, ok
-}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash"
 	"sync"
@@ -53,8 +52,6 @@ const (
 	RejectReplayed     = "replayed"
 )
 
-var errRejected = errors.New("mq: message rejected")
-
 // rejectError says why a received message was dropped.
 type rejectError struct {
 	reason string
@@ -62,7 +59,6 @@ type rejectError struct {
 }
 
 func (e *rejectError) Error() string { return "mq: message rejected (" + e.reason + "): " + e.detail }
-func (e *rejectError) Unwrap() error { return errRejected }
 
 // Seal is what the header of a verified message says.
 type Seal struct {
