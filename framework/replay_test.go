@@ -1,54 +1,13 @@
 package framework
 
 import (
-	"bytes"
 	"context"
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/citadel-go/citadel/mq"
-	"github.com/nsqio/go-nsq"
+	"github.com/citadel-go/citadel/mq/mqtest"
 )
-
-// capture consumes a node's topic on a channel of its own (NSQ gives every
-// channel a copy) and returns the bodies as nsqd holds them: what anyone
-// who can reach nsqd can record.
-func capture(t testing.TB, b *mq.Broker, topic string) chan []byte {
-	t.Helper()
-	ch := make(chan []byte, 1000)
-	c, err := nsq.NewConsumer(topic, "spy", nsq.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetLogger(nil, nsq.LogLevelError)
-	// go-nsq's SUB does not wait for nsqd: create the channel first, so
-	// nothing published from now on is missed.
-	resp, err := http.Post("http://"+b.HTTPAddr()+"/channel/create?topic="+topic+"&channel=spy", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	c.AddHandler(nsq.HandlerFunc(func(m *nsq.Message) error {
-		ch <- bytes.Clone(m.Body)
-		return nil
-	}))
-	if err := c.ConnectToNSQD(b.TCPAddr()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
-	return ch
-}
-
-// replay publishes body again through nsqd's HTTP /pub.
-func replay(t testing.TB, b *mq.Broker, topic string, body []byte) {
-	t.Helper()
-	resp, err := http.Post("http://"+b.HTTPAddr()+"/pub?topic="+topic, "application/octet-stream", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-}
 
 func noMore[T any](t testing.TB, ch chan T) {
 	t.Helper()
@@ -73,7 +32,7 @@ func TestReplayedAndMisaddressedEnvelopes(t *testing.T) {
 		return ok
 	})
 	topic := NodeTopic("game", "game-1")
-	spied := capture(t, b, topic)
+	spied := mqtest.Spy(t, b.TCPAddr(), b.HTTPAddr(), topic)
 	target := dst.ActorAddr("echo")
 	for i := 1; i <= 3; i++ {
 		if err := src.Send(target, &Seq{From: "honest", N: i}); err != nil {
@@ -88,7 +47,7 @@ func TestReplayedAndMisaddressedEnvelopes(t *testing.T) {
 
 	// While the stream is live: duplicates.
 	dups := dst.Stats().Duplicates
-	replay(t, b, topic, recorded[1])
+	mqtest.Publish(t, b.HTTPAddr(), topic, recorded[1])
 	eventually(t, 5*time.Second, "the replay to be counted as a duplicate", func() bool { return dst.Stats().Duplicates > dups })
 	noMore(t, seqs)
 
@@ -101,7 +60,7 @@ func TestReplayedAndMisaddressedEnvelopes(t *testing.T) {
 		t.Fatal("no stream retired")
 	}
 	dups = dst.Stats().Duplicates
-	replay(t, b, topic, recorded[2])
+	mqtest.Publish(t, b.HTTPAddr(), topic, recorded[2])
 	eventually(t, 5*time.Second, "the replay after retirement to be a duplicate", func() bool { return dst.Stats().Duplicates > dups })
 	noMore(t, seqs)
 	// ... and the stream's next honest message does not wait for a gap.
@@ -117,7 +76,7 @@ func TestReplayedAndMisaddressedEnvelopes(t *testing.T) {
 	// Forged: an unsigned envelope in the current format.
 	forged := appendEnvelope(nil, &wireEnvelope{Kind: kindSend, From: src.Addr(), To: target, Epoch: 99, Seq: 1, MsgID: 10003,
 		Payload: []byte{0x82, 0xa4, 'F', 'r', 'o', 'm', 0xa6, 'f', 'o', 'r', 'g', 'e', 'd', 0xa1, 'N', 0x07}, ToEpoch: dst.epoch})
-	replay(t, b, topic, forged)
+	mqtest.Publish(t, b.HTTPAddr(), topic, forged)
 	eventually(t, 5*time.Second, "the forgery to be rejected", func() bool { return dst.Stats().MQ.Rejected[mq.RejectUnsigned] > 0 })
 	noMore(t, seqs)
 
@@ -129,7 +88,7 @@ func TestReplayedAndMisaddressedEnvelopes(t *testing.T) {
 	dst2 := newNode(t, b, "game", "game-1", nil)
 	seqs2 := spawnEcho(t, dst2, "echo")
 	for _, body := range recorded {
-		replay(t, b, topic, body)
+		mqtest.Publish(t, b.HTTPAddr(), topic, body)
 	}
 	eventually(t, 5*time.Second, "the replays to be dropped as misaddressed", func() bool { return dst2.Stats().WrongIncarnation >= 3 })
 	noMore(t, seqs2)

@@ -4,55 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"runtime"
 	"testing"
 	"time"
 
-	"github.com/nsqio/go-nsq"
+	"github.com/citadel-go/citadel/mq/mqtest"
 )
-
-// postRaw publishes body as is through nsqd's HTTP /pub, as anyone who can
-// reach nsqd can.
-func postRaw(t testing.TB, b *Broker, topic string, body []byte) {
-	t.Helper()
-	resp, err := http.Post("http://"+b.HTTPAddr()+"/pub?topic="+topic, "application/octet-stream", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/pub: HTTP %d", resp.StatusCode)
-	}
-}
-
-// spy consumes topic on its own channel with a raw go-nsq consumer and
-// returns the bodies exactly as nsqd holds them.
-func spy(t testing.TB, b *Broker, topic string) chan []byte {
-	t.Helper()
-	ch := make(chan []byte, 1000)
-	c, err := nsq.NewConsumer(topic, "spy", nsq.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetLogger(nil, nsq.LogLevelError)
-	// go-nsq's SUB does not wait for nsqd: create the channel first, so
-	// nothing published from now on is missed.
-	resp, err := http.Post("http://"+b.HTTPAddr()+"/channel/create?topic="+topic+"&channel=spy", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	c.AddHandler(nsq.HandlerFunc(func(m *nsq.Message) error {
-		ch <- bytes.Clone(m.Body)
-		return nil
-	}))
-	if err := c.ConnectToNSQD(b.TCPAddr()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
-	return ch
-}
 
 func waitRejected(t testing.TB, bus *Bus, reason string, n uint64) {
 	t.Helper()
@@ -81,7 +38,7 @@ func TestUnsealedMessagesReachNoHandler(t *testing.T) {
 	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
 	bus := newTestBus(t, b.BusConfig())
 	got := collect(t, bus, "sealed", "c", SubscribeOptions{})
-	raw := spy(t, b, "sealed")
+	raw := mqtest.Spy(t, b.TCPAddr(), b.HTTPAddr(), "sealed")
 
 	bus.Publish("sealed", []byte("honest"))
 	expect(t, got, "honest")
@@ -90,22 +47,22 @@ func TestUnsealedMessagesReachNoHandler(t *testing.T) {
 		t.Fatalf("sealed body of %d bytes", len(honest))
 	}
 
-	postRaw(t, b, "sealed", []byte("forged"))
+	mqtest.Publish(t, b.HTTPAddr(), "sealed", []byte("forged"))
 	waitRejected(t, bus, RejectUnsigned, 1)
 
 	tampered := bytes.Clone(honest)
 	tampered[len(tampered)-1] ^= 1
-	postRaw(t, b, "sealed", tampered)
+	mqtest.Publish(t, b.HTTPAddr(), "sealed", tampered)
 	waitRejected(t, bus, RejectBadSignature, 1)
 
 	other, err := ParseKeyring(GenerateKeyring()) // same key ID, another secret
 	if err != nil {
 		t.Fatal(err)
 	}
-	postRaw(t, b, "sealed", newSigner(other).seal("sealed", []byte("outsider")))
+	mqtest.Publish(t, b.HTTPAddr(), "sealed", newSigner(other).seal("sealed", []byte("outsider")))
 	waitRejected(t, bus, RejectBadSignature, 2)
 
-	postRaw(t, b, "elsewhere", honest) // a signed message moved to another topic
+	mqtest.Publish(t, b.HTTPAddr(), "elsewhere", honest) // a signed message moved to another topic
 	elsewhere := collect(t, bus, "elsewhere", "c", SubscribeOptions{})
 	waitRejected(t, bus, RejectBadSignature, 3)
 	nothing(t, elsewhere)
@@ -149,18 +106,18 @@ func TestReplayAndAgeLimits(t *testing.T) {
 	b := startTestBroker(t, BrokerConfig{NoLookupd: true})
 	bus := newTestBus(t, b.BusConfig())
 	got := collect(t, bus, "fan", "c", SubscribeOptions{Unique: true, MaxAge: time.Minute})
-	raw := spy(t, b, "fan")
+	raw := mqtest.Spy(t, b.TCPAddr(), b.HTTPAddr(), "fan")
 	bus.Publish("fan", []byte("once"))
 	expect(t, got, "once")
 	captured := <-raw
-	postRaw(t, b, "fan", captured)
+	mqtest.Publish(t, b.HTTPAddr(), "fan", captured)
 	waitRejected(t, bus, RejectReplayed, 1)
 	nothing(t, got)
 
 	stale := make([]byte, SealSize, SealSize+5)
 	stale = append(stale, "stale"...)
 	bus.sign.sealAt("fan", stale, time.Now().Add(-2*time.Minute))
-	postRaw(t, b, "fan", stale)
+	mqtest.Publish(t, b.HTTPAddr(), "fan", stale)
 	waitRejected(t, bus, RejectExpired, 1)
 	nothing(t, got)
 

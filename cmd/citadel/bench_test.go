@@ -291,6 +291,23 @@ func paced(t testing.TB, conns []*benchConn, rate float64, d time.Duration) (p50
 	return lat[len(lat)/2], lat[len(lat)*99/100]
 }
 
+// benchAuth returns Auth frames with fresh tickets for srv's gate, one
+// per call (for dialBench).
+func benchAuth(b *testing.B, srv *server) func(int) []byte {
+	signer := srvSigner(b, srv)
+	next := uint64(1 << 30)
+	return func(int) []byte {
+		next++
+		tok, _, err := signer.Issue(next, "gate-1", time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		id, payload, _ := wire.Encode(clientRegistry(b), 1, &services.Auth{Ticket: tok})
+		f, _ := wire.AppendTCP(nil, id, payload, 1<<20)
+		return f
+	}
+}
+
 // BenchmarkRoundTrip: round trips per second with 100 connections through
 // Citadel vs the raw cellnet echo servers, in alternating rounds of the same
 // run (target: ratio >= 0.5), and Citadel's p99 latency at half its
@@ -308,18 +325,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	req := echoFrame(b)
 	rawAddr := rawEchoServer(b)
 	exAddr, exReq := cellnetExampleServer(b)
-	signer := srvSigner(b, srv)
-	next := uint64(1 << 30)
-	auth := func(int) []byte {
-		next++
-		tok, _, err := signer.Issue(next, "gate-1", time.Minute)
-		if err != nil {
-			b.Fatal(err)
-		}
-		id, payload, _ := wire.Encode(clientRegistry(b), 1, &services.Auth{Ticket: tok})
-		f, _ := wire.AppendTCP(nil, id, payload, 1<<20)
-		return f
-	}
+	auth := benchAuth(b, srv)
 	raw := dialBench(b, rawAddr, benchConns, req, nil)
 	ex := dialBench(b, exAddr, benchConns, exReq, nil)
 	for _, c := range ex {

@@ -6,9 +6,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/citadel-go/citadel/framework/wire"
-	"github.com/citadel-go/citadel/services"
 )
 
 // cpuTime is the process's user and system CPU time so far.
@@ -35,20 +32,8 @@ func BenchmarkRoundTripCPU(b *testing.B) {
 	}
 	srv := startTestServer(b, func(c *config) { c.Logger, c.ClientRate = quietLogger(), 1e6 })
 	req := echoFrame(b)
-	signer := srvSigner(b, srv)
-	next := uint64(1 << 30)
-	auth := func(int) []byte {
-		next++
-		tok, _, err := signer.Issue(next, "gate-1", time.Minute)
-		if err != nil {
-			b.Fatal(err)
-		}
-		id, payload, _ := wire.Encode(clientRegistry(b), 1, &services.Auth{Ticket: tok})
-		f, _ := wire.AppendTCP(nil, id, payload, 1<<20)
-		return f
-	}
 	raw := dialBench(b, rawEchoServer(b), benchConns, req, nil)
-	cit := dialBench(b, srv.GateTCP, benchConns, req, auth)
+	cit := dialBench(b, srv.GateTCP, benchConns, req, benchAuth(b, srv))
 	const rate, d = 10000, 4 * time.Second
 	for _, conns := range [][]*benchConn{raw, cit} { // warm up
 		paced(b, conns, rate, time.Second)
