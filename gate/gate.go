@@ -389,12 +389,30 @@ func (g *Gate) startTCP() error {
 		} else {
 			ln.Close()
 		}
-		return fmt.Errorf("gate: cannot listen for TCP clients on %s: %w", g.cfg.TCPAddr, err)
+		return &ListenError{Transport: "tcp", Addr: g.cfg.TCPAddr, Err: err}
 	}
 	g.tcp = p
 	g.tcpAddr = net.JoinHostPort(hostOf(g.cfg.TCPAddr), strconv.Itoa(port))
 	return nil
 }
+
+// ListenError is returned by Start when a listener cannot open; Err says
+// why (the port is taken, the address is not on this host, ...).
+type ListenError struct {
+	Transport string // "tcp" or "ws"
+	Addr      string
+	Err       error
+}
+
+func (e *ListenError) Error() string {
+	what := "TCP"
+	if e.Transport == "ws" {
+		what = "WebSocket"
+	}
+	return fmt.Sprintf("gate: cannot listen for %s clients on %s: %v", what, e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
 
 // connGauge reports the connections held under the caps.
 func (g *Gate) connGauge() prometheus.Collector {

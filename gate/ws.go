@@ -90,7 +90,7 @@ func slotOf(c net.Conn) *slot {
 func (g *Gate) startWS() error {
 	ln, err := net.Listen("tcp", g.cfg.WSAddr)
 	if err != nil {
-		return fmt.Errorf("gate: cannot listen for WebSocket clients on %s: %w", g.cfg.WSAddr, err)
+		return &ListenError{Transport: "ws", Addr: g.cfg.WSAddr, Err: err}
 	}
 	var l net.Listener = &admittedListener{Listener: ln, g: g}
 	scheme := "ws"

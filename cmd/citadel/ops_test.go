@@ -179,7 +179,8 @@ func TestTLSFilesCheckedAtStart(t *testing.T) {
 // A listener that cannot bind names the flag that sets its address, and no
 // other.
 func TestListenFailureNamesItsFlag(t *testing.T) {
-	all := []string{"-embedded-nsqd-tcp", "-embedded-nsqd-http", "-embedded-lookupd-tcp", "-embedded-lookupd-http", "-login", "-admin"}
+	all := []string{"-embedded-nsqd-tcp", "-embedded-nsqd-http", "-embedded-lookupd-tcp", "-embedded-lookupd-http", "-login", "-admin",
+		"-gate-tcp", "-gate-ws"}
 	for _, flag := range all {
 		t.Run(flag, func(t *testing.T) {
 			busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -219,6 +220,11 @@ func TestBadFlagValuesRefused(t *testing.T) {
 		{[]string{"-bcrypt-cost", "3"}, "-bcrypt-cost 3: want 4 to 31"},
 		{[]string{"-bcrypt-cost", "32"}, "-bcrypt-cost 32: want 4 to 31"},
 		{[]string{"-gogc", "0"}, "-gogc 0: want 1 to 100000"},
+		{[]string{"-max-conns", "0"}, "-max-conns 0: want at least 1"},
+		{[]string{"-max-pending", "20000"}, "-max-pending 20000: want 1 to -max-conns (10000)"},
+		{[]string{"-auth-timeout", "0s"}, "-auth-timeout 0s: want more than 0"},
+		{[]string{"-ws-handshake-timeout", "-1s"}, "-ws-handshake-timeout -1s: want more than 0"},
+		{[]string{"-send-queue-bytes", "1000"}, "-send-queue-bytes 1000: want at least twice -max-frame (131072)"},
 		{[]string{"-gogc", "-1"}, "-gogc -1: want 1 to 100000"},
 		{[]string{"-log-level", "verbose"}, "-log-level verbose: want debug, info, warn or error"},
 		{[]string{"-log-format", "xml"}, "-log-format xml: want text or json"},

@@ -273,6 +273,14 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			return s, err
 		}
 		if err := s.gate.Start(ctx); err != nil {
+			var le *gate.ListenError
+			if errors.As(err, &le) {
+				flag := "-gate-tcp"
+				if le.Transport == "ws" {
+					flag = "-gate-ws"
+				}
+				return s, fmt.Errorf("%w (choose another address with %s)", err, flag)
+			}
 			return s, err
 		}
 		s.GateTCP, s.GateWS = s.gate.TCPAddr(), s.gate.WSURL()
