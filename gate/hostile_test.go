@@ -324,3 +324,28 @@ func TestStopWithHalfOpenHandshakes(t *testing.T) {
 		t.Fatal("half-open handshake still served after Stop")
 	}
 }
+
+// WebSocket pings count against the session's frame rate: a ping flood
+// is kicked like any other flood (each ping makes the gate write a pong).
+func TestWebSocketPingFloodIsRateLimited(t *testing.T) {
+	r := newRig(t, func(c *gate.Config) { c.MsgRate, c.MsgBurst = 10, 20 })
+	w := r.witness()
+	c := wsAuth(t, r)
+	for i := 0; i < 200; i++ {
+		if err := c.WriteControl(websocket.PingMessage, []byte("x"), time.Now().Add(time.Second)); err != nil {
+			break
+		}
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := c.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || !strings.Contains(ce.Text, services.KickRateLimited) {
+				t.Fatalf("ping flood ended with %v, want a close frame with %s", err, services.KickRateLimited)
+			}
+			break
+		}
+	}
+	r.stillWorks(w)
+}

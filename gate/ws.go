@@ -141,12 +141,28 @@ func (g *Gate) serveWS(w http.ResponseWriter, r *http.Request) {
 	<-sendDone
 }
 
+// errRateLimited ends a WebSocket read loop whose ping handler kicked.
+var errRateLimited = errors.New("gate: rate limited")
+
 // wsReadLoop reads frames until the connection fails or ends. After any
 // read error it returns: gorilla keeps failing a connection that failed
 // once (and panics when read a thousand times more).
 func (g *Gate) wsReadLoop(s *session, c *wsConn) {
 	ws := c.ws
 	ws.SetReadLimit(int64(g.cfg.MaxFrame))
+	// Pings count against the session's frame rate like any frame: each
+	// one makes the gate write a pong.
+	ws.SetPingHandler(func(data string) error {
+		if !s.limiter.Allow() {
+			g.kick(s, services.KickRateLimited, fmt.Sprintf("more than %v frames/s (pings count)", g.cfg.MsgRate))
+			return errRateLimited
+		}
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
 	for {
 		if s.isClosing() {
 			// Closed with a reason: let the client answer the close frame,
