@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -181,6 +182,14 @@ func (g *Gate) wsReadLoop(s *session, c *wsConn) {
 				g.kicked(s, services.KickFrameTooLarge, err.Error()) // gorilla has sent close 1009
 			} else if p := g.readProblem(s, err); p != nil {
 				g.kick(s, p.code, p.reason)
+			}
+			if s.isClosing() {
+				// gorilla will not read a failed connection again, but what
+				// the client sent meanwhile must not reset the connection
+				// before it has read its reason: discard it under gorilla.
+				raw := ws.UnderlyingConn()
+				raw.SetReadDeadline(time.Now().Add(closeGrace))
+				io.Copy(io.Discard, raw)
 			}
 			return
 		}
