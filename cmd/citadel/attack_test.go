@@ -19,7 +19,10 @@ import (
 	"time"
 
 	"github.com/citadel-go/citadel/client"
+	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/wire"
 	"github.com/citadel-go/citadel/services"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // TestAttack is the attacker's suite (docs/security.md): hostile clients,
@@ -37,6 +40,7 @@ func TestAttack(t *testing.T) {
 	t.Run("ClientThatNeverReads", testNeverReads)
 	t.Run("ForgedNSQMessages", testForgedNSQ)
 	t.Run("AdminWithoutToken", testAdminWithoutToken)
+	t.Run("TradeWithoutConsent", testTradeWithoutConsent)
 }
 
 // underAttack starts a server and honest players and returns the attack's
@@ -636,3 +640,85 @@ func markerScript(t *testing.T) (marker, script string) {
 	}
 	return marker, script
 }
+
+// Attack 9: take another player's item without their consent. The sample
+// game's old Trade (ID 1015) did exactly that; now a trade is an offer the
+// other player accepts. The thief sends the retired message, accepts
+// offers the victim never made, and accepts its own offer in the victim's
+// name; the victim's items must not move.
+func testTradeWithoutConsent(t *testing.T) {
+	const attack = "trade without consent"
+	tg := underAttack(t, attack)
+	login := func(name string) (*rawConn, uint64) {
+		lr, err := tg.ticket(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tg.dial(overTCP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		if err := c.auth(lr.Ticket); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return c, lr.PlayerID
+	}
+	// call sends a request with seq and returns the reply with that seq.
+	call := func(c *rawConn, seq byte, id framework.MsgID, msg any) (framework.MsgID, []byte) {
+		t.Helper()
+		if err := c.send(id, payload(seq, mustMarshal(msg))); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(ioTimeout)
+		for {
+			f, err := c.read(deadline)
+			if err != nil {
+				t.Fatalf("%s: no reply to message %d: %v", attack, id, err)
+			}
+			if s, body, err := wire.SplitPayload(f.Payload); err == nil && s == uint32(seq) {
+				return f.ID, body
+			}
+		}
+	}
+	victim, victimID := login("victim")
+	thief, thiefID := login("thief")
+	apples := func() int32 {
+		id, body := call(victim, 90, services.IDPickUp, &services.PickUp{Item: "apple", Count: 1})
+		var inv services.Inventory
+		if id != services.IDInventory || msgpack.Unmarshal(body, &inv) != nil {
+			t.Fatalf("%s: PickUp answered with message %d", attack, id)
+		}
+		return inv.Items["apple"]
+	}
+	before := apples()
+	expectError := func(what string, seq byte, id framework.MsgID, msg any, code string) {
+		rid, body := call(thief, seq, id, msg)
+		var e services.Error
+		if rid != services.IDError || msgpack.Unmarshal(body, &e) != nil || code != "" && e.Code != code {
+			t.Errorf("%s: %s answered with message %d %+v, want an error %s", attack, what, rid, e, code)
+		}
+	}
+	expectError("an accept of an offer the victim never made", 1, services.IDTradeAccept,
+		&services.TradeAccept{OfferID: 12345, From: victimID, Give: "bread", Take: "apple"}, "no_offer")
+	offered := func() uint64 {
+		id, body := call(thief, 2, services.IDTradeOffer, &services.TradeOffer{With: victimID, Give: "bread", Take: "apple"})
+		var o services.TradeOffered
+		if id != services.IDTradeOffered || msgpack.Unmarshal(body, &o) != nil {
+			t.Fatalf("%s: TradeOffer answered with message %d", attack, id)
+		}
+		return o.OfferID
+	}()
+	expectError("an accept of the thief's own offer, in the victim's name", 3, services.IDTradeAccept,
+		&services.TradeAccept{OfferID: offered, From: thiefID, Give: "apple", Take: "bread"}, "")
+	// The retired consent-free Trade: an unknown message, closed with a reason.
+	thief.send(1015, payload(4, mustMarshal(map[string]any{"With": victimID, "Give": "bread", "Take": "apple"})))
+	if e := thief.awaitEnd(ioTimeout); !closedWith(services.KickUnknownMessage)(e) {
+		t.Errorf("%s: the retired Trade message: %v, want closed with %s", attack, e, services.KickUnknownMessage)
+	}
+	if after := apples(); after != before+1 {
+		t.Errorf("%s: the victim has %d apples after picking one up, had %d: items moved without consent", attack, after, before)
+	}
+	t.Logf("%s: the victim kept its %d apples", attack, before+1)
+}
+
