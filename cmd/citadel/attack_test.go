@@ -721,4 +721,3 @@ func testTradeWithoutConsent(t *testing.T) {
 	}
 	t.Logf("%s: the victim kept its %d apples", attack, before+1)
 }
-
