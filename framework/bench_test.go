@@ -74,7 +74,7 @@ func benchBody(b *testing.B) []byte {
 	reg := testRegistry(b)
 	_, payload, _ := reg.Marshal(&Seq{From: "bench", N: 123456})
 	w := wireEnvelope{Kind: kindSend, From: Addr{"gate", "src", ""}, To: Addr{"game", "dst", "sink"}, Epoch: 1 << 60,
-		Seq: 123456, Sent: time.Now().UnixNano(), StreamStart: time.Now().UnixNano(), MsgID: 10003, Payload: payload}
+		Seq: 123456, Sent: time.Now().UnixNano(), MsgID: 10003, Payload: payload}
 	return appendEnvelope(nil, &w)
 }
 

@@ -14,7 +14,7 @@ import (
 // string for every address: address strings are interned, and the payload
 // of a parsed envelope points into the received bytes.
 
-const wireFields = 14
+const wireFields = 13
 
 var errEnvelope = errors.New("malformed envelope")
 
@@ -29,7 +29,6 @@ func appendEnvelope(dst []byte, w *wireEnvelope) []byte {
 	dst = appendUint(dst, w.CorrID)
 	dst = appendInt(dst, w.Deadline)
 	dst = appendInt(dst, w.Sent)
-	dst = appendInt(dst, w.StreamStart)
 	dst = appendUint(dst, uint64(w.MsgID))
 	dst = appendBin(dst, w.Payload)
 	dst = appendStr(dst, w.ErrCode)
@@ -39,7 +38,7 @@ func appendEnvelope(dst []byte, w *wireEnvelope) []byte {
 
 // envelopeSize bounds appendEnvelope's output, for allocating once.
 func envelopeSize(w *wireEnvelope) int {
-	return 1 + 9*7 + 3 + 2*(1+3*5) + len(w.From.Service) + len(w.From.Node) + len(w.From.Actor) +
+	return 1 + 9*6 + 3 + 2*(1+3*5) + len(w.From.Service) + len(w.From.Node) + len(w.From.Actor) +
 		len(w.To.Service) + len(w.To.Node) + len(w.To.Actor) + 5 + len(w.Payload) + 10 + len(w.ErrCode) + len(w.ErrMsg) + 9
 }
 
@@ -281,7 +280,6 @@ func parseEnvelope(b []byte, w *wireEnvelope, in *interner) error {
 	w.CorrID = r.uint()
 	w.Deadline = r.int()
 	w.Sent = r.int()
-	w.StreamStart = r.int()
 	id := r.uint()
 	w.Payload = r.str()
 	w.ErrCode = string(r.str())

@@ -15,7 +15,7 @@ func TestEnvelopeCodecRoundTripsAndIsMsgpack(t *testing.T) {
 	for _, w := range []wireEnvelope{
 		{},
 		{Kind: kindRequest, From: Addr{"gate", "gate-1", ""}, To: Addr{"game", "game-7", "player-42"}, Epoch: math.MaxUint64,
-			Seq: 1 << 40, CorrID: 300, Deadline: -1, Sent: math.MinInt64, StreamStart: math.MaxInt64, MsgID: math.MaxUint16,
+			Seq: 1 << 40, CorrID: 300, Deadline: -1, Sent: math.MinInt64, ToEpoch: math.MaxUint64, MsgID: math.MaxUint16,
 			Payload: bytes.Repeat([]byte{7}, 70000), ErrCode: "code", ErrMsg: string(bytes.Repeat([]byte("m"), 300))},
 		{Kind: kindReply, Deadline: -33, Sent: 127, Payload: []byte{}},
 	} {
@@ -28,7 +28,7 @@ func TestEnvelopeCodecRoundTripsAndIsMsgpack(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got.Kind != w.Kind || got.From != w.From || got.To != w.To || got.Epoch != w.Epoch || got.Seq != w.Seq ||
-			got.CorrID != w.CorrID || got.Deadline != w.Deadline || got.Sent != w.Sent || got.StreamStart != w.StreamStart ||
+			got.CorrID != w.CorrID || got.Deadline != w.Deadline || got.Sent != w.Sent || got.ToEpoch != w.ToEpoch ||
 			got.MsgID != w.MsgID || !bytes.Equal(got.Payload, w.Payload) || got.ErrCode != w.ErrCode || got.ErrMsg != w.ErrMsg {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, w)
 		}

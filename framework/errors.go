@@ -8,10 +8,14 @@ import (
 // Errors returned by the runtime. Remote failures arrive as *RemoteError,
 // which matches these with errors.Is where a code corresponds.
 var (
-	ErrActorNotFound  = errors.New("actor not found")
-	ErrActorExists    = errors.New("actor name already in use")
-	ErrMailboxFull    = errors.New("mailbox full")
-	ErrNodeStopped    = errors.New("node stopped")
+	ErrActorNotFound = errors.New("actor not found")
+	ErrActorExists   = errors.New("actor name already in use")
+	ErrMailboxFull   = errors.New("mailbox full")
+	ErrNodeStopped   = errors.New("node stopped")
+	// ErrNodeUnknown: the destination node is not a live member, so there
+	// is no incarnation to address (it is down, left, or not yet heard
+	// from); nothing was sent.
+	ErrNodeUnknown    = errors.New("node is not a live member")
 	ErrTimeout        = errors.New("call timed out")
 	ErrNoReply        = errors.New("handler returned without replying")
 	ErrNotRequest     = errors.New("current message is not a request")

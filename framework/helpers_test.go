@@ -2,8 +2,10 @@ package framework
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,7 +94,56 @@ func newNode(t testing.TB, b *mq.Broker, service, id string, tweak func(*NodeCon
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Stop(context.Background()) })
+	if b != nil {
+		meetPeers(t, b, n)
+	}
 	return n
+}
+
+// peers lists the running nodes of each test broker, so a new node and the
+// ones before it can wait to know each other: a node sends only to nodes
+// it knows.
+var (
+	peersMu sync.Mutex
+	peers   = map[*mq.Broker][]*Node{}
+)
+
+// meet waits until a and b know each other's incarnation.
+func meet(t testing.TB, a, b *Node) {
+	t.Helper()
+	eventually(t, 5*time.Second, fmt.Sprintf("%s and %s to know each other", a.addr.Node, b.addr.Node), func() bool {
+		return a.members.epochOf(b.addr.Service, b.addr.Node) == b.epoch && b.members.epochOf(a.addr.Service, a.addr.Node) == a.epoch
+	})
+}
+
+func meetPeers(t testing.TB, b *mq.Broker, n *Node) {
+	t.Helper()
+	peersMu.Lock()
+	var others []*Node
+	for _, o := range peers[b] {
+		if o.state.Load() == stateRunning {
+			others = append(others, o)
+		}
+	}
+	peers[b] = append(others, n)
+	peersMu.Unlock()
+	t.Cleanup(func() {
+		peersMu.Lock()
+		defer peersMu.Unlock()
+		list := peers[b]
+		for i, o := range list {
+			if o == n {
+				peers[b] = append(list[:i:i], list[i+1:]...)
+				break
+			}
+		}
+	})
+	for _, o := range others {
+		if o.cfg.MQ == nil || o.addr == n.addr {
+			continue
+		}
+		meet(t, n, o)
+	}
 }
 
 func receive[T any](t testing.TB, ch chan T, timeout time.Duration) T {

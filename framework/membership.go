@@ -92,6 +92,10 @@ type Membership struct {
 	// epochs maps every live node to its incarnation, for addressing
 	// envelopes without taking mu on every send.
 	epochs atomic.Pointer[map[nodeKey]uint64]
+	// heard holds incarnations learnt from envelopes of nodes whose
+	// heartbeat has not arrived yet (a node that just started can answer
+	// the nodes that talk to it at once); each lasts MemberTTL.
+	heard map[nodeKey]heardEpoch
 
 	sub    *mq.Subscription
 	stopHB chan struct{}
@@ -223,6 +227,9 @@ func (m *Membership) apply(hb heartbeat, now time.Time) {
 	m.mu.Lock()
 	cur, ok := m.members[k]
 	switch {
+	case ok && hb.Epoch < cur.m.Epoch:
+		// From an earlier incarnation (delayed, or its goodbye arriving
+		// after the new one's hello): the newer one stays.
 	case hb.Leaving:
 		if ok && cur.m.Epoch == hb.Epoch {
 			delete(m.members, k)
@@ -259,11 +266,35 @@ func (m *Membership) apply(hb heartbeat, now time.Time) {
 
 // snapshotEpochs publishes the members' incarnations (m.mu held).
 func (m *Membership) snapshotEpochs() {
-	e := make(map[nodeKey]uint64, len(m.members))
+	e := make(map[nodeKey]uint64, len(m.members)+len(m.heard))
+	for k, h := range m.heard {
+		e[k] = h.epoch
+	}
 	for k, v := range m.members {
 		e[k] = v.m.Epoch
 	}
 	m.epochs.Store(&e)
+}
+
+type heardEpoch struct {
+	epoch   uint64
+	expires time.Time
+}
+
+// heardFrom records the incarnation of a node an authentic envelope came
+// from, for a node membership does not know (yet): replies and pushes to
+// it can be addressed before its first heartbeat arrives.
+func (m *Membership) heardFrom(k nodeKey, epoch uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.members[k]; ok && e.m.Epoch >= epoch {
+		return
+	}
+	if m.heard == nil {
+		m.heard = make(map[nodeKey]heardEpoch)
+	}
+	m.heard[k] = heardEpoch{epoch: epoch, expires: time.Now().Add(m.n.cfg.MemberTTL)}
+	m.snapshotEpochs()
 }
 
 // epochOf is the incarnation of a live node, or 0 if it is not known.
@@ -285,7 +316,14 @@ func (m *Membership) expire(now time.Time) {
 			m.n.log.Warn("member expired", "member", k.service+"/"+k.node, "last_seen", e.m.LastSeen)
 		}
 	}
-	if len(events) > 0 {
+	expired := false
+	for k, h := range m.heard {
+		if _, member := m.members[k]; member || now.After(h.expires) {
+			delete(m.heard, k)
+			expired = true
+		}
+	}
+	if len(events) > 0 || expired {
 		m.snapshotEpochs()
 	}
 	watchers := m.watcherList()

@@ -151,8 +151,11 @@ func TestLostMessageGapIsSkipped(t *testing.T) {
 	t.Cleanup(func() { dst.Stop(context.Background()) })
 	seqs := spawnEcho(t, dst, "echo")
 	src := newNode(t, broker, "gate", "gate-1", nil)
+	meet(t, src, dst)
 	for i := 1; i <= 5; i++ {
-		src.Send(dst.ActorAddr("echo"), &Seq{N: i})
+		if err := src.Send(dst.ActorAddr("echo"), &Seq{N: i}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, want := range []int{1, 2, 4, 5} {
 		if got := receive(t, seqs, 5*time.Second).N; got != want {
@@ -176,5 +179,53 @@ func TestLostMessageGapIsSkipped(t *testing.T) {
 	}
 	if s := dst.Stats(); s.LateDelivered != 1 || s.Duplicates != 1 {
 		t.Fatalf("late %d duplicates %d, want 1 and 1", s.LateDelivered, s.Duplicates)
+	}
+}
+
+// Many messages missing from a stream (here a foreign consumer on the
+// node's channel took every other one) cost one gap timeout, not one per
+// gap:
+// when it runs out, every number missing below the newest held-back
+// message is given up at once.
+func TestManyMissingMessagesCostOneGapWait(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	bc := broker.BusConfig()
+	dst, err := NewNode(NodeConfig{Service: "game", ID: "dst", Registry: testRegistry(t), Logger: testLogger(), MQ: &bc,
+		GapTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst.inboundHook = func(m *mq.Message) error {
+		var w wireEnvelope
+		if err := parseEnvelope(m.Body, &w, &interner{}); err == nil && w.Seq >= 3 && w.Seq <= 91 && w.Seq%2 == 1 {
+			return errHookDrop // taken by someone else
+		}
+		return nil
+	}
+	if err := dst.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dst.Stop(context.Background()) })
+	seqs := spawnEcho(t, dst, "echo")
+	src := newNode(t, broker, "gate", "gate-1", nil)
+	meet(t, src, dst)
+	for i := 1; i <= 100; i++ {
+		if err := src.Send(dst.ActorAddr("echo"), &Seq{N: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []int
+	for i := 1; i <= 100; i++ {
+		if i < 3 || i > 91 || i%2 == 0 {
+			want = append(want, i)
+		}
+	}
+	for _, w := range want {
+		if got := receive(t, seqs, 10*time.Second).N; got != w {
+			t.Fatalf("got %d, want %d", got, w)
+		}
+	}
+	if s := dst.Stats(); s.GapsSkipped != 45 || s.GapWaits != 1 {
+		t.Fatalf("%d numbers skipped in %d gap waits, want 45 in 1", s.GapsSkipped, s.GapWaits)
 	}
 }

@@ -21,7 +21,7 @@ type nodeStats struct {
 	remoteSent, remoteReceived                   atomic.Uint64
 	badEnvelopes, duplicates, reordered          atomic.Uint64
 	wrongIncarnation                             atomic.Uint64
-	gapsSkipped, late                            atomic.Uint64
+	gapsSkipped, late, gapWaits                  atomic.Uint64
 	calls, callTimeouts, lateReplies, expiredReq atomic.Uint64
 
 	kindsMu sync.Mutex
@@ -61,6 +61,7 @@ type Stats struct {
 	Duplicates       uint64 // redeliveries dropped
 	Reordered        uint64 // envelopes that arrived early and were held back
 	GapsSkipped      uint64 // missing sequence numbers given up after GapTimeout
+	GapWaits         uint64 // gap timeouts that ran out (each gives up every number missing then)
 	LateDelivered    uint64 // envelopes delivered after their gap was skipped
 	Calls            uint64 // Calls made
 	CallTimeouts     uint64 // Calls that timed out
@@ -77,7 +78,7 @@ func (n *Node) Stats() Stats {
 		DeadLetters: s.deadLetters.Load(), RemoteSent: s.remoteSent.Load(), RemoteReceived: s.remoteReceived.Load(),
 		BadEnvelopes: s.badEnvelopes.Load(), Duplicates: s.duplicates.Load(), Reordered: s.reordered.Load(),
 		WrongIncarnation: s.wrongIncarnation.Load(),
-		GapsSkipped:      s.gapsSkipped.Load(), LateDelivered: s.late.Load(),
+		GapsSkipped:      s.gapsSkipped.Load(), LateDelivered: s.late.Load(), GapWaits: s.gapWaits.Load(),
 		Calls: s.calls.Load(), CallTimeouts: s.callTimeouts.Load(), LateReplies: s.lateReplies.Load(),
 		ExpiredRequests: s.expiredReq.Load(),
 		Kinds:           make(map[string]KindStats),
@@ -116,6 +117,7 @@ var counterHelp = map[string]string{
 	"citadel_mq_rejected_total":            "Messages dropped before any handler: unsigned, unknown key, bad signature, expired or replayed.",
 	"citadel_node_reordered_total":         "Envelopes that arrived ahead of sequence and were held back.",
 	"citadel_node_gaps_skipped_total":      "Missing sequence numbers given up after the gap timeout.",
+	"citadel_node_gap_waits_total":         "Gap timeouts that ran out; each gives up every sequence number missing then.",
 	"citadel_node_late_delivered_total":    "Envelopes delivered after their gap was skipped.",
 	"citadel_node_calls_total":             "Calls made.",
 	"citadel_node_call_timeouts_total":     "Calls that timed out.",
@@ -187,6 +189,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter("citadel_node_reordered_total", s.Reordered)
 	counter("citadel_node_gaps_skipped_total", s.GapsSkipped)
+	counter("citadel_node_gap_waits_total", s.GapWaits)
 	counter("citadel_node_late_delivered_total", s.LateDelivered)
 	counter("citadel_node_calls_total", s.Calls)
 	counter("citadel_node_call_timeouts_total", s.CallTimeouts)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +18,12 @@ import (
 type NodeConfig struct {
 	// Service is the role this node plays ("login", "gate", "game").
 	Service string
+	// Incarnation numbers this start of the node: it must be greater than
+	// that of every earlier start of the same node (Service and ID), so
+	// other nodes can tell a restart from a delayed message. Issue it from
+	// the store (store.Store.StartNode); zero uses the clock (nanoseconds
+	// since 1970), which is enough only where the clock never goes back.
+	Incarnation uint64
 	// ID names the node within its service, unique across the cluster
 	// (for example "game-1"). Service and ID use [a-zA-Z0-9_-] and are at
 	// most 50 characters together (they form NSQ topic names).
@@ -42,10 +47,6 @@ type NodeConfig struct {
 	// number before giving it up (later arrivals are still delivered, late).
 	// Default 3s.
 	GapTimeout time.Duration
-	// ResyncWindow is how long a node that meets a sender mid-stream (after
-	// its own restart) collects envelopes before picking the lowest sequence
-	// number as the start. Default 100ms.
-	ResyncWindow time.Duration
 	// MaxMessageAge drops envelopes published longer ago than this (by the
 	// sender's clock, from the mq's signed seal): how long a message may
 	// wait in NSQ for this node, and how long a captured one could be
@@ -97,15 +98,15 @@ type Node struct {
 
 	out sync.Map // nodeKey -> *outStream
 
-	inMu           sync.Mutex
-	streams        map[streamKey]*inStream
-	retired        map[streamKey]retiredStream
-	consumingSince int64 // unix nanoseconds; set by Start before the channel exists
-	sub            *mq.Subscription
-	inboundHook    func(*mq.Message) error // tests only: inject loss and redelivery (see onRemote)
-	badLog         LogLimiter
-	intern         interner // address strings of received envelopes
-	latency        prometheus.Histogram
+	inMu        sync.Mutex
+	streams     map[streamKey]*inStream
+	retired     map[streamKey]retiredStream
+	senders     map[nodeKey]uint64 // the newest incarnation heard from each node
+	sub         *mq.Subscription
+	inboundHook func(*mq.Message) error // tests only: inject loss and redelivery (see onRemote)
+	badLog      LogLimiter
+	intern      interner // address strings of received envelopes
+	latency     prometheus.Histogram
 
 	members    *Membership
 	deadLetter atomic.Pointer[DeadLetterFunc]
@@ -131,6 +132,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		return nil, fmt.Errorf("framework: service %q plus node %q are %d characters; at most %d fit NSQ's names",
 			cfg.Service, cfg.ID, len(cfg.Service)+len(cfg.ID), maxNodeNameLen)
 	}
+	if cfg.Incarnation == 0 {
+		cfg.Incarnation = uint64(time.Now().UnixNano())
+	}
 	if cfg.Registry == nil {
 		return nil, errors.New("framework: NodeConfig.Registry is required")
 	}
@@ -145,9 +149,6 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	if cfg.GapTimeout <= 0 {
 		cfg.GapTimeout = 3 * time.Second
-	}
-	if cfg.ResyncWindow <= 0 {
-		cfg.ResyncWindow = 100 * time.Millisecond
 	}
 	if cfg.MaxMessageAge <= 0 {
 		cfg.MaxMessageAge = time.Hour
@@ -164,11 +165,12 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	n := &Node{
 		cfg:     cfg,
 		addr:    Addr{Service: cfg.Service, Node: cfg.ID},
-		epoch:   rand.Uint64() | 1,
+		epoch:   cfg.Incarnation,
 		reg:     cfg.Registry,
 		calls:   make(map[uint64]chan callResult),
 		streams: make(map[streamKey]*inStream),
 		retired: make(map[streamKey]retiredStream),
+		senders: make(map[nodeKey]uint64),
 		stopBg:  make(chan struct{}),
 	}
 	n.log = cfg.Logger.With("service", cfg.Service, "node", cfg.ID)
@@ -204,6 +206,11 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 // Addr is the node's own address (Actor empty): the sender of messages
 // sent with Node.Send.
 func (n *Node) Addr() Addr { return n.addr }
+
+// Incarnation is this start of the node (NodeConfig.Incarnation): envelopes
+// and heartbeats carry it, and other nodes drop what is addressed to, or
+// comes from, an older one.
+func (n *Node) Incarnation() uint64 { return n.epoch }
 
 // Registry returns the node's message registry.
 func (n *Node) Registry() *Registry { return n.reg }
@@ -243,7 +250,6 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	topic := NodeTopic(n.cfg.Service, n.cfg.ID)
-	n.consumingSince = time.Now().UnixNano()
 	if err := n.bus.EnsureChannel(ctx, topic, nodeChannel); err != nil {
 		return err
 	}
@@ -260,7 +266,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.members.announce(); err != nil {
 		return err
 	}
-	n.log.Info("node started", "topic", topic, "epoch", fmt.Sprintf("%016x", n.epoch))
+	n.log.Info("node started", "topic", topic, "incarnation", n.epoch)
 	return nil
 }
 
@@ -573,6 +579,7 @@ func (n *Node) janitor() {
 			n.inMu.Lock()
 			n.forgetIdleStreamsLocked(now)
 			n.inMu.Unlock()
+			n.forgetOutStreams()
 		}
 	}
 }

@@ -3,7 +3,7 @@ package framework
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,8 +25,9 @@ const (
 
 // wireEnvelope is what crosses the mq: a msgpack array of the fields
 // below, in order. Every envelope from one node incarnation (Epoch) to one
-// destination node carries the next Seq, so the receiver can put NSQ's
-// unordered, at-least-once delivery back in order and drop duplicates.
+// incarnation of a destination node (ToEpoch) carries the next Seq of that
+// pair's stream, starting at 1, so the receiver can put NSQ's unordered,
+// at-least-once delivery back in order and drop duplicates.
 type wireEnvelope struct {
 	Kind     uint8
 	From     Addr
@@ -36,40 +37,54 @@ type wireEnvelope struct {
 	CorrID   uint64
 	Deadline int64 // unix nanoseconds; requests only
 	Sent     int64 // unix nanoseconds, for latency metrics
-	// StreamStart is when the sender began numbering envelopes for this
-	// destination (unix nanoseconds). A receiver that was already consuming
-	// then knows sequence number 1 is meant for it and waits for it; one
-	// that started later (it restarted mid-stream) must resync.
-	StreamStart int64
-	MsgID       MsgID
-	Payload     []byte
-	ErrCode     string
-	ErrMsg      string
-	// ToEpoch is the destination node's incarnation as the sender knows it
-	// (membership, or the request a reply answers); 0 when it knows none.
-	// A node drops envelopes addressed to another incarnation of itself:
-	// a message for its previous process, or a captured one replayed after
-	// a restart, reaches no actor.
+	MsgID    MsgID
+	Payload  []byte
+	ErrCode  string
+	ErrMsg   string
+	// ToEpoch is the destination node's incarnation: from membership, or
+	// for a reply from the request it answers. A node sends only to
+	// incarnations it knows, and drops envelopes addressed to another
+	// incarnation of itself: a message for its previous process, or a
+	// captured one replayed after a restart, reaches no actor.
 	ToEpoch uint64
 }
 
 type nodeKey struct{ service, node string }
 
-// outStream numbers envelopes to one destination node.
+// outKey names the stream to one incarnation of a node.
+type outKey struct {
+	service, node string
+	epoch         uint64
+}
+
+// outStream numbers envelopes to one incarnation of a destination node: a
+// new incarnation gets a new stream from 1, so a restarted node never
+// meets a stream half way through.
 type outStream struct {
 	mu    sync.Mutex
 	topic string
-	start int64
 	seq   uint64
 }
 
-func (n *Node) outStream(to Addr) *outStream {
-	k := nodeKey{to.Service, to.Node}
+func (n *Node) outStream(to Addr, epoch uint64) *outStream {
+	k := outKey{to.Service, to.Node, epoch}
 	if v, ok := n.out.Load(k); ok {
 		return v.(*outStream)
 	}
-	v, _ := n.out.LoadOrStore(k, &outStream{topic: NodeTopic(to.Service, to.Node), start: time.Now().UnixNano()})
+	v, _ := n.out.LoadOrStore(k, &outStream{topic: NodeTopic(to.Service, to.Node)})
 	return v.(*outStream)
+}
+
+// forgetOutStreams drops the streams to incarnations that are no longer
+// members (a node that left or was replaced).
+func (n *Node) forgetOutStreams() {
+	n.out.Range(func(k, _ any) bool {
+		key := k.(outKey)
+		if n.members.epochOf(key.service, key.node) != key.epoch {
+			n.out.Delete(k)
+		}
+		return true
+	})
 }
 
 // sendRemote publishes one envelope. Size and name problems are returned
@@ -91,8 +106,8 @@ func (n *Node) sendRemote(kind uint8, from, to Addr, msg any, req *request, rerr
 	}
 	if kind == kindReply {
 		w.ToEpoch = req.replyEpoch
-	} else {
-		w.ToEpoch = n.members.epochOf(to.Service, to.Node)
+	} else if w.ToEpoch = n.members.epochOf(to.Service, to.Node); w.ToEpoch == 0 {
+		return fmt.Errorf("framework: send %T to %s: %w", msg, to, ErrNodeUnknown)
 	}
 	if rerr != nil {
 		w.ErrCode, w.ErrMsg = rerr.Code, rerr.Message
@@ -104,10 +119,10 @@ func (n *Node) sendRemote(kind uint8, from, to Addr, msg any, req *request, rerr
 		defer e.release() // after appendEnvelope has copied the payload
 		w.MsgID, w.Payload = id, e.buf.Bytes()
 	}
-	os := n.outStream(to)
+	os := n.outStream(to, w.ToEpoch)
 	os.mu.Lock()
 	defer os.mu.Unlock()
-	w.Seq, w.StreamStart = os.seq+1, os.start
+	w.Seq = os.seq + 1
 	body := appendEnvelope(mq.PackBuffer(envelopeSize(&w)), &w)
 	// Envelopes queued together travel in one NSQ message (see mq.PackAsync).
 	if err := n.bus.PackAsync(os.topic, body); err != nil {
@@ -143,12 +158,10 @@ type streamKey struct {
 // inStream restores order and drops duplicates for one sender incarnation.
 type inStream struct {
 	key      streamKey
-	next     uint64 // next sequence number to deliver; 0 while resyncing
-	floor    uint64 // first sequence number after a resync (no record below)
+	next     uint64 // next sequence number to deliver
 	pending  map[uint64]*inItem
 	skipped  map[uint64]struct{} // given up after a gap; delivered late if they come
-	lateSeen map[uint64]struct{} // below floor and already delivered
-	timer    *time.Timer         // resync or gap timer
+	timer    *time.Timer         // the gap timer, while envelopes are held back
 	lastSeen time.Time
 }
 
@@ -156,7 +169,7 @@ const (
 	// maxPending bounds envelopes held back per stream; beyond it the gap is
 	// skipped at once.
 	maxPending = 65536
-	// maxRemembered bounds the skipped and lateSeen sets per stream.
+	// maxRemembered bounds the skipped set per stream.
 	maxRemembered = 65536
 	// streamIdle is how long a stream with nothing pending is remembered.
 	streamIdle = 10 * time.Minute
@@ -184,6 +197,10 @@ func (n *Node) onRemote(m *mq.Message) error {
 	w := &it.w
 	if err := n.checkEnvelope(w); err != nil {
 		n.badEnvelope(m, err)
+		return nil
+	}
+	if w.ToEpoch != n.epoch {
+		n.misaddressed(w, fmt.Sprintf("addressed to incarnation %d of this node, which is %d", w.ToEpoch, n.epoch))
 		return nil
 	}
 	if w.Sent > 0 {
@@ -220,11 +237,18 @@ func (n *Node) checkEnvelope(w *wireEnvelope) error {
 	if w.Seq == 0 || w.Epoch == 0 {
 		return fmt.Errorf("envelope from %s has no sequence (epoch %d, seq %d)", w.From, w.Epoch, w.Seq)
 	}
-	if w.ToEpoch != 0 && w.ToEpoch != n.epoch {
-		n.stats.wrongIncarnation.Add(1)
-		return fmt.Errorf("envelope from %s for incarnation %016x of this node, which is %016x", w.From, w.ToEpoch, n.epoch)
-	}
 	return nil
+}
+
+// misaddressed drops an envelope for another incarnation of this node, or
+// from an incarnation of its sender older than one already heard from:
+// normal for a moment after a restart, so counted and logged at debug.
+func (n *Node) misaddressed(w *wireEnvelope, why string) {
+	n.stats.wrongIncarnation.Add(1)
+	if suppressed, ok := n.badLog.Allow(); ok {
+		n.log.Debug("envelope for another incarnation dropped", "from", w.From.String(), "sender_incarnation", w.Epoch,
+			"why", why, "suppressed_since_last", suppressed)
+	}
 }
 
 func (n *Node) badEnvelope(m *mq.Message, err error) {
@@ -239,35 +263,37 @@ func (n *Node) badEnvelope(m *mq.Message, err error) {
 // now in order.
 func (n *Node) acceptLocked(it *inItem) {
 	seq := it.w.Seq
+	sender := nodeKey{it.w.From.Service, it.w.From.Node}
+	switch newest := n.senders[sender]; {
+	case it.w.Epoch < newest:
+		// An earlier process of a node that has restarted since: what it
+		// still had in flight is for the world before the restart.
+		n.misaddressed(&it.w, fmt.Sprintf("from incarnation %d of its sender, which has restarted as %d", it.w.Epoch, newest))
+		return
+	case it.w.Epoch > newest:
+		n.senders[sender] = it.w.Epoch
+		if newest != 0 {
+			n.retireStreamLocked(streamKey{sender.service, sender.node, newest})
+		}
+		if n.members.epochOf(sender.service, sender.node) < it.w.Epoch {
+			n.members.heardFrom(sender, it.w.Epoch)
+		}
+	}
 	key := streamKey{it.w.From.Service, it.w.From.Node, it.w.Epoch}
 	st := n.streams[key]
 	if st == nil {
-		st = &inStream{key: key, pending: make(map[uint64]*inItem)}
-		n.streams[key] = st
-		if next, ok := n.retired[key]; ok {
-			// A stream that went idle: it carries on where it was, so its
-			// next message waits for nothing and an old one (a replay) is a
-			// duplicate.
+		// A stream starts at 1: it is addressed to this incarnation, which
+		// was consuming before any sender knew it. One that went idle
+		// carries on where it was, so its next message waits for nothing
+		// and an old one (a replay) is a duplicate.
+		st = &inStream{key: key, next: 1, pending: make(map[uint64]*inItem)}
+		if r, ok := n.retired[key]; ok {
 			delete(n.retired, key)
-			st.next = next.next
-		} else if seq == 1 || it.w.StreamStart >= n.consumingSince {
-			// The stream began while we were consuming: 1 is ours to wait for.
-			st.next = 1
-		} else {
-			// We meet this sender mid-stream (we restarted): collect for a
-			// moment, then start from the lowest sequence number seen.
-			st.timer = time.AfterFunc(n.cfg.ResyncWindow, func() { n.onStreamTimer(st) })
+			st.next = r.next
 		}
+		n.streams[key] = st
 	}
 	st.lastSeen = time.Now()
-	if st.next == 0 {
-		if _, dup := st.pending[seq]; dup {
-			n.stats.duplicates.Add(1)
-			return
-		}
-		st.pending[seq] = it.held()
-		return
-	}
 	switch {
 	case seq < st.next:
 		if _, ok := st.skipped[seq]; ok {
@@ -275,19 +301,6 @@ func (n *Node) acceptLocked(it *inItem) {
 			n.stats.late.Add(1)
 			n.dispatchLocked(it)
 			return
-		}
-		if seq < st.floor {
-			if _, seen := st.lateSeen[seq]; !seen {
-				if st.lateSeen == nil {
-					st.lateSeen = make(map[uint64]struct{})
-				}
-				if len(st.lateSeen) < maxRemembered {
-					st.lateSeen[seq] = struct{}{}
-				}
-				n.stats.late.Add(1)
-				n.dispatchLocked(it)
-				return
-			}
 		}
 		n.stats.duplicates.Add(1)
 	case seq == st.next:
@@ -302,15 +315,26 @@ func (n *Node) acceptLocked(it *inItem) {
 		st.pending[seq] = it.held()
 		n.stats.reordered.Add(1)
 		if len(st.pending) > maxPending {
-			n.skipGapLocked(st)
+			n.skipGapsLocked(st)
 		} else if st.timer == nil {
 			st.timer = time.AfterFunc(n.cfg.GapTimeout, func() { n.onStreamTimer(st) })
 		}
 	}
 }
 
-// drainLocked delivers consecutive held-back envelopes and re-arms the gap
-// timer if some are still waiting.
+// retireStreamLocked ends a stream whose sender has restarted: what it
+// held back is delivered (its sender will send nothing more to fill the
+// gaps) and it is forgotten.
+func (n *Node) retireStreamLocked(key streamKey) {
+	if st := n.streams[key]; st != nil {
+		n.skipGapsLocked(st)
+		delete(n.streams, key)
+	}
+	delete(n.retired, key)
+}
+
+// drainLocked delivers consecutive held-back envelopes. The gap timer keeps
+// running while envelopes are still held back, and stops when none is.
 func (n *Node) drainLocked(st *inStream) {
 	for {
 		it, ok := st.pending[st.next]
@@ -321,12 +345,9 @@ func (n *Node) drainLocked(st *inStream) {
 		n.dispatchLocked(it)
 		st.next++
 	}
-	if st.timer != nil {
+	if len(st.pending) == 0 && st.timer != nil {
 		st.timer.Stop()
 		st.timer = nil
-	}
-	if len(st.pending) > 0 {
-		st.timer = time.AfterFunc(n.cfg.GapTimeout, func() { n.onStreamTimer(st) })
 	}
 }
 
@@ -337,58 +358,53 @@ func (n *Node) onStreamTimer(st *inStream) {
 	if n.streams[st.key] != st {
 		return
 	}
-	if st.next == 0 {
-		low := lowestPending(st)
-		st.next, st.floor = low, low
-		n.log.Info("inbound stream resynced", "from", st.key.service+"/"+st.key.node, "first_seq", low)
-		n.drainLocked(st)
-		return
-	}
-	n.skipGapLocked(st)
+	n.stats.gapWaits.Add(1)
+	n.skipGapsLocked(st)
 }
 
-// skipGapLocked gives up the missing sequence numbers before the lowest
-// held-back one. They are remembered, so if they do arrive they are
-// delivered (late) rather than mistaken for duplicates.
-func (n *Node) skipGapLocked(st *inStream) {
+// skipGapsLocked gives up every missing sequence number below the newest
+// held-back envelope at once and delivers everything held back, in order:
+// a stream waits at most one gap timeout, however many envelopes went
+// missing. The numbers given up are remembered, so an envelope that does
+// arrive later is delivered (late) rather than mistaken for a duplicate.
+func (n *Node) skipGapsLocked(st *inStream) {
+	if st.timer != nil {
+		st.timer.Stop()
+		st.timer = nil
+	}
 	if len(st.pending) == 0 {
 		return
 	}
-	low := lowestPending(st)
-	if st.skipped == nil {
-		st.skipped = make(map[uint64]struct{})
-	}
-	for s := st.next; s < low; s++ {
-		if len(st.skipped) < maxRemembered {
-			st.skipped[s] = struct{}{}
-		}
-	}
-	n.stats.gapsSkipped.Add(low - st.next)
-	n.log.Warn("inbound stream gap skipped", "from", st.key.service+"/"+st.key.node,
-		"missing_from", st.next, "missing_to", low-1, "held_back", len(st.pending))
-	st.next = low
-	n.drainLocked(st)
-}
-
-func lowestPending(st *inStream) uint64 {
 	keys := make([]uint64, 0, len(st.pending))
 	for k := range st.pending {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-	return keys[0]
+	slices.Sort(keys)
+	if st.skipped == nil {
+		st.skipped = make(map[uint64]struct{})
+	}
+	from, missing := st.next, uint64(0)
+	for _, k := range keys {
+		for s := st.next; s < k; s++ {
+			if len(st.skipped) < maxRemembered {
+				st.skipped[s] = struct{}{}
+			}
+			missing++
+		}
+		n.dispatchLocked(st.pending[k])
+		delete(st.pending, k)
+		st.next = k + 1
+	}
+	n.stats.gapsSkipped.Add(missing)
+	n.log.Warn("inbound stream gap skipped", "from", st.key.service+"/"+st.key.node,
+		"missing", missing, "first_missing", from, "delivered_up_to", st.next-1)
 }
 
 // flushStreamsLocked delivers everything held back, in order, regardless
 // of gaps (used when the node stops consuming).
 func (n *Node) flushStreamsLocked() {
 	for _, st := range n.streams {
-		for len(st.pending) > 0 {
-			if st.next == 0 {
-				st.next = lowestPending(st)
-			}
-			n.skipGapLocked(st)
-		}
+		n.skipGapsLocked(st)
 	}
 }
 

@@ -56,6 +56,7 @@ func TestTwoNodesSendAndCallOverMQ(t *testing.T) {
 			}
 			a := newNode(t, b1, "gate", "gate-1", both(b1, b2))
 			b := newNode(t, b2, "game", "game-1", both(b2, b1))
+			meet(t, a, b)
 			seqs := spawnEcho(t, b, "echo")
 			target := b.ActorAddr("echo")
 
@@ -104,12 +105,17 @@ func TestTwoNodesSendAndCallOverMQ(t *testing.T) {
 			ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel2()
 			_, err = a.Call(ctx2, target, &Ping{N: 1})
+			// It said goodbye: once a has heard, there is nobody to address;
+			// before, the call times out.
 			var te *TimeoutError
-			if !errors.As(err, &te) || !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("call to a stopped node: got %v, want a timeout", err)
-			}
-			if te.To != target {
-				t.Fatalf("timeout error names %v", te.To)
+			switch {
+			case errors.Is(err, ErrNodeUnknown):
+			case errors.As(err, &te) && errors.Is(err, ErrTimeout) && errors.Is(err, context.DeadlineExceeded):
+				if te.To != target {
+					t.Fatalf("timeout error names %v", te.To)
+				}
+			default:
+				t.Fatalf("call to a stopped node: got %v, want ErrNodeUnknown or a timeout", err)
 			}
 		})
 	}
@@ -162,6 +168,7 @@ func TestOrderingAndDedupUnderRedelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dst.Stop(context.Background()) })
+	meetPeers(t, broker, dst)
 
 	type rec struct {
 		mu   sync.Mutex
@@ -250,63 +257,68 @@ func TestOrderingAndDedupUnderRedelivery(t *testing.T) {
 	}
 }
 
-// Must show 3: messages sent to a node while it is down are delivered when
-// it comes back on the same broker data dir after a clean broker restart.
-func TestMessagesWaitForRestartedNode(t *testing.T) {
+// A node sends only to incarnations it knows: to a node that is down it
+// refuses at once (ErrNodeUnknown) rather than queueing for a process that
+// does not exist; the node's next incarnation gets a fresh stream from 1,
+// in order, with no wait, while what was sent to the previous one stays
+// with it (dropped and counted if it turns up).
+func TestRestartedNodeGetsAFreshStream(t *testing.T) {
 	dir := t.TempDir()
 	broker := startBroker(t, mq.BrokerConfig{DataDir: dir})
 	dst := newNode(t, broker, "game", "game-1", nil)
 	seqs := spawnEcho(t, dst, "echo")
 	src := newNode(t, broker, "gate", "gate-1", nil)
 	target := dst.ActorAddr("echo")
-	if err := src.Send(target, &Seq{N: 0}); err != nil {
-		t.Fatal(err)
+	for i := 1; i <= 3; i++ {
+		if err := src.Send(target, &Seq{N: i}); err != nil {
+			t.Fatal(err)
+		}
+		receive(t, seqs, 5*time.Second)
 	}
-	receive(t, seqs, 5*time.Second)
-
-	if err := dst.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	// Sent while the sender knows no incarnation of game-1 (it left):
-	// they wait for whichever comes next. (Envelopes addressed to the
-	// stopped incarnation are dropped: TestReplayedAndMisaddressedEnvelopes.)
-	eventually(t, 5*time.Second, "the sender to see game-1 leave", func() bool {
-		_, ok := src.Members().Get("game", "game-1")
-		return !ok
-	})
-	const n = 200
-	for i := 1; i <= n; i++ {
+	old := dst.epoch
+	// Queued for the old incarnation while it stops consuming: kept by
+	// NSQ, never for the next process.
+	dst.sub.Stop()
+	for i := 4; i <= 6; i++ {
 		if err := src.Send(target, &Seq{N: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := src.bus.Flush(context.Background()); err != nil {
+	src.Bus().Flush(context.Background())
+	if err := dst.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := src.Stop(context.Background()); err != nil {
-		t.Fatal(err)
+	eventually(t, 5*time.Second, "the sender to see game-1 leave", func() bool {
+		_, ok := src.Members().Get("game", "game-1")
+		return !ok
+	})
+	if err := src.Send(target, &Seq{N: 99}); !errors.Is(err, ErrNodeUnknown) {
+		t.Fatalf("send to a node that left: %v, want ErrNodeUnknown", err)
 	}
-	if st, _ := broker.ChannelStats(NodeTopic("game", "game-1"), nodeChannel); st.Depth == 0 {
-		t.Fatal("nothing queued for the stopped node before the broker restart")
-	}
-	broker.Close()
 
-	broker2 := startBroker(t, mq.BrokerConfig{DataDir: dir})
-	dst2 := newNode(t, broker2, "game", "game-1", nil)
-	seqs2 := spawnEcho(t, dst2, "echo")
-	got := make([]int, 0, n)
-	for len(got) < n {
-		got = append(got, receive(t, seqs2, 10*time.Second).N)
+	dst2 := newNode(t, broker, "game", "game-1", nil)
+	if dst2.epoch <= old {
+		t.Fatalf("incarnation %d after %d", dst2.epoch, old)
 	}
-	for i, v := range got {
-		if v != i+1 {
-			t.Fatalf("after restart position %d holds %d", i, v)
+	seqs2 := spawnEcho(t, dst2, "echo")
+	start := time.Now()
+	for i := 1; i <= 50; i++ {
+		if err := src.Send(target, &Seq{N: 100 + i}); err != nil {
+			t.Fatal(err)
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
-	if len(seqs2) != 0 {
-		t.Fatalf("%d extra messages after restart", len(seqs2))
+	for i := 1; i <= 50; i++ {
+		if got := receive(t, seqs2, 10*time.Second).N; got != 100+i {
+			t.Fatalf("after restart position %d holds %d", i, got)
+		}
 	}
+	if waited := time.Since(start); waited >= dst2.cfg.GapTimeout {
+		t.Fatalf("the new incarnation's stream waited %v", waited)
+	}
+	eventually(t, 5*time.Second, "the envelopes for the old incarnation to be dropped", func() bool {
+		return dst2.Stats().WrongIncarnation >= 3
+	})
+	noMore(t, seqs2)
 }
 
 // Must show 4: undecodable payloads on a node topic are logged, counted and
@@ -322,7 +334,8 @@ func TestBadInputOnNodeTopic(t *testing.T) {
 	reg := testRegistry(t)
 	valid := func(mut func(*wireEnvelope)) []byte {
 		_, payload, _ := reg.Marshal(&Seq{N: 1})
-		w := wireEnvelope{Kind: kindSend, From: Addr{"gate", "evil", ""}, To: dst.ActorAddr("echo"), Epoch: 99, Seq: 1, MsgID: 10003, Payload: payload}
+		w := wireEnvelope{Kind: kindSend, From: Addr{"gate", "evil", ""}, To: dst.ActorAddr("echo"), Epoch: 99, Seq: 1, MsgID: 10003, Payload: payload,
+			ToEpoch: dst.epoch}
 		mut(&w)
 		return appendEnvelope(nil, &w)
 	}

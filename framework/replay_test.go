@@ -93,3 +93,36 @@ func TestReplayedAndMisaddressedEnvelopes(t *testing.T) {
 	eventually(t, 5*time.Second, "the replays to be dropped as misaddressed", func() bool { return dst2.Stats().WrongIncarnation >= 3 })
 	noMore(t, seqs2)
 }
+
+// Once a node has heard from a new incarnation of a sender, what the
+// sender's previous process sent (delayed, or recorded and replayed) is
+// dropped: it belongs to the world before the restart.
+func TestEnvelopesFromARestartedSenderAreDropped(t *testing.T) {
+	b := startBroker(t, mq.BrokerConfig{})
+	dst := newNode(t, b, "game", "game-1", nil)
+	seqs := spawnEcho(t, dst, "echo")
+	src := newNode(t, b, "gate", "gate-1", nil)
+	topic := NodeTopic("game", "game-1")
+	spied := mqtest.Spy(t, b.TCPAddr(), b.HTTPAddr(), topic)
+	if err := src.Send(dst.ActorAddr("echo"), &Seq{From: "first", N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, seqs, 5*time.Second)
+	old := receive(t, spied, 5*time.Second)
+	if err := src.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	src2 := newNode(t, b, "gate", "gate-1", nil)
+	if err := src2.Send(dst.ActorAddr("echo"), &Seq{From: "second", N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, seqs, 5*time.Second); m.From != "second" {
+		t.Fatalf("got %+v", m)
+	}
+	before := dst.Stats().WrongIncarnation
+	mqtest.Publish(t, b.HTTPAddr(), topic, old)
+	eventually(t, 5*time.Second, "the old incarnation's envelope to be dropped", func() bool {
+		return dst.Stats().WrongIncarnation > before
+	})
+	noMore(t, seqs)
+}

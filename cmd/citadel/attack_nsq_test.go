@@ -39,6 +39,7 @@ func testForgedNSQ(t *testing.T) {
 	// The attacker's own channel on the game node's topic gets a copy of
 	// everything sent to it, the players' requests included.
 	tp := tapTopic(t, tg.nsqd, gameTopic)
+	gateTap := tapTopic(t, tg.nsqd, framework.NodeTopic(services.Gate, gateNode))
 	players := playHonestly(t, tg, 4)
 	memory := tg.memoryDuring(t, attack)
 	t.Cleanup(func() {
@@ -65,21 +66,22 @@ func testForgedNSQ(t *testing.T) {
 		{"a Broadcast of a system chat line", services.BroadcastTopic,
 			mustMarshal(&services.Broadcast{MsgID: services.IDChatMessage, Payload: chat})},
 		{"a Kick of " + kickVictim.name, framework.NodeTopic(services.Gate, gateNode), forgedEnvelope{
-			from: game, to: to(gate, services.GateSessionsActor), msgID: services.IDKick,
+			from: game, to: to(gate, services.GateSessionsActor), msgID: services.IDKick, toEpoch: gateTap.epoch(),
 			payload: mustMarshal(&services.Kick{SessionID: sessions[0], Code: "forged", Reason: "kicked by the attack suite"}),
 		}.bytes()},
 		{"a Move for " + moveVictim.name, gameTopic, forgedEnvelope{
 			from: gate, to: to(game, "player-"+strconv.FormatUint(moveVictim.c.PlayerID(), 10)), msgID: services.IDClientRequest,
+			toEpoch: tp.epoch(),
 			payload: mustMarshal(&services.ClientRequest{SessionID: sessions[1], MsgID: services.IDMove,
 				Payload: mustMarshal(&services.Move{X: moveVictim.x0, Y: moveVictim.y0 + 3})}),
 		}.bytes()},
 		{"an Attach of " + attachVictim.name + " to a session of the attacker's", gameTopic, forgedEnvelope{
-			request: true, from: gate, to: to(game, services.GameActorManager), msgID: services.IDAttach,
+			request: true, from: gate, to: to(game, services.GameActorManager), msgID: services.IDAttach, toEpoch: tp.epoch(),
 			payload: mustMarshal(&services.Attach{PlayerID: attachVictim.c.PlayerID(),
 				Session: services.SessionRef{Gate: to(gate, services.GateSessionsActor), ID: 1 << 50}}),
 		}.bytes()},
 		{"a SwapPlugin to the attacker's script", gameTopic, forgedEnvelope{
-			request: true, from: gate, to: to(game, services.GamePluginsActor), msgID: services.IDSwapPlugin,
+			request: true, from: gate, to: to(game, services.GamePluginsActor), msgID: services.IDSwapPlugin, toEpoch: tp.epoch(),
 			payload: mustMarshal(&services.SwapPlugin{Name: "combat", Path: script}),
 		}.bytes()},
 	}
@@ -151,13 +153,15 @@ func publish(nsqdHTTP, topic string, body []byte) error {
 }
 
 // forgedEnvelope is a node-to-node envelope in the wire format of
-// framework/envelope.go (a msgpack array of 14 fields), unsigned. Each one
+// framework/envelope.go (a msgpack array of 13 fields), unsigned. Each one
 // claims a fresh sender incarnation, so it starts a stream of its own and
-// is delivered at once, and addresses no incarnation of its destination
-// (0: whichever runs), so nothing but the missing signature stops it.
+// is delivered at once, and addresses the destination's current
+// incarnation (read off the tapped traffic), so nothing but the missing
+// signature stops it.
 type forgedEnvelope struct {
 	request  bool // a request (kind 2) rather than a one-way send (kind 1)
 	from, to framework.Addr
+	toEpoch  uint64 // the destination's incarnation
 	msgID    framework.MsgID
 	payload  []byte
 }
@@ -176,7 +180,7 @@ func (f forgedEnvelope) bytes() []byte {
 		enc.EncodeString(a.Node)
 		enc.EncodeString(a.Actor)
 	}
-	enc.EncodeArrayLen(14)
+	enc.EncodeArrayLen(13)
 	enc.EncodeUint(kind)
 	addr(f.from)
 	addr(f.to)
@@ -185,12 +189,11 @@ func (f forgedEnvelope) bytes() []byte {
 	enc.EncodeUint(corrID)
 	enc.EncodeInt(deadline)
 	enc.EncodeInt(now.UnixNano()) // sent
-	enc.EncodeInt(now.UnixNano()) // stream start
 	enc.EncodeUint(uint64(f.msgID))
 	enc.EncodeBytes(f.payload)
 	enc.EncodeString("")
 	enc.EncodeString("")
-	enc.EncodeUint(0) // the destination's incarnation: any
+	enc.EncodeUint(f.toEpoch)
 	return buf.Bytes()
 }
 
@@ -200,6 +203,7 @@ type tap struct {
 	mu       sync.Mutex
 	bodies   [][]byte
 	sessions map[string]uint64 // player actor -> session ID
+	toEpoch  uint64            // the incarnation the tapped node's envelopes are addressed to
 }
 
 func tapTopic(t *testing.T, nsqdTCP, topic string) *tap {
@@ -242,8 +246,9 @@ func (tp *tap) capture(body []byte) {
 			continue // not an envelope
 		}
 		to, _ := f[2].([]any)
-		payload, _ := f[10].([]byte)
-		if len(to) != 3 || asUint(f[9]) != uint64(services.IDClientRequest) {
+		payload, _ := f[9].([]byte)
+		tp.toEpoch = asUint(f[12])
+		if len(to) != 3 || asUint(f[8]) != uint64(services.IDClientRequest) {
 			continue
 		}
 		actor, _ := to[2].(string)
@@ -279,6 +284,13 @@ func (tp *tap) sessionsOf(t *testing.T, players ...uint64) []uint64 {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// epoch is the incarnation the tapped node's traffic is addressed to.
+func (tp *tap) epoch() uint64 {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return tp.toEpoch
 }
 
 func (tp *tap) lastBodies(n int) [][]byte {
