@@ -149,6 +149,12 @@ func (c *Context) Send(to Addr, msg any) error {
 	return c.proc.node.send(c.proc.addr, to, msg)
 }
 
+// SendTo sends msg to one incarnation of to's node (Node.SendTo), from this
+// actor.
+func (c *Context) SendTo(to Addr, incarnation uint64, msg any) error {
+	return c.proc.node.sendTo(c.proc.addr, to, incarnation, msg)
+}
+
 // Call sends a request and waits for the reply. It blocks this actor (its
 // mailbox waits) until the reply or ctx's deadline (default: the node's
 // CallTimeout); keep calls from actors short.

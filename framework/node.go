@@ -67,8 +67,9 @@ type NodeConfig struct {
 	Meta map[string]string
 }
 
-// DeadLetterFunc is told about a remote Send its target actor did not take.
-type DeadLetterFunc func(from, to Addr, msg any, err error)
+// DeadLetterFunc is told about a remote Send its target actor did not take:
+// who sent it (and the sender's incarnation), to whom, and why.
+type DeadLetterFunc func(from Addr, fromIncarnation uint64, to Addr, msg any, err error)
 
 const (
 	stateCreated int32 = iota
@@ -450,6 +451,30 @@ func (n *Node) StopActor(ctx context.Context, a Addr) error {
 // is asynchronous and at least once, de-duplicated and ordered per sending
 // node by the receiver.
 func (n *Node) Send(to Addr, msg any) error { return n.send(n.addr, to, msg) }
+
+// SendTo is Send to one incarnation of the destination node: to what lives
+// in that process only, never to a later start of the node (a session, a
+// player's actor). It returns ErrNodeUnknown without sending if the node
+// has restarted since or is gone.
+func (n *Node) SendTo(to Addr, incarnation uint64, msg any) error {
+	return n.sendTo(n.addr, to, incarnation, msg)
+}
+
+func (n *Node) sendTo(from, to Addr, incarnation uint64, msg any) error {
+	if n.state.Load() == stateStopped {
+		return ErrNodeStopped
+	}
+	if n.isLocal(to) {
+		if incarnation != n.epoch {
+			return fmt.Errorf("framework: send %T to %s incarnation %d (this is %d): %w", msg, to, incarnation, n.epoch, ErrNodeUnknown)
+		}
+		return n.send(from, to, msg)
+	}
+	if current := n.members.epochOf(to.Service, to.Node); current > incarnation {
+		return fmt.Errorf("framework: send %T to %s incarnation %d: it has restarted as %d: %w", msg, to, incarnation, current, ErrNodeUnknown)
+	}
+	return n.sendRemoteTo(kindSend, from, to, incarnation, msg, nil, nil)
+}
 
 // Call sends a request and waits for the reply or ctx's deadline (default
 // CallTimeout). A callee that does not answer in time, including a node that

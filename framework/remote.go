@@ -90,6 +90,17 @@ func (n *Node) forgetOutStreams() {
 // sendRemote publishes one envelope. Size and name problems are returned
 // before a sequence number is used, so they never leave a gap.
 func (n *Node) sendRemote(kind uint8, from, to Addr, msg any, req *request, rerr *RemoteError) error {
+	var toEpoch uint64
+	if kind == kindReply {
+		toEpoch = req.replyEpoch
+	} else if toEpoch = n.members.epochOf(to.Service, to.Node); toEpoch == 0 {
+		return fmt.Errorf("framework: send %T to %s: %w", msg, to, ErrNodeUnknown)
+	}
+	return n.sendRemoteTo(kind, from, to, toEpoch, msg, req, rerr)
+}
+
+// sendRemoteTo publishes one envelope to incarnation toEpoch of to's node.
+func (n *Node) sendRemoteTo(kind uint8, from, to Addr, toEpoch uint64, msg any, req *request, rerr *RemoteError) error {
 	if n.bus == nil {
 		return fmt.Errorf("framework: node %s has no mq configured; cannot reach %s", n.addr.Node, to)
 	}
@@ -99,15 +110,10 @@ func (n *Node) sendRemote(kind uint8, from, to Addr, msg any, req *request, rerr
 	if err := validateNodeName("node", to.Node); err != nil {
 		return err
 	}
-	w := wireEnvelope{Kind: kind, From: from, To: to, Epoch: n.epoch, Sent: time.Now().UnixNano()}
+	w := wireEnvelope{Kind: kind, From: from, To: to, Epoch: n.epoch, ToEpoch: toEpoch, Sent: time.Now().UnixNano()}
 	if req != nil {
 		w.CorrID = req.corrID
 		w.Deadline = req.deadline.UnixNano()
-	}
-	if kind == kindReply {
-		w.ToEpoch = req.replyEpoch
-	} else if w.ToEpoch = n.members.epochOf(to.Service, to.Node); w.ToEpoch == 0 {
-		return fmt.Errorf("framework: send %T to %s: %w", msg, to, ErrNodeUnknown)
 	}
 	if rerr != nil {
 		w.ErrCode, w.ErrMsg = rerr.Code, rerr.Message
@@ -463,7 +469,7 @@ func (n *Node) dispatchLocked(it *inItem) {
 		if req != nil {
 			_ = n.reply(req, w.To, nil, toRemoteError(err))
 		} else if fn := n.deadLetter.Load(); fn != nil && *fn != nil {
-			(*fn)(w.From, w.To, it.msg, err)
+			(*fn)(w.From, w.Epoch, w.To, it.msg, err)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -414,7 +415,9 @@ func TestDeadLetterHook(t *testing.T) {
 	broker := startBroker(t, mq.BrokerConfig{})
 	dead := make(chan string, 1)
 	dst := newNode(t, broker, "game", "game-1", nil)
-	dst.SetDeadLetterHandler(func(from, to Addr, msg any, err error) {
+	var inc atomic.Uint64
+	dst.SetDeadLetterHandler(func(from Addr, fromInc uint64, to Addr, msg any, err error) {
+		inc.Store(fromInc)
 		dead <- fmt.Sprintf("%s->%s %T %v", from.Node, to.Actor, msg, errors.Is(err, ErrActorNotFound))
 	})
 	src := newNode(t, broker, "gate", "gate-1", nil)
@@ -422,4 +425,39 @@ func TestDeadLetterHook(t *testing.T) {
 	if got := receive(t, dead, 5*time.Second); got != "gate-1->ghost *framework.Seq true" {
 		t.Fatalf("dead letter: %s", got)
 	}
+	if inc.Load() != src.Incarnation() {
+		t.Fatalf("dead letter from incarnation %d, want %d", inc.Load(), src.Incarnation())
+	}
+}
+
+// SendTo reaches one incarnation only: after the destination restarts it
+// refuses (ErrNodeUnknown) instead of delivering to the new process.
+func TestSendToOneIncarnation(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	dst := newNode(t, broker, "game", "game-1", nil)
+	seqs := spawnEcho(t, dst, "echo")
+	src := newNode(t, broker, "gate", "gate-1", nil)
+	first := dst.Incarnation()
+	if err := src.SendTo(dst.ActorAddr("echo"), first, &Seq{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, seqs, 5*time.Second)
+	if err := dst.SendTo(dst.ActorAddr("echo"), first+1, &Seq{N: 2}); !errors.Is(err, ErrNodeUnknown) {
+		t.Fatalf("local send to another incarnation: %v", err)
+	}
+	if err := dst.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dst2 := newNode(t, broker, "game", "game-1", nil)
+	seqs2 := spawnEcho(t, dst2, "echo")
+	if err := src.SendTo(dst2.ActorAddr("echo"), first, &Seq{N: 3}); !errors.Is(err, ErrNodeUnknown) {
+		t.Fatalf("send to the previous incarnation: %v, want ErrNodeUnknown", err)
+	}
+	if err := src.SendTo(dst2.ActorAddr("echo"), dst2.Incarnation(), &Seq{N: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, seqs2, 5*time.Second); m.N != 4 {
+		t.Fatalf("got %d", m.N)
+	}
+	noMore(t, seqs2)
 }

@@ -77,7 +77,7 @@ func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
 		})
 	}, framework.SpawnOptions{})
 	res, err := node.Call(ctx, node.ActorAddr(services.GameActorManager),
-		&services.Attach{PlayerID: 2, Session: services.SessionRef{Gate: gate, ID: 1}})
+		&services.Attach{PlayerID: 2, Session: services.SessionRef{Gate: gate, Incarnation: node.Incarnation(), ID: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,7 +146,7 @@ func (r *rig) attach(player, session uint64) (*services.Attached, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	res, err := r.node.Call(ctx, r.node.ActorAddr(services.GameActorManager),
-		&services.Attach{PlayerID: player, Session: services.SessionRef{Gate: r.gate, ID: session}})
+		&services.Attach{PlayerID: player, Session: services.SessionRef{Gate: r.gate, Incarnation: r.node.Incarnation(), ID: session}})
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func TestGraceThenSaveAndReload(t *testing.T) {
 	r.reply()
 	r.request(att.Actor, 100, 1, &Inc{By: 9})
 	r.reply()
-	r.node.Send(att.Actor, &services.Detach{PlayerID: 7, SessionID: 100})
+	r.node.Send(att.Actor, &services.Detach{PlayerID: 7, Incarnation: r.node.Incarnation(), SessionID: 100})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		rec, err := r.store.Load(context.Background(), 7)

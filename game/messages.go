@@ -23,11 +23,17 @@ type (
 	}
 	// saveTick makes a player snapshot itself if it is dirty.
 	saveTick struct{}
+	// gateEnded says every incarnation of a gate node before Incarnation
+	// has ended (the node restarted): their sessions are gone.
+	gateEnded struct {
+		Node        string
+		Incarnation uint64
+	}
 )
 
 func registerLocal(r *framework.Registry) error {
 	for id, m := range map[framework.MsgID]any{300: (*attachReq)(nil), 301: (*graceOver)(nil), 302: (*retire)(nil),
-		303: (*saveTick)(nil)} {
+		303: (*saveTick)(nil), 304: (*gateEnded)(nil)} {
 		if err := r.Register(id, m); err != nil {
 			return err
 		}

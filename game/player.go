@@ -62,7 +62,7 @@ func (p *Player[S]) toClient(seq uint32, msg any) error {
 	if err != nil {
 		return err
 	}
-	return p.ctx.Send(p.session.Gate, &services.ToClient{SessionID: p.session.ID, Seq: seq, MsgID: id, Payload: payload})
+	return p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.ToClient{SessionID: p.session.ID, Seq: seq, MsgID: id, Payload: payload})
 }
 
 // JoinGroup adds the player's session to a broadcast group on its gate.
@@ -70,7 +70,7 @@ func (p *Player[S]) JoinGroup(group string) error {
 	if !p.attached {
 		return ErrDetached
 	}
-	return p.ctx.Send(p.session.Gate, &services.JoinGroup{SessionID: p.session.ID, Group: group})
+	return p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.JoinGroup{SessionID: p.session.ID, Group: group})
 }
 
 // LeaveGroup removes the player's session from a group.
@@ -78,7 +78,7 @@ func (p *Player[S]) LeaveGroup(group string) error {
 	if !p.attached {
 		return ErrDetached
 	}
-	return p.ctx.Send(p.session.Gate, &services.LeaveGroup{SessionID: p.session.ID, Group: group})
+	return p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.LeaveGroup{SessionID: p.session.ID, Group: group})
 }
 
 // Broadcast pushes msg to every session, on every gate, in any of groups
@@ -131,14 +131,14 @@ func (p *Player[S]) Receive(c *framework.Context) {
 		p.onExchangeRelease(m)
 	case *exchangeExpired:
 		p.onExchangeExpired(m)
+	case *gateEnded:
+		if p.attached && p.session.Gate.Node == m.Node && p.session.Incarnation < m.Incarnation {
+			p.log.Info("the gate of this player's session restarted; waiting for a reconnect", "gate", m.Node)
+			p.detach()
+		}
 	case *services.Detach:
-		if p.attached && m.SessionID == p.session.ID {
-			p.attached = false
-			p.svc.players.WithLabelValues("attached").Dec()
-			p.svc.players.WithLabelValues("grace").Inc()
-			if _, err := c.SendAfter(p.svc.cfg.Grace, &graceOver{gen: p.gen}); err != nil {
-				p.log.Error("cannot start grace timer", "err", err)
-			}
+		if p.attached && m.SessionID == p.session.ID && m.Incarnation == p.session.Incarnation {
+			p.detach()
 		}
 	case *saveTick:
 		p.onSaveTick()
@@ -175,6 +175,17 @@ func (p *Player[S]) Receive(c *framework.Context) {
 	}
 }
 
+// detach forgets the session: the player waits out its grace period for a
+// reconnect, then saves and stops.
+func (p *Player[S]) detach() {
+	p.attached = false
+	p.svc.players.WithLabelValues("attached").Dec()
+	p.svc.players.WithLabelValues("grace").Inc()
+	if _, err := p.ctx.SendAfter(p.svc.cfg.Grace, &graceOver{gen: p.gen}); err != nil {
+		p.log.Error("cannot start grace timer", "err", err)
+	}
+}
+
 func (p *Player[S]) start() {
 	st, version, err := p.svc.load(p.ID)
 	if err != nil {
@@ -205,7 +216,7 @@ func (p *Player[S]) attach(m *attachReq) {
 	resumed := p.attaches > 0
 	if p.attached && p.session != m.session {
 		// A second login: the first session is told why it closes.
-		p.ctx.Send(p.session.Gate, &services.Kick{SessionID: p.session.ID, Code: services.KickElsewhere,
+		p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.Kick{SessionID: p.session.ID, Code: services.KickElsewhere,
 			Reason: "the same account logged in from another session"})
 	}
 	if !p.attached {
@@ -310,6 +321,10 @@ func (m *manager[S]) Receive(c *framework.Context) {
 			return
 		}
 		m.players[id] = &managed{addr: addr, gen: 1}
+	case *gateEnded:
+		for _, e := range m.players {
+			c.Send(e.addr, msg)
+		}
 	case *retire:
 		e, ok := m.players[msg.id]
 		if !ok || e.gen != msg.gen {

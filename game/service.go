@@ -70,8 +70,9 @@ type Config[S any] struct {
 
 // Service is the game service on one node.
 type Service[S any] struct {
-	cfg Config[S]
-	log *slog.Logger
+	cfg     Config[S]
+	log     *slog.Logger
+	unwatch func()
 
 	requests  *prometheus.CounterVec
 	attaches  *prometheus.CounterVec
@@ -163,19 +164,30 @@ func (s *Service[S]) Start() error {
 	_, err := s.cfg.Node.Spawn(services.GameActorManager, func() framework.Actor {
 		return &manager[S]{svc: s, players: make(map[uint64]*managed)}
 	}, framework.SpawnOptions{Kind: "player_manager", MailboxSize: 4096})
-	return err
+	if err != nil {
+		return err
+	}
+	// A gate that restarted took its sessions with it: their players start
+	// their grace period (the clients log in again, through any gate).
+	manager := s.cfg.Node.ActorAddr(services.GameActorManager)
+	s.unwatch = s.cfg.Node.Members().Watch(func(ev framework.MemberEvent) {
+		if ev.Kind == framework.MemberJoined && ev.Member.Service == services.Gate {
+			s.cfg.Node.Send(manager, &gateEnded{Node: ev.Member.Node, Incarnation: ev.Member.Epoch})
+		}
+	})
+	return nil
 }
 
 // deadLetter answers a client request for a player actor that does not
 // exist (the game node restarted, or the actor just retired): the gate
 // closes the session and the client logs in again.
-func (s *Service[S]) deadLetter(from, to framework.Addr, msg any, err error) {
+func (s *Service[S]) deadLetter(from framework.Addr, fromIncarnation uint64, to framework.Addr, msg any, err error) {
 	req, ok := msg.(*services.ClientRequest)
 	if !ok || from.Service != services.Gate {
 		return
 	}
 	gate := framework.Addr{Service: from.Service, Node: from.Node, Actor: services.GateSessionsActor}
-	_ = s.cfg.Node.Send(gate, &services.Kick{SessionID: req.SessionID, Code: services.KickUnavailable,
+	_ = s.cfg.Node.SendTo(gate, fromIncarnation, &services.Kick{SessionID: req.SessionID, Code: services.KickUnavailable,
 		Reason: fmt.Sprintf("player actor %s is not available (%v); log in again", to.Actor, err)})
 }
 

@@ -244,7 +244,8 @@ func (g *Gate) authenticate(s *session, p *packet) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.AttachTimeout)
 	defer cancel()
 	manager := framework.Addr{Service: services.Game, Node: member.Node, Actor: services.GameActorManager}
-	r, err := g.node.Call(ctx, manager, &services.Attach{PlayerID: t.PlayerID, Session: services.SessionRef{Gate: g.self, ID: s.id}})
+	r, err := g.node.Call(ctx, manager, &services.Attach{PlayerID: t.PlayerID,
+		Session: services.SessionRef{Gate: g.self, Incarnation: g.node.Incarnation(), ID: s.id}})
 	if err != nil {
 		g.m.auths.WithLabelValues("attach_failed").Inc()
 		g.kick(s, services.KickUnavailable, fmt.Sprintf("the game node could not take the player: %v", err))
@@ -253,7 +254,7 @@ func (g *Gate) authenticate(s *session, p *packet) {
 	att := r.(*services.Attached)
 	s.player, s.actor = t.PlayerID, att.Actor
 	if s.isClosing() { // kicked while attaching (e.g. shutdown): let the actor know
-		g.node.Send(s.actor, &services.Detach{PlayerID: s.player, SessionID: s.id})
+		g.node.Send(s.actor, &services.Detach{PlayerID: s.player, Incarnation: g.node.Incarnation(), SessionID: s.id})
 		return
 	}
 	g.activate(s, seq, att.Resumed)
@@ -466,7 +467,7 @@ func (g *Gate) cleanup(s *session) {
 		if s.state.Load() == stateActive {
 			g.m.sessions.WithLabelValues(s.transport, "active").Dec()
 			g.node.Members().SetLoad(g.active.Add(-1))
-			if err := g.node.Send(s.actor, &services.Detach{PlayerID: s.player, SessionID: s.id}); err != nil {
+			if err := g.node.Send(s.actor, &services.Detach{PlayerID: s.player, Incarnation: g.node.Incarnation(), SessionID: s.id}); err != nil {
 				g.log.Warn("cannot tell the player actor its session closed", "player", s.player, "err", err)
 			}
 		} else {

@@ -6,11 +6,14 @@ import "github.com/citadel-go/citadel/framework"
 // as raw msgpack bytes: the gate checks they decode, the game decodes them
 // for its handler.
 type (
-	// SessionRef names a client session: the gate actor that delivers to it
-	// and the session's ID on that gate.
+	// SessionRef names a client session: the gate actor that delivers to it,
+	// the incarnation of the gate (a session lives in one process: after a
+	// restart its number may name another client's session) and the
+	// session's ID there.
 	SessionRef struct {
-		Gate framework.Addr
-		ID   uint64
+		Gate        framework.Addr
+		Incarnation uint64
+		ID          uint64
 	}
 	// Attach asks the game node to create (or resume) the player's actor
 	// for a new session. The reply is Attached.
@@ -26,8 +29,9 @@ type (
 	// Detach tells the player's actor its session is gone; the actor waits
 	// out its grace period, then saves and stops.
 	Detach struct {
-		PlayerID  uint64
-		SessionID uint64
+		PlayerID    uint64
+		Incarnation uint64 // the gate's, as in SessionRef
+		SessionID   uint64
 	}
 	// ClientRequest carries one client frame to the player's actor.
 	ClientRequest struct {
