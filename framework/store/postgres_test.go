@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/citadel-go/citadel/framework/store"
@@ -21,15 +22,32 @@ func pgDSN(t *testing.T) string {
 
 func TestPostgresContract(t *testing.T) {
 	dsn := pgDSN(t)
+	var mu sync.Mutex
+	dsns := map[store.Store]string{}
+	open := func(t *testing.T, dsn string) store.Store {
+		s, err := store.OpenPostgres(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		mu.Lock()
+		dsns[s] = dsn
+		mu.Unlock()
+		return s
+	}
 	storetest.Run(t, storetest.Backend{
 		Open: func(t *testing.T) store.Store {
 			// Each subtest gets empty tables in its own schema.
-			s, err := store.OpenPostgres(context.Background(), storetest.PostgresSchema(t, dsn))
-			if err != nil {
+			return open(t, storetest.PostgresSchema(t, dsn))
+		},
+		Reopen: func(t *testing.T, s store.Store) store.Store {
+			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { s.Close() })
-			return s
+			mu.Lock()
+			dsn := dsns[s]
+			mu.Unlock()
+			return open(t, dsn)
 		},
 		Corrupt: func(t *testing.T, s store.Store, id uint64) {
 			if err := store.CorruptPostgresRecordForTest(s.(*store.Postgres), id); err != nil {
