@@ -112,6 +112,9 @@ func runOwnership(t *testing.T, b Backend) {
 		}
 		e := rec.Epoch
 		expectOwner(t, s, 1, a.Owner, e)
+		if _, err := s.Load(ctx, 1); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Load of a player acquired but never saved: %v", err)
+		}
 
 		_, err := s.Acquire(ctx, 1, bb.Owner)
 		var oe *store.OwnedError
@@ -233,6 +236,12 @@ func runOwnership(t *testing.T, b Backend) {
 		expectRecord(t, s, 1, 6, "s6")
 		expectRecord(t, s, 2, 14, "p14")
 		expectRecord(t, s, 3, 1, "L1")
+
+		// A claim alone is no saved record: a save without an epoch, even
+		// of version 0, is not stale against it.
+		acquire(t, s, 4, a2.Owner)
+		must(t, s.Save(ctx, []store.Record{{ID: 4, Version: 0, Data: []byte("zero")}}))
+		expectRecord(t, s, 4, 0, "zero")
 
 		// An epoch the player never had, on a player never acquired.
 		recs = []store.Record{{ID: 9, Epoch: 1, Data: []byte("x")}}
