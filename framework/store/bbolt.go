@@ -40,6 +40,8 @@ type Bolt struct {
 	closed bool
 }
 
+var _ Store = (*Bolt)(nil)
+
 // OpenBolt opens (or creates) the store file at path.
 func OpenBolt(path string) (*Bolt, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -267,14 +269,16 @@ func (s *Bolt) save(ctx context.Context, recs []Record, all bool) error {
 }
 
 // claim value: epoch (8) | incarnation (8) | released (1) | node name.
+const claimHeader = 17
+
 func encodeClaim(c claim) []byte {
-	v := make([]byte, 17+len(c.owner.Node))
+	v := make([]byte, claimHeader+len(c.owner.Node))
 	binary.BigEndian.PutUint64(v[0:8], c.epoch)
 	binary.BigEndian.PutUint64(v[8:16], c.owner.Incarnation)
 	if c.released {
 		v[16] = 1
 	}
-	copy(v[17:], c.owner.Node)
+	copy(v[claimHeader:], c.owner.Node)
 	return v
 }
 
@@ -284,11 +288,11 @@ func readClaim(b *bolt.Bucket, id uint64) (claim, error) {
 	if v == nil {
 		return claim{}, nil
 	}
-	if len(v) < 17 {
-		return claim{}, fmt.Errorf("store: ownership of player %d is %d bytes, shorter than 17: %w", id, len(v), ErrCorrupt)
+	if len(v) < claimHeader {
+		return claim{}, fmt.Errorf("store: ownership of player %d is %d bytes, shorter than %d: %w", id, len(v), claimHeader, ErrCorrupt)
 	}
 	return claim{
-		owner:    Owner{Node: string(v[17:]), Incarnation: binary.BigEndian.Uint64(v[8:16])},
+		owner:    Owner{Node: string(v[claimHeader:]), Incarnation: binary.BigEndian.Uint64(v[8:16])},
 		epoch:    binary.BigEndian.Uint64(v[0:8]),
 		released: v[16] == 1,
 	}, nil

@@ -23,6 +23,8 @@ type Postgres struct {
 	pool *pgxpool.Pool
 }
 
+var _ Store = (*Postgres)(nil)
+
 const pgSchema = `
 CREATE TABLE IF NOT EXISTS citadel_accounts (
 	id            BIGSERIAL PRIMARY KEY,

@@ -76,7 +76,18 @@ func (o Owner) String() string {
 type Lease struct {
 	Owner
 	Expires time.Time // by the store's clock (PostgreSQL's, or the bbolt process's)
-	Ended   bool      // EndLease: a clean stop
+	// Ended: over for good, by EndLease (a clean stop) or by an Acquire
+	// that took a player over after the lease expired.
+	Ended bool
+}
+
+// String keeps the expiry in logs (Owner's String would hide it).
+func (l Lease) String() string {
+	end := ""
+	if l.Ended {
+		end = ", ended"
+	}
+	return fmt.Sprintf("%s, lease until %s%s", l.Owner, l.Expires.UTC().Format(time.RFC3339Nano), end)
 }
 
 // OwnedError is Acquire's refusal: a live incarnation holds the player.
@@ -173,16 +184,17 @@ type Store interface {
 	// o was never issued.
 	EndLease(ctx context.Context, o Owner) error
 	// Leases lists the newest incarnation of every node with its lease,
-	// ordered by node name.
+	// ordered by node name (bytewise).
 	Leases(ctx context.Context) ([]Lease, error)
 	// Acquire makes o the owner of player id and increments the player's
 	// epoch, in one transaction, and returns the player's record with that
 	// Epoch (Version 0 and nil Data if never saved). Allowed when nobody
 	// owns the player, o owns it already, it was released, or its owner's
-	// lease ended or expired or a newer incarnation of the owner's node
+	// lease ended or expired (a take-over of an expired lease ends it, so
+	// it cannot be renewed) or a newer incarnation of the owner's node
 	// exists; otherwise an *OwnedError names the holder. ErrFenced if o
-	// itself holds no live lease. A *CorruptError (nothing changed) if the
-	// stored record is damaged.
+	// itself is not a live, newest incarnation. A *CorruptError (nothing
+	// changed) if the stored record is damaged.
 	Acquire(ctx context.Context, id uint64, o Owner) (Record, error)
 	// Release saves rec (unless rec.Data is nil; the version is the stored
 	// one + 1) and gives up ownership, in one transaction, only if rec.Epoch
