@@ -148,6 +148,15 @@ func Run(t *testing.T, b Backend) {
 		if !errors.As(err, &ce) || !errors.Is(err, store.ErrCorrupt) || ce.ID != 5 {
 			t.Fatalf("corrupt record: got %v", err)
 		}
+		// Acquire refuses it too, and takes nothing.
+		l, err := s.StartNode(ctx, "a", time.Hour)
+		must(t, err)
+		if _, err := s.Acquire(ctx, 5, l.Owner); !errors.As(err, &ce) || ce.ID != 5 {
+			t.Fatalf("Acquire of a corrupt record: %v", err)
+		}
+		if o, e, err := s.OwnerOf(ctx, 5); err != nil || o != (store.Owner{}) || e != 0 {
+			t.Fatalf("after a refused Acquire, OwnerOf(5) = %v epoch %d, %v", o, e, err)
+		}
 	})
 
 	t.Run("closed store refuses calls", func(t *testing.T) {
