@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -19,6 +20,10 @@ import (
 var (
 	bucketAccounts = []byte("accounts")
 	bucketPlayers  = []byte("players")
+	bucketOwners   = []byte("owners") // player ID -> claim
+	bucketNodes    = []byte("nodes")  // node name -> newest incarnation and its lease
+	bucketMeta     = []byte("meta")   // metaID -> the store's identity
+	metaID         = []byte("id")
 )
 
 // recordHeader: version (8) | crc32c of data (4) | data length (4).
@@ -26,12 +31,16 @@ const recordHeader = 16
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// Bolt is the embedded bbolt backend: one file, one process.
+// Bolt is the embedded bbolt backend: one file, one process. Leases are
+// timed by the process's clock. Ownership checks and the writes they guard
+// share one bbolt transaction, which bbolt runs one at a time.
 type Bolt struct {
 	db     *bolt.DB
 	mu     sync.RWMutex // Close waits for calls in progress
 	closed bool
 }
+
+var _ Store = (*Bolt)(nil)
 
 // OpenBolt opens (or creates) the store file at path.
 func OpenBolt(path string) (*Bolt, error) {
@@ -46,10 +55,13 @@ func OpenBolt(path string) (*Bolt, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketAccounts, bucketPlayers} {
+		for _, b := range [][]byte{bucketAccounts, bucketPlayers, bucketOwners, bucketNodes, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if meta := tx.Bucket(bucketMeta); meta.Get(metaID) == nil {
+			return meta.Put(metaID, []byte(rand.Text()))
 		}
 		return nil
 	})
@@ -206,46 +218,323 @@ func (s *Bolt) save(ctx context.Context, recs []Record, all bool) error {
 		return err
 	}
 	defer s.leave()
-	var stale []uint64
+	var stale, fenced []uint64
+	var versions []uint64 // the versions this save picked for records with an epoch, by index
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		stale = stale[:0]
 		b := tx.Bucket(bucketPlayers)
-		if all {
-			// Check everything first (a batch may name a player twice).
-			newest := make(map[uint64]uint64, len(recs))
-			for _, r := range recs {
-				cur, ok := newest[r.ID]
-				if !ok {
-					cur, _ = storedVersion(b, r.ID)
-				}
-				if cur >= r.Version {
+		var owners *bolt.Bucket
+		for i, r := range recs {
+			// Get sees this transaction's own earlier puts, so a player named
+			// twice in a batch is checked against the first write.
+			if r.Epoch == 0 {
+				if cur, ok := storedVersion(b, r.ID); ok && cur >= r.Version {
 					stale = append(stale, r.ID)
+					continue
 				}
-				newest[r.ID] = max(cur, r.Version)
-			}
-			if len(stale) > 0 {
-				return &StaleError{IDs: stale}
-			}
-		}
-		for _, r := range recs {
-			// Get sees this transaction's own earlier puts.
-			if cur, ok := storedVersion(b, r.ID); ok && cur >= r.Version {
-				stale = append(stale, r.ID)
-				continue
+			} else {
+				if owners == nil {
+					owners = tx.Bucket(bucketOwners)
+					versions = make([]uint64, len(recs))
+				}
+				c, err := readClaim(owners, r.ID)
+				if err != nil {
+					return err
+				}
+				if c.epoch != r.Epoch || c.released {
+					fenced = append(fenced, r.ID)
+					continue
+				}
+				cur, _ := storedVersion(b, r.ID)
+				r.Version = cur + 1
+				versions[i] = r.Version
 			}
 			if err := b.Put(playerKey(r.ID), encodeRecord(r)); err != nil {
 				return err
 			}
+		}
+		if all {
+			return refusal(stale, fenced) // an error rolls the writes back
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if len(stale) > 0 {
-		return &StaleError{IDs: stale}
+	for i, v := range versions {
+		if v != 0 {
+			recs[i].Version = v
+		}
 	}
-	return nil
+	return refusal(stale, fenced)
+}
+
+// claim value: epoch (8) | incarnation (8) | released (1) | node name.
+const claimHeader = 17
+
+func encodeClaim(c claim) []byte {
+	v := make([]byte, claimHeader+len(c.owner.Node))
+	binary.BigEndian.PutUint64(v[0:8], c.epoch)
+	binary.BigEndian.PutUint64(v[8:16], c.owner.Incarnation)
+	if c.released {
+		v[16] = 1
+	}
+	copy(v[claimHeader:], c.owner.Node)
+	return v
+}
+
+// readClaim returns the zero claim for a player never acquired.
+func readClaim(b *bolt.Bucket, id uint64) (claim, error) {
+	v := b.Get(playerKey(id))
+	if v == nil {
+		return claim{}, nil
+	}
+	if len(v) < claimHeader {
+		return claim{}, fmt.Errorf("store: ownership of player %d is %d bytes, shorter than %d: %w", id, len(v), claimHeader, ErrCorrupt)
+	}
+	return claim{
+		owner:    Owner{Node: string(v[claimHeader:]), Incarnation: binary.BigEndian.Uint64(v[8:16])},
+		epoch:    binary.BigEndian.Uint64(v[0:8]),
+		released: v[16] == 1,
+	}, nil
+}
+
+// node value: incarnation (8) | lease expiry, Unix nanoseconds (8) | ended (1).
+const nodeValue = 17
+
+func putNode(b *bolt.Bucket, l Lease) error {
+	v := make([]byte, nodeValue)
+	binary.BigEndian.PutUint64(v[0:8], l.Incarnation)
+	binary.BigEndian.PutUint64(v[8:16], uint64(l.Expires.UnixNano()))
+	if l.Ended {
+		v[16] = 1
+	}
+	return b.Put([]byte(l.Node), v)
+}
+
+func decodeNode(name string, v []byte, now time.Time) (nodeState, error) {
+	if len(v) != nodeValue {
+		return nodeState{}, fmt.Errorf("store: lease of node %q is %d bytes, not %d: %w", name, len(v), nodeValue, ErrCorrupt)
+	}
+	exp := int64(binary.BigEndian.Uint64(v[8:16]))
+	l := Lease{
+		Owner:   Owner{Node: name, Incarnation: binary.BigEndian.Uint64(v[0:8])},
+		Expires: time.Unix(0, exp),
+		Ended:   v[16] == 1,
+	}
+	return nodeState{lease: l, live: !l.Ended && now.UnixNano() < exp}, nil
+}
+
+// readNode returns the zero state for a node never started.
+func readNode(b *bolt.Bucket, name string, now time.Time) (nodeState, error) {
+	v := b.Get([]byte(name))
+	if v == nil {
+		return nodeState{}, nil
+	}
+	return decodeNode(name, v, now)
+}
+
+// update runs fn in a write transaction of an open store.
+func (s *Bolt) update(fn func(tx *bolt.Tx) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.db.Update(fn)
+}
+
+// view runs fn in a read transaction of an open store.
+func (s *Bolt) view(fn func(tx *bolt.Tx) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.db.View(fn)
+}
+
+// StartNode implements Store.
+func (s *Bolt) StartNode(ctx context.Context, node string, ttl time.Duration) (Lease, error) {
+	if err := checkStart(node, ttl); err != nil {
+		return Lease{}, err
+	}
+	var l Lease
+	err := s.update(func(tx *bolt.Tx) error {
+		now := time.Now()
+		b := tx.Bucket(bucketNodes)
+		n, err := readNode(b, node, now)
+		if err != nil {
+			return err
+		}
+		l = Lease{Owner: Owner{Node: node, Incarnation: n.lease.Incarnation + 1}, Expires: time.Unix(0, now.Add(ttl).UnixNano())}
+		return putNode(b, l)
+	})
+	if err != nil {
+		return Lease{}, err
+	}
+	return l, nil
+}
+
+// RenewLease implements Store.
+func (s *Bolt) RenewLease(ctx context.Context, o Owner, ttl time.Duration) (Lease, error) {
+	if err := checkTTL(ttl); err != nil {
+		return Lease{}, err
+	}
+	var l Lease
+	err := s.update(func(tx *bolt.Tx) error {
+		now := time.Now()
+		b := tx.Bucket(bucketNodes)
+		n, err := readNode(b, o.Node, now)
+		if err != nil {
+			return err
+		}
+		if err := holds(o, n); err != nil {
+			return err
+		}
+		l = n.lease
+		l.Expires = time.Unix(0, now.Add(ttl).UnixNano())
+		return putNode(b, l)
+	})
+	if err != nil {
+		return Lease{}, err
+	}
+	return l, nil
+}
+
+// EndLease implements Store.
+func (s *Bolt) EndLease(ctx context.Context, o Owner) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNodes)
+		n, err := readNode(b, o.Node, time.Now())
+		if err != nil {
+			return err
+		}
+		switch {
+		case n.lease.Incarnation < o.Incarnation:
+			return fmt.Errorf("store: %s was never issued: %w", o, ErrNotFound)
+		case n.lease.Incarnation > o.Incarnation || n.lease.Ended:
+			return nil
+		}
+		n.lease.Ended = true
+		return putNode(b, n.lease)
+	})
+}
+
+// Leases implements Store.
+func (s *Bolt) Leases(ctx context.Context) ([]Lease, error) {
+	var ls []Lease
+	err := s.view(func(tx *bolt.Tx) error {
+		now := time.Now()
+		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+			n, err := decodeNode(string(k), v, now)
+			ls = append(ls, n.lease)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ls, nil
+}
+
+// Acquire implements Store.
+func (s *Bolt) Acquire(ctx context.Context, id uint64, o Owner) (Record, error) {
+	var rec Record
+	err := s.update(func(tx *bolt.Tx) error {
+		now := time.Now()
+		nodes, owners := tx.Bucket(bucketNodes), tx.Bucket(bucketOwners)
+		self, err := readNode(nodes, o.Node, now)
+		if err != nil {
+			return err
+		}
+		if err := holds(o, self); err != nil {
+			return err
+		}
+		cur, err := readClaim(owners, id)
+		if err != nil {
+			return err
+		}
+		holder := self
+		if cur.epoch != 0 && cur.owner.Node != o.Node {
+			if holder, err = readNode(nodes, cur.owner.Node, now); err != nil {
+				return err
+			}
+		}
+		endHolder, err := mayAcquire(id, o, cur, holder)
+		if err != nil {
+			return err
+		}
+		if endHolder {
+			holder.lease.Ended = true
+			if err := putNode(nodes, holder.lease); err != nil {
+				return err
+			}
+		}
+		rec = Record{ID: id}
+		if v := tx.Bucket(bucketPlayers).Get(playerKey(id)); v != nil {
+			if rec, err = decodeRecord(id, v); err != nil {
+				return err
+			}
+		}
+		rec.Epoch = cur.epoch + 1
+		return owners.Put(playerKey(id), encodeClaim(claim{owner: o, epoch: rec.Epoch}))
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	return rec, nil
+}
+
+// Release implements Store.
+func (s *Bolt) Release(ctx context.Context, rec Record) error {
+	if err := checkRelease(rec); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		owners := tx.Bucket(bucketOwners)
+		cur, err := readClaim(owners, rec.ID)
+		if err != nil {
+			return err
+		}
+		if cur.epoch != rec.Epoch || cur.released {
+			return &FencedError{IDs: []uint64{rec.ID}}
+		}
+		if rec.Data != nil {
+			b := tx.Bucket(bucketPlayers)
+			v, _ := storedVersion(b, rec.ID)
+			rec.Version = v + 1
+			if err := b.Put(playerKey(rec.ID), encodeRecord(rec)); err != nil {
+				return err
+			}
+		}
+		cur.released = true
+		return owners.Put(playerKey(rec.ID), encodeClaim(cur))
+	})
+}
+
+// OwnerOf implements Store.
+func (s *Bolt) OwnerOf(ctx context.Context, id uint64) (Owner, uint64, error) {
+	var c claim
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		c, err = readClaim(tx.Bucket(bucketOwners), id)
+		return err
+	})
+	if err != nil {
+		return Owner{}, 0, err
+	}
+	if c.released {
+		return Owner{}, c.epoch, nil
+	}
+	return c.owner, c.epoch, nil
+}
+
+// ID implements Store.
+func (s *Bolt) ID(ctx context.Context) (string, error) {
+	var id string
+	err := s.view(func(tx *bolt.Tx) error {
+		id = string(tx.Bucket(bucketMeta).Get(metaID))
+		return nil
+	})
+	return id, err
 }
 
 // Close implements Store; it waits for calls in progress.

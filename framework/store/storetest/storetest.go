@@ -7,15 +7,18 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/citadel-go/citadel/framework/store"
 )
 
-// Backend opens a fresh, empty store for one subtest, and corrupts the
-// stored bytes of a player record in it (to check that corruption is
-// reported, not hidden).
+// Backend opens a fresh, empty store for one subtest, reopens it (what a
+// restart of the process sees), and corrupts the stored bytes of a player
+// record in it (to check that corruption is reported, not hidden).
 type Backend struct {
-	Open    func(t *testing.T) store.Store
+	Open func(t *testing.T) store.Store
+	// Reopen closes s and opens the same store (file, database) again.
+	Reopen  func(t *testing.T, s store.Store) store.Store
 	Corrupt func(t *testing.T, s store.Store, id uint64)
 }
 
@@ -145,6 +148,15 @@ func Run(t *testing.T, b Backend) {
 		if !errors.As(err, &ce) || !errors.Is(err, store.ErrCorrupt) || ce.ID != 5 {
 			t.Fatalf("corrupt record: got %v", err)
 		}
+		// Acquire refuses it too, and takes nothing.
+		l, err := s.StartNode(ctx, "a", time.Hour)
+		must(t, err)
+		if _, err := s.Acquire(ctx, 5, l.Owner); !errors.As(err, &ce) || ce.ID != 5 {
+			t.Fatalf("Acquire of a corrupt record: %v", err)
+		}
+		if o, e, err := s.OwnerOf(ctx, 5); err != nil || o != (store.Owner{}) || e != 0 {
+			t.Fatalf("after a refused Acquire, OwnerOf(5) = %v epoch %d, %v", o, e, err)
+		}
 	})
 
 	t.Run("closed store refuses calls", func(t *testing.T) {
@@ -156,8 +168,16 @@ func Run(t *testing.T, b Backend) {
 		if err := s.Save(ctx, []store.Record{{ID: 1, Version: 1}}); !errors.Is(err, store.ErrClosed) {
 			t.Fatalf("Save after Close: %v", err)
 		}
+		if _, err := s.StartNode(ctx, "a", time.Minute); !errors.Is(err, store.ErrClosed) {
+			t.Fatalf("StartNode after Close: %v", err)
+		}
+		if _, err := s.Acquire(ctx, 1, store.Owner{Node: "a", Incarnation: 1}); !errors.Is(err, store.ErrClosed) {
+			t.Fatalf("Acquire after Close: %v", err)
+		}
 		must(t, s.Close())
 	})
+
+	runOwnership(t, b)
 }
 
 func must(t *testing.T, err error) {
