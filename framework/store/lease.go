@@ -64,7 +64,7 @@ func StartLease(ctx context.Context, st Store, node string, cfg LeaseConfig) (*L
 		return nil, err
 	}
 	k := &LeaseKeeper{store: st, owner: lease.Owner, ttl: cfg.TTL, interval: cfg.Interval,
-		log: cfg.Logger.With("component", "lease", "node", node, "incarnation", lease.Incarnation),
+		log:    cfg.Logger.With("component", "lease", "node", node, "incarnation", lease.Incarnation),
 		fenced: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	k.granted(asked)
 	go k.loop()
