@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/citadel-go/citadel/framework/bounded"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/bounded"
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/services"
 	"github.com/vmihailenco/msgpack/v5"
@@ -18,14 +19,17 @@ import (
 // live on different game nodes).
 type (
 	// exchangeLock asks a player to lock itself for an exchange and answer
-	// with its state.
+	// with its state. Incarnation is the initiator's node's.
 	exchangeLock struct {
-		From framework.Addr
+		From        framework.Addr
+		Incarnation uint64
 	}
-	// exchangeLocked answers exchangeLock: the peer's state and the version
-	// reserved for its side of the commit.
+	// exchangeLocked answers exchangeLock: the peer's state, the epoch it
+	// is owned with and the version last committed, so the commit can be
+	// conditional on the epoch and its outcome read back by version.
 	exchangeLocked struct {
 		State   []byte
+		Epoch   uint64
 		Version uint64
 	}
 	// exchangeRelease ends a lock: with Commit, State is the peer's new
@@ -36,7 +40,8 @@ type (
 		State   []byte
 		Version uint64
 	}
-	// exchangeExpired releases a lock whose initiator went silent.
+	// exchangeExpired settles a lock whose initiator went silent; Version is
+	// the lock's (the peer's version when it locked).
 	exchangeExpired struct{ Version uint64 }
 )
 
@@ -59,10 +64,11 @@ const (
 
 // exchangeState is a player's side of an exchange in progress.
 type exchangeState struct {
-	lockedBy framework.Addr // the initiator holding this player, if any
-	version  uint64         // the version reserved for this player's side
-	stash    []*services.ClientRequest
-	stashed  int // bytes of the stashed payloads
+	lockedBy  framework.Addr // the initiator holding this player, if any
+	lockedInc uint64         // the incarnation of the initiator's node
+	version   uint64         // this player's committed version when it locked
+	stash     []*services.ClientRequest
+	stashed   int // bytes of the stashed payloads
 }
 
 // Exchange changes this player's state and another online player's state
@@ -78,6 +84,12 @@ func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, oth
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.svc.cfg.ExchangeTimeout)
 	defer cancel()
+	// The commit's outcome is read back by version: nothing of this
+	// player's may be in flight meanwhile.
+	p.waitSnapshot(ctx)
+	if !p.save.owned {
+		return framework.NewError(services.ErrCodeUnavailable, "this player is served by another node now; log in again")
+	}
 	node := p.ctx.Node()
 	peerAddr := node.ActorAddr(playerActorName(peer)) // a node without an mq has only itself
 	if node.Bus() != nil {
@@ -87,7 +99,7 @@ func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, oth
 		}
 		peerAddr.Node = m.Node
 	}
-	r, err := p.ctx.Call(ctx, peerAddr, &exchangeLock{From: p.ctx.Self()})
+	r, err := p.ctx.Call(ctx, peerAddr, &exchangeLock{From: p.ctx.Self(), Incarnation: node.Incarnation()})
 	if errors.Is(err, framework.ErrActorNotFound) {
 		return framework.NewError(CodePeerOffline, fmt.Sprintf("player %d is not online", peer))
 	}
@@ -95,9 +107,9 @@ func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, oth
 		return err
 	}
 	locked := r.(*exchangeLocked)
-	release := func(commit bool, state []byte) {
-		if err := p.ctx.Send(peerAddr, &exchangeRelease{From: p.ctx.Self(), Commit: commit, State: state, Version: locked.Version}); err != nil {
-			p.log.Error("cannot release exchange partner; its lock expires", "peer", peer, "err", err)
+	release := func(commit bool, state []byte, version uint64) {
+		if err := p.ctx.Send(peerAddr, &exchangeRelease{From: p.ctx.Self(), Commit: commit, State: state, Version: version}); err != nil {
+			p.log.Error("cannot release exchange partner; it settles with the store when its lock expires", "peer", peer, "err", err)
 		}
 	}
 	self, other := new(S), new(S)
@@ -109,7 +121,7 @@ func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, oth
 		err = fn(self, other)
 	}
 	if err != nil {
-		release(false, nil)
+		release(false, nil, 0)
 		return err
 	}
 	selfData, err := msgpack.Marshal(self)
@@ -118,29 +130,56 @@ func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, oth
 		otherData, err = msgpack.Marshal(other)
 	}
 	if err != nil {
-		release(false, nil)
+		release(false, nil, 0)
 		return fmt.Errorf("game: encode exchange: %w", err)
 	}
-	selfVersion := p.save.next + 1
-	err = p.svc.cfg.Saver.CommitAll(ctx, []store.Record{
-		{ID: p.ID, Version: selfVersion, Data: selfData},
-		{ID: peer, Version: locked.Version, Data: otherData},
-	})
-	if err != nil {
-		release(false, nil)
-		p.log.Warn("exchange not committed; nothing changed", "peer", peer, "err", err)
-		if errors.Is(err, store.ErrStale) {
-			p.svc.conflicts.Inc()
+	recs := []store.Record{
+		{ID: p.ID, Epoch: p.save.epoch, Data: selfData},
+		{ID: peer, Epoch: locked.Epoch, Data: otherData},
+	}
+	err = p.svc.cfg.Saver.CommitAll(ctx, recs)
+	if err != nil && !errors.Is(err, store.ErrFenced) {
+		// Not refused, but not confirmed either (a timeout, a lost answer):
+		// the store knows. Nobody else writes this player meanwhile, so its
+		// next version is the exchange's.
+		if committed, rerr := p.readBack(); rerr != nil {
+			p.log.Error("cannot tell whether the exchange committed; its partner settles it with the store", "peer", peer, "err", rerr)
+			return framework.NewError(CodeExchange, "the exchange could not be confirmed; check your inventory")
+		} else if committed {
+			err = nil
+			recs[0].Version, recs[1].Version = p.save.version+1, locked.Version+1
 		}
+	}
+	if err != nil {
+		release(false, nil, 0)
+		var fe *store.FencedError
+		if errors.As(err, &fe) && slices.Contains(fe.IDs, p.ID) {
+			p.fence("an exchange commit was refused: another node owns this player now")
+		}
+		p.log.Warn("exchange not committed; nothing changed", "peer", peer, "err", err)
 		return framework.NewError(CodeExchange, "the exchange could not be saved; nothing changed")
 	}
 	p.State = self
-	p.save.next = selfVersion
-	p.save.version = max(p.save.version, selfVersion)
+	p.save.version = recs[0].Version
 	p.save.savedGen = p.save.gen // the committed state is the current one
 	p.save.since = time.Time{}
-	release(true, otherData)
+	release(true, otherData, recs[1].Version)
 	return nil
+}
+
+// readBack reports whether this player's record in the store is one
+// version past the last one this node knows it committed.
+func (p *Player[S]) readBack() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
+	defer cancel()
+	rec, err := p.svc.cfg.Store.Load(ctx, p.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return rec.Version == p.save.version+1, nil
 }
 
 func copyState[S any](from, to *S) error {
@@ -154,11 +193,22 @@ func copyState[S any](from, to *S) error {
 // onExchangeLock locks this player for an initiator.
 func (p *Player[S]) onExchangeLock(m *exchangeLock) {
 	switch {
-	case p.State == nil:
-		p.ctx.ReplyError(framework.NewError(CodePeerOffline, "the player is not loaded"))
+	case p.State == nil || !p.save.owned:
+		p.ctx.ReplyError(framework.NewError(CodePeerOffline, "the player is not served here"))
 		return
 	case !p.exchange.lockedBy.IsZero():
 		p.ctx.ReplyError(framework.NewError(CodePeerBusy, "the player is in another exchange"))
+		return
+	case !p.svc.cfg.Lease.Valid():
+		p.ctx.ReplyError(framework.NewError(services.ErrCodeUnavailable, "the player's node is not sure it still serves it"))
+		return
+	}
+	// The outcome is read back by version: settle the snapshot in flight.
+	ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
+	p.waitSnapshot(ctx)
+	cancel()
+	if !p.save.owned {
+		p.ctx.ReplyError(framework.NewError(CodePeerOffline, "the player is not served here"))
 		return
 	}
 	state, err := msgpack.Marshal(p.State)
@@ -166,16 +216,15 @@ func (p *Player[S]) onExchangeLock(m *exchangeLock) {
 		p.ctx.ReplyError(err)
 		return
 	}
-	p.save.next++
-	p.exchange.lockedBy, p.exchange.version = m.From, p.save.next
-	p.ctx.SendAfter(exchangeLockFactor*p.svc.cfg.ExchangeTimeout, &exchangeExpired{Version: p.save.next})
-	p.ctx.Reply(&exchangeLocked{State: state, Version: p.save.next})
+	p.exchange.lockedBy, p.exchange.lockedInc, p.exchange.version = m.From, m.Incarnation, p.save.version
+	p.ctx.SendAfter(exchangeLockFactor*p.svc.cfg.ExchangeTimeout, &exchangeExpired{Version: p.save.version})
+	p.ctx.Reply(&exchangeLocked{State: state, Epoch: p.save.epoch, Version: p.save.version})
 }
 
 // onExchangeRelease takes the committed state (or not) and unlocks.
 func (p *Player[S]) onExchangeRelease(m *exchangeRelease) {
-	if m.From != p.exchange.lockedBy || m.Version != p.exchange.version {
-		return // a release for a lock that expired
+	if p.exchange.lockedBy.IsZero() || m.From != p.exchange.lockedBy {
+		return // a release for a lock that was settled already
 	}
 	if m.Commit {
 		st := new(S)
@@ -192,52 +241,59 @@ func (p *Player[S]) onExchangeRelease(m *exchangeRelease) {
 	p.unlock()
 }
 
-// onExchangeExpired handles a lock whose initiator never released it (its
-// node crashed, or the release was lost). The initiator may have committed
-// before it went silent, so the store decides: the reserved version stored
-// means the exchange happened and this player takes that state; otherwise it
-// did not, and cannot any more (the initiator's deadline has passed).
+// onExchangeExpired settles a lock whose initiator never released it.
 func (p *Player[S]) onExchangeExpired(m *exchangeExpired) {
 	if p.exchange.lockedBy.IsZero() || m.Version != p.exchange.version {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
-	rec, err := p.svc.cfg.Store.Load(ctx, p.ID)
-	cancel()
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		p.log.Error("exchange lock expired and the store cannot say whether it committed; asking again", "err", err)
+	defer cancel()
+	if err := p.settleLock(ctx, "the initiator went silent"); err != nil {
+		p.log.Error("cannot settle an expired exchange lock; asking the store again", "err", err)
 		if _, err := p.ctx.SendAfter(time.Second, m); err != nil {
 			p.log.Error("cannot retry the expired exchange", "err", err)
 		}
-		return
 	}
+}
+
+// settleLock ends a lock without waiting for the initiator: acquiring the
+// player again (a new epoch) fences out any commit the initiator might
+// still attempt, and the record the store returns says whether one made it
+// before: the version after this player's when it locked.
+func (p *Player[S]) settleLock(ctx context.Context, why string) error {
+	rec, err := p.svc.cfg.Store.Acquire(ctx, p.ID, p.svc.cfg.Lease.Owner())
+	if errors.Is(err, store.ErrOwned) || errors.Is(err, store.ErrFenced) {
+		p.fence("settling an exchange: another node owns this player now")
+		p.unlock()
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	p.save.epoch = rec.Epoch
 	switch {
-	case err == nil && rec.Version == m.Version:
+	case rec.Version > p.exchange.version:
 		st := new(S)
 		if err := msgpack.Unmarshal(rec.Data, st); err != nil {
-			p.log.Error("committed exchange state does not decode; keeping the player locked", "err", err)
-			return
+			return fmt.Errorf("game: committed exchange state of player %d does not decode: %w", p.ID, err)
 		}
 		p.State = st
-		p.save.version = max(p.save.version, rec.Version)
+		p.save.version = rec.Version
 		p.save.savedGen = p.save.gen
 		p.save.since = time.Time{}
-		p.log.Warn("exchange initiator went silent after committing; took the committed state",
+		p.log.Warn("exchange settled with the store: it had committed", "why", why,
 			"initiator", p.exchange.lockedBy.String(), "version", rec.Version)
-	case err == nil && rec.Version > m.Version:
-		p.svc.conflicts.Inc()
-		p.log.Error("the store holds a newer version of this player than the exchange reserved (another node?)",
-			"reserved", m.Version, "stored", rec.Version)
 	default:
-		p.log.Warn("exchange initiator went silent before committing; nothing changed",
+		p.log.Warn("exchange settled with the store: it had not committed, and now cannot", "why", why,
 			"initiator", p.exchange.lockedBy.String())
 	}
 	p.unlock()
+	return nil
 }
 
 // unlock ends an exchange and handles the requests that waited for it.
 func (p *Player[S]) unlock() {
-	p.exchange.lockedBy = framework.Addr{}
+	p.exchange.lockedBy, p.exchange.lockedInc = framework.Addr{}, 0
 	stash := p.exchange.stash
 	p.exchange.stash, p.exchange.stashed = nil, 0
 	for _, r := range stash {

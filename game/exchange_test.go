@@ -2,6 +2,7 @@ package game
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -51,7 +52,11 @@ func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
 		p.MarkDirty()
 		return p.State, nil
 	})
-	svc, err := New(Config[tally]{Node: node, Store: st, Saver: saver, Router: r, SaveInterval: time.Hour,
+	lease, err := store.StartLease(context.Background(), st, "game-1", store.LeaseConfig{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(Config[tally]{Node: node, Store: st, Lease: lease, Saver: saver, Router: r, SaveInterval: time.Hour,
 		ExchangeTimeout: 20 * time.Millisecond, NewState: func(uint64) *tally { return &tally{N: 7} }})
 	if err != nil {
 		t.Fatal(err)
@@ -106,19 +111,20 @@ func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
 	if n := peek(); n != 7 {
 		t.Fatalf("new player has %d", n)
 	}
-	lock := func() uint64 {
+	lock := func() *exchangeLocked {
 		t.Helper()
 		r, err := node.Call(ctx, player, &exchangeLock{From: node.ActorAddr("silent-initiator")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return r.(*exchangeLocked).Version
+		return r.(*exchangeLocked)
 	}
 
 	// 1. The initiator commits, then goes silent.
-	v := lock()
+	l := lock()
+	v := l.Version
 	data, _ := msgpack.Marshal(&tally{N: 42})
-	if err := st.SaveAll(ctx, []store.Record{{ID: 2, Version: v, Data: data}}); err != nil {
+	if err := st.SaveAll(ctx, []store.Record{{ID: 2, Epoch: l.Epoch, Data: data}}); err != nil {
 		t.Fatal(err)
 	}
 	if n := peek(); n != 42 { // waits (stashed) until the lock expires
@@ -126,9 +132,13 @@ func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
 	}
 
 	// 2. The initiator goes silent without committing.
-	v2 := lock()
-	if v2 <= v {
-		t.Fatalf("second lock reserved version %d after %d", v2, v)
+	l2 := lock()
+	if l2.Version <= v || l2.Epoch <= l.Epoch {
+		t.Fatalf("second lock at version %d epoch %d, after version %d epoch %d", l2.Version, l2.Epoch, v, l.Epoch)
+	}
+	// Too late: settling the first lock took a new epoch.
+	if err := st.SaveAll(ctx, []store.Record{{ID: 2, Epoch: l.Epoch, Data: data}}); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("a commit with the epoch of a settled lock: %v", err)
 	}
 	if n := peek(); n != 42 {
 		t.Fatalf("after an exchange that never committed, the player has %d, want 42", n)
@@ -146,7 +156,7 @@ func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
 	}
 	var saved tally
 	msgpack.Unmarshal(rec.Data, &saved)
-	if saved.N != 43 || rec.Version <= v2 {
-		t.Fatalf("stored %+v at version %d, want 43 after version %d", saved, rec.Version, v2)
+	if saved.N != 43 || rec.Version <= l2.Version {
+		t.Fatalf("stored %+v at version %d, want 43 after version %d", saved, rec.Version, l2.Version)
 	}
 }

@@ -39,6 +39,7 @@ type rig struct {
 	t     *testing.T
 	node  *framework.Node
 	store store.Store
+	lease *store.LeaseKeeper
 	flaky *flaky
 	gate  framework.Addr
 	out   chan *services.ToClient
@@ -110,7 +111,11 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := game.New(game.Config[counter]{Node: node, Store: st, Saver: saver, Router: r, Grace: grace,
+	lease, err := store.StartLease(context.Background(), st, "game-1", store.LeaseConfig{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := game.New(game.Config[counter]{Node: node, Store: st, Lease: lease, Saver: saver, Router: r, Grace: grace,
 		SaveInterval: rc.saveInterval, Tables: rc.tables,
 		NewState: func(uint64) *counter { return &counter{} },
 		OnAttach: func(p *game.Player[counter]) { p.Push(&Count{N: p.State.N}) }})
@@ -123,7 +128,7 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 	if err := svc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	rg := &rig{t: t, node: node, store: bolt, flaky: st, out: make(chan *services.ToClient, 100), kicks: make(chan *services.Kick, 10), reg: reg}
+	rg := &rig{t: t, node: node, store: bolt, lease: lease, flaky: st, out: make(chan *services.ToClient, 100), kicks: make(chan *services.Kick, 10), reg: reg}
 	rg.gate, _ = node.Spawn(services.GateSessionsActor, func() framework.Actor {
 		return framework.ActorFunc(func(c *framework.Context) {
 			switch m := c.Message().(type) {
@@ -347,9 +352,10 @@ func TestExchangeIsAllOrNothing(t *testing.T) {
 		t.Fatalf("peer's live state %+v", v)
 	}
 
-	// Another writer stored a newer version of B: the next exchange cannot
-	// commit, and neither player changes, in memory or in the store.
-	if err := r.store.Save(ctx, []store.Record{{ID: 2, Version: 1000, Data: rb.Data}}); err != nil {
+	// B was acquired again (a new epoch: as when another node takes it):
+	// the next exchange cannot commit, and neither player changes, in
+	// memory or in the store.
+	if _, err := r.store.Acquire(ctx, 2, r.lease.Owner()); err != nil {
 		t.Fatal(err)
 	}
 	r.request(a.Actor, 100, 3, &Give{To: 2, N: 1})

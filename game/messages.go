@@ -29,11 +29,19 @@ type (
 		Node        string
 		Incarnation uint64
 	}
+	// gameEnded says incarnation Incarnation of a game node (and every
+	// earlier one) has left: exchanges it started will not finish.
+	gameEnded struct {
+		Node        string
+		Incarnation uint64
+	}
+	// leaseLost says this node lost its lease: every player stops at once.
+	leaseLost struct{}
 )
 
 func registerLocal(r *framework.Registry) error {
 	for id, m := range map[framework.MsgID]any{300: (*attachReq)(nil), 301: (*graceOver)(nil), 302: (*retire)(nil),
-		303: (*saveTick)(nil), 304: (*gateEnded)(nil)} {
+		303: (*saveTick)(nil), 304: (*gateEnded)(nil), 305: (*gameEnded)(nil), 306: (*leaseLost)(nil)} {
 		if err := r.Register(id, m); err != nil {
 			return err
 		}

@@ -131,6 +131,16 @@ func (p *Player[S]) Receive(c *framework.Context) {
 		p.onExchangeRelease(m)
 	case *exchangeExpired:
 		p.onExchangeExpired(m)
+	case *gameEnded:
+		if !p.exchange.lockedBy.IsZero() && p.exchange.lockedBy.Node == m.Node && p.exchange.lockedInc <= m.Incarnation {
+			ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
+			if err := p.settleLock(ctx, "the initiator's node left"); err != nil {
+				p.log.Error("cannot settle the exchange of a node that left; its lock expires", "err", err)
+			}
+			cancel()
+		}
+	case *leaseLost:
+		p.fence("this node lost its lease")
 	case *gateEnded:
 		if p.attached && p.session.Gate.Node == m.Node && p.session.Incarnation < m.Incarnation {
 			p.log.Info("the gate of this player's session restarted; waiting for a reconnect", "gate", m.Node)
@@ -149,7 +159,7 @@ func (p *Player[S]) Receive(c *framework.Context) {
 		}
 		if m.gen == p.gen && !p.attached {
 			ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
-			err := p.flush(ctx)
+			err := p.handoff(ctx)
 			cancel()
 			if err != nil {
 				p.log.Error("save at end of grace failed; staying online to retry", "err", err)
@@ -175,6 +185,25 @@ func (p *Player[S]) Receive(c *framework.Context) {
 	}
 }
 
+// fence stops the player at once because the store says another node owns
+// it now (or this node lost its lease): nothing more is saved from here
+// (the other node's copy wins), the client is told to log in again, and
+// the actor retires.
+func (p *Player[S]) fence(why string) {
+	if !p.save.owned {
+		return
+	}
+	p.save.owned = false
+	p.svc.fenced.Inc()
+	p.log.Error("player fenced: stopping without saving", "why", why)
+	if p.attached {
+		p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.Kick{SessionID: p.session.ID, Code: services.KickUnavailable,
+			Reason: "your player is now served by another server; log in again"})
+		p.detach()
+	}
+	p.ctx.Send(p.ctx.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.gen})
+}
+
 // detach forgets the session: the player waits out its grace period for a
 // reconnect, then saves and stops.
 func (p *Player[S]) detach() {
@@ -187,21 +216,25 @@ func (p *Player[S]) detach() {
 }
 
 func (p *Player[S]) start() {
-	st, version, err := p.svc.load(p.ID)
+	st, rec, err := p.svc.acquire(p.ID)
 	if err != nil {
 		// A damaged record must not be replaced by a fresh player: refuse
-		// the login and leave the record for an operator.
-		p.log.Error("cannot load player; refusing login", "err", err)
-		code := services.ErrCodeInternal
-		if errors.Is(err, store.ErrCorrupt) {
+		// the login and leave the record for an operator. A player another
+		// node still serves is refused until that node lets it go.
+		code, level := services.ErrCodeInternal, slog.LevelError
+		switch {
+		case errors.Is(err, store.ErrCorrupt):
 			code = "corrupt_record"
+		case errors.Is(err, store.ErrOwned), errors.Is(err, store.ErrFenced):
+			code, level = services.ErrCodeUnavailable, slog.LevelWarn
 		}
-		p.first.resp.Error(framework.NewError(code, fmt.Sprintf("player %d cannot be loaded: %v", p.ID, err)))
+		p.log.Log(context.Background(), level, "cannot take the player; refusing the login", "err", err)
+		p.first.resp.Error(framework.NewError(code, fmt.Sprintf("player %d cannot be served here now: %v", p.ID, err)))
 		p.ctx.Send(p.ctx.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.first.gen})
 		return
 	}
 	p.State = st
-	p.save.version, p.save.next = version, version
+	p.save.version, p.save.epoch, p.save.owned = rec.Version, rec.Epoch, true
 	p.svc.players.WithLabelValues("grace").Inc() // attach moves it to attached
 	p.attach(p.first)
 	p.first = nil
@@ -209,7 +242,7 @@ func (p *Player[S]) start() {
 }
 
 func (p *Player[S]) attach(m *attachReq) {
-	if p.State == nil {
+	if p.State == nil || !p.save.owned {
 		m.resp.Error(framework.NewError(services.ErrCodeUnavailable, "player is being retired; retry"))
 		return
 	}
@@ -235,6 +268,12 @@ func (p *Player[S]) attach(m *attachReq) {
 func (p *Player[S]) request(m *services.ClientRequest) {
 	if !p.attached || m.SessionID != p.session.ID {
 		return // from a session that has since been replaced
+	}
+	if !p.svc.cfg.Lease.Valid() {
+		// The lease may have run out: another node may serve the player
+		// now. Act on nothing a client would take as done.
+		p.replyError(m.Seq, framework.NewError(services.ErrCodeUnavailable, "this server cannot confirm it still serves your player; retry"))
+		return
 	}
 	h, ok := p.svc.cfg.Router.handlers[m.MsgID]
 	if !ok {
@@ -321,7 +360,7 @@ func (m *manager[S]) Receive(c *framework.Context) {
 			return
 		}
 		m.players[id] = &managed{addr: addr, gen: 1}
-	case *gateEnded:
+	case *gateEnded, *gameEnded, *leaseLost:
 		for _, e := range m.players {
 			c.Send(e.addr, msg)
 		}

@@ -16,8 +16,9 @@ import (
 type saveState struct {
 	gen        uint64      // bumped by every MarkDirty
 	savedGen   uint64      // the generation of the state last committed
-	version    uint64      // the version last committed
-	next       uint64      // the version last given to a snapshot
+	version    uint64      // the version last committed (the store decides versions)
+	epoch      uint64      // the ownership epoch this node holds the player with
+	owned      bool        // acquired and neither fenced nor released: this node may save the player
 	inflight   *SaveTicket // the snapshot with the saver, if any
 	inflightAt uint64      // its generation
 	since      time.Time   // when the oldest change not in a snapshot was made
@@ -75,15 +76,8 @@ func (p *Player[S]) collect() {
 	case err == nil:
 		p.save.version = max(p.save.version, t.Version)
 		p.save.savedGen = max(p.save.savedGen, p.save.inflightAt)
-	case errors.Is(err, store.ErrStale):
-		if p.save.version >= t.Version {
-			return // a newer snapshot of ours (a trade) got there first
-		}
-		// Someone else wrote this player: keep playing from memory, but
-		// make it loud: this node must not overwrite newer data.
-		p.svc.conflicts.Inc()
-		p.log.Error("save refused: the store holds a newer version of this player (another node?)",
-			"version", t.Version, "err", err)
+	case errors.Is(err, store.ErrFenced):
+		p.fence("a save was refused: another node owns this player now")
 	default:
 		p.log.Error("save failed; the state stays dirty and is saved again", "version", t.Version, "err", err)
 	}
@@ -92,7 +86,7 @@ func (p *Player[S]) collect() {
 // snapshot encodes the state and hands it to the saver if it changed and
 // nothing is in flight. With wait it blocks until the saver takes it.
 func (p *Player[S]) snapshot(ctx context.Context, wait bool) error {
-	if !p.Dirty() || p.save.inflight != nil || p.State == nil {
+	if !p.Dirty() || p.save.inflight != nil || p.State == nil || !p.save.owned {
 		return nil
 	}
 	data, err := msgpack.Marshal(p.State)
@@ -103,8 +97,8 @@ func (p *Player[S]) snapshot(ctx context.Context, wait bool) error {
 	if since.IsZero() {
 		since = time.Now()
 	}
-	t := NewSaveTicket(p.save.next+1, since)
-	rec := store.Record{ID: p.ID, Version: t.Version, Data: data}
+	t := NewSaveTicket(0, since) // the store decides the version
+	rec := store.Record{ID: p.ID, Epoch: p.save.epoch, Data: data}
 	if wait {
 		if err := p.svc.cfg.Saver.Submit(ctx, rec, t); err != nil {
 			return err
@@ -112,18 +106,21 @@ func (p *Player[S]) snapshot(ctx context.Context, wait bool) error {
 	} else if !p.svc.cfg.Saver.TrySubmit(rec, t) {
 		return nil // queue full: still dirty, next tick tries again
 	}
-	p.save.next = t.Version
 	p.save.inflight, p.save.inflightAt = t, p.save.gen
 	p.save.since = time.Time{}
 	return nil
 }
 
-// flush saves everything and waits for the commit (logout, shutdown).
-// A player locked in an exchange is not snapshotted: its next version
-// belongs to the exchange, whose commit (if it happens) saves it.
+// flush saves everything and waits for the commit (shutdown). A player
+// locked in an exchange first settles it with the store.
 func (p *Player[S]) flush(ctx context.Context) error {
+	if !p.save.owned {
+		return nil // fenced or released: nothing of this node's to save
+	}
 	if !p.exchange.lockedBy.IsZero() {
-		return fmt.Errorf("game: player %d is locked in an exchange; its unsaved changes wait for it", p.ID)
+		if err := p.settleLock(ctx, "this node is stopping"); err != nil {
+			return err
+		}
 	}
 	for i := 0; i < 3; i++ { // a failed or stale in-flight snapshot may need another
 		if t := p.save.inflight; t != nil {
@@ -140,8 +137,46 @@ func (p *Player[S]) flush(ctx context.Context) error {
 			break
 		}
 	}
-	if p.Dirty() {
+	if p.Dirty() && p.save.owned {
 		return fmt.Errorf("game: player %d still has unsaved changes", p.ID)
 	}
+	return nil
+}
+
+// waitSnapshot waits for the snapshot in flight, if any, and takes its
+// result.
+func (p *Player[S]) waitSnapshot(ctx context.Context) {
+	if t := p.save.inflight; t != nil {
+		t.Wait(ctx)
+		p.collect()
+	}
+}
+
+// handoff saves the player and gives up its ownership in one store
+// transaction (logout at the end of the grace period): the next node to
+// take the player starts from this state at once, with no wait for a lease
+// to run out.
+func (p *Player[S]) handoff(ctx context.Context) error {
+	p.waitSnapshot(ctx)
+	if !p.save.owned {
+		return nil
+	}
+	rec := store.Record{ID: p.ID, Epoch: p.save.epoch}
+	if p.Dirty() {
+		data, err := msgpack.Marshal(p.State)
+		if err != nil {
+			return fmt.Errorf("game: encode player %d: %w", p.ID, err)
+		}
+		rec.Data = data
+	}
+	err := p.svc.cfg.Store.Release(ctx, rec)
+	switch {
+	case errors.Is(err, store.ErrFenced):
+		p.fence("the handoff was refused: another node owns this player now")
+		return nil
+	case err != nil:
+		return err
+	}
+	p.save.savedGen, p.save.owned = p.save.gen, false // released: nothing more is ours to save
 	return nil
 }

@@ -65,7 +65,8 @@ type saveJob struct {
 
 // SaveTicket follows one snapshot through the saver.
 type SaveTicket struct {
-	// Version of the snapshot.
+	// Version of the snapshot: for a record with an epoch, the version the
+	// store gave it, set when the commit succeeded.
 	Version uint64
 	// Since is when the oldest change in the snapshot was made (for the
 	// save-lag metric).
@@ -85,8 +86,10 @@ func NewSaveTicket(v uint64, since time.Time) *SaveTicket {
 // Done reports whether the commit has finished; Err is then its result.
 func (t *SaveTicket) Done() bool { return t.done.Load() }
 
-// Err is nil when the snapshot is durable, a *store.StaleError if the store
-// holds a newer version, or the error that made the saver give up.
+// Err is nil when the snapshot is durable, a *store.FencedError if the
+// player's epoch moved on (another node owns it now), a *store.StaleError
+// if the store holds a newer version (records without an epoch), or the
+// error that made the saver give up.
 func (t *SaveTicket) Err() error { return t.err }
 
 // Wait waits for the commit or ctx.
@@ -150,7 +153,7 @@ func NewSaver(cfg SaverConfig) (*Saver, error) {
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_save_failures_total",
 			Help: "Failed commit attempts (retried with backoff)."}),
 		stale: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_save_stale_total",
-			Help: "Snapshots refused because the store held the same or a newer version."}),
+			Help: "Snapshots refused: the player's epoch moved on (another node owns it), or the store held the same or a newer version."}),
 		saved: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_save_records_total",
 			Help: "Player records durably committed."}),
 		deferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_save_deferred_total",
@@ -251,23 +254,30 @@ func (s *Saver) commitBatch(batch []saveJob) {
 		err := s.cfg.Store.Save(context.Background(), recs)
 		s.commit.Observe(time.Since(start).Seconds())
 		var se *store.StaleError
-		if err == nil || errors.As(err, &se) {
-			staleIDs := make(map[uint64]bool)
+		var fe *store.FencedError
+		if err == nil || errors.As(err, &se) || errors.As(err, &fe) {
+			refused := make(map[uint64]error)
 			if se != nil {
 				for _, id := range se.IDs {
-					staleIDs[id] = true
+					refused[id] = &store.StaleError{IDs: []uint64{id}}
+				}
+			}
+			if fe != nil {
+				for _, id := range fe.IDs {
+					refused[id] = &store.FencedError{IDs: []uint64{id}}
 				}
 			}
 			now := time.Now()
 			s.batchSize.Observe(float64(len(batch)))
-			for _, j := range batch {
-				if staleIDs[j.rec.ID] {
+			for i, j := range batch {
+				if err := refused[j.rec.ID]; err != nil {
 					s.stale.Inc()
-					j.ticket.finish(&store.StaleError{IDs: []uint64{j.rec.ID}})
+					j.ticket.finish(err)
 					continue
 				}
 				s.saved.Inc()
 				s.lag.Observe(now.Sub(j.ticket.Since).Seconds())
+				j.ticket.Version = recs[i].Version // the store's, for a record with an epoch
 				j.ticket.finish(nil)
 			}
 			if attempt > 1 {
@@ -315,7 +325,8 @@ func (s *Saver) Stop(ctx context.Context) error {
 
 // CommitAll commits records all or nothing, now (outside the batch queue):
 // for operations that change several players at once, such as a trade.
-// It retries failures other than staleness until ctx ends.
+// On success the records' versions are the ones the store gave them. It
+// retries failures other than staleness and fencing until ctx ends.
 func (s *Saver) CommitAll(ctx context.Context, recs []store.Record) error {
 	backoff := s.cfg.RetryMin
 	for {
@@ -327,8 +338,8 @@ func (s *Saver) CommitAll(ctx context.Context, recs []store.Record) error {
 			s.batchSize.Observe(float64(len(recs)))
 			return nil
 		}
-		if errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrClosed) || ctx.Err() != nil {
-			if errors.Is(err, store.ErrStale) {
+		if errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrFenced) || errors.Is(err, store.ErrClosed) || ctx.Err() != nil {
+			if errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrFenced) {
 				s.stale.Inc()
 			}
 			return err

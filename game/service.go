@@ -27,6 +27,11 @@ type Config[S any] struct {
 	Node *framework.Node
 	// Store holds player records.
 	Store store.Store
+	// Lease is this node's lease in Store (store.StartLease): a player is
+	// acquired in the node's name, so no other node serves it while the
+	// lease holds, and the node stops serving players as soon as it cannot
+	// be sure the lease still does.
+	Lease *store.LeaseKeeper
 	// Saver commits player snapshots (batched, durable); it must use Store.
 	// Stop it after the node, so players saving as they stop get through.
 	Saver *Saver
@@ -78,13 +83,14 @@ type Service[S any] struct {
 	attaches  *prometheus.CounterVec
 	players   *prometheus.GaugeVec
 	conflicts prometheus.Counter
+	fenced    prometheus.Counter
 }
 
 // New validates cfg and registers the runtime's messages in the node's
 // registry.
 func New[S any](cfg Config[S]) (*Service[S], error) {
-	if cfg.Node == nil || cfg.Store == nil || cfg.Saver == nil || cfg.Router == nil || cfg.NewState == nil {
-		return nil, errors.New("game: Config needs Node, Store, Saver, Router and NewState")
+	if cfg.Node == nil || cfg.Store == nil || cfg.Lease == nil || cfg.Saver == nil || cfg.Router == nil || cfg.NewState == nil {
+		return nil, errors.New("game: Config needs Node, Store, Lease, Saver, Router and NewState")
 	}
 	if cfg.SaveInterval <= 0 {
 		cfg.SaveInterval = 5 * time.Second
@@ -136,9 +142,13 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 			Name: "citadel_game_save_conflicts_total",
 			Help: "Snapshots refused because another writer stored a newer version of the player.",
 		}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "citadel_game_fenced_total",
+			Help: "Player actors stopped because the store said another node owns the player now (fenced), or this node lost its lease.",
+		}),
 	}
 	if cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{s.requests, s.attaches, s.players, s.conflicts} {
+		for _, c := range []prometheus.Collector{s.requests, s.attaches, s.players, s.conflicts, s.fenced} {
 			if err := cfg.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("game: register metrics: %w", err)
 			}
@@ -168,15 +178,29 @@ func (s *Service[S]) Start() error {
 		return err
 	}
 	// A gate that restarted took its sessions with it: their players start
-	// their grace period (the clients log in again, through any gate).
+	// their grace period (the clients log in again, through any gate). A
+	// game node that left or restarted will not finish the exchanges it
+	// started: the players it locked settle them with the store at once.
 	manager := s.cfg.Node.ActorAddr(services.GameActorManager)
 	s.unwatch = s.cfg.Node.Members().Watch(func(ev framework.MemberEvent) {
-		if ev.Kind == framework.MemberJoined && ev.Member.Service == services.Gate {
+		switch {
+		case ev.Kind == framework.MemberJoined && ev.Member.Service == services.Gate:
 			s.cfg.Node.Send(manager, &gateEnded{Node: ev.Member.Node, Incarnation: ev.Member.Epoch})
+		case ev.Kind == framework.MemberLeft && ev.Member.Service == services.Game:
+			s.cfg.Node.Send(manager, &gameEnded{Node: ev.Member.Node, Incarnation: ev.Member.Epoch})
 		}
 	})
+	go func() {
+		<-s.cfg.Lease.Fenced()
+		s.cfg.Node.Send(manager, &leaseLost{})
+	}()
 	return nil
 }
+
+// Fenced is closed when this node has lost its lease for good: its player
+// actors stopped without saving (other nodes own those players now). The
+// process should stop and start again, as a new incarnation.
+func (s *Service[S]) Fenced() <-chan struct{} { return s.cfg.Lease.Fenced() }
 
 // deadLetter answers a client request for a player actor that does not
 // exist (the game node restarted, or the actor just retired): the gate
@@ -193,20 +217,21 @@ func (s *Service[S]) deadLetter(from framework.Addr, fromIncarnation uint64, to 
 
 func playerActorName(id uint64) string { return fmt.Sprintf("player-%d", id) }
 
-// load reads a player's state; a player never saved gets NewState.
-func (s *Service[S]) load(id uint64) (*S, uint64, error) {
+// acquire makes this node the player's owner (a new epoch) and reads its
+// state; a player never saved gets NewState.
+func (s *Service[S]) acquire(id uint64) (*S, store.Record, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.SaveTimeout)
 	defer cancel()
-	rec, err := s.cfg.Store.Load(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return s.cfg.NewState(id), 0, nil
-	}
+	rec, err := s.cfg.Store.Acquire(ctx, id, s.cfg.Lease.Owner())
 	if err != nil {
-		return nil, 0, err
+		return nil, rec, err
+	}
+	if rec.Data == nil {
+		return s.cfg.NewState(id), rec, nil
 	}
 	st := new(S)
 	if err := msgpack.Unmarshal(rec.Data, st); err != nil {
-		return nil, 0, &store.CorruptError{ID: id, Reason: "state does not decode: " + err.Error()}
+		return nil, rec, &store.CorruptError{ID: id, Reason: "state does not decode: " + err.Error()}
 	}
-	return st, rec.Version, nil
+	return st, rec, nil
 }

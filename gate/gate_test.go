@@ -76,7 +76,12 @@ func newRig(t *testing.T, tweak func(*gate.Config)) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { saver.Stop(context.Background()) })
-	svc, err := sample.New(gameNode, st, sample.Options{Saver: saver, Grace: time.Minute})
+	lease, err := store.StartLease(context.Background(), st, "game-1", store.LeaseConfig{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lease.End(context.Background()) })
+	svc, err := sample.New(gameNode, st, sample.Options{Saver: saver, Lease: lease, Grace: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

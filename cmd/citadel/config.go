@@ -164,6 +164,9 @@ func (c *config) validate() error {
 	if c.TradeOfferTTL <= 0 {
 		bad("trade-offer-ttl", c.TradeOfferTTL, "want more than 0")
 	}
+	if c.LeaseTTL < time.Second || c.LeaseTTL > time.Hour {
+		bad("lease-ttl", c.LeaseTTL, "want 1s to 1h")
+	}
 
 	// Store, tables, plugins.
 	switch c.Store {

@@ -88,6 +88,7 @@ func run(args []string) error {
 	grace := fs.Duration("grace", 30*time.Second, "how long a disconnected player's actor waits for a reconnect")
 	saveInterval := fs.Duration("save-interval", 5*time.Second, "how often a changed player is saved; bounds what a crash can lose")
 	tradeOfferTTL := fs.Duration("trade-offer-ttl", time.Minute, "how long a sample game trade offer waits for the other player's answer")
+	leaseTTL := fs.Duration("lease-ttl", 5*time.Second, "how long a node's lease in the store lasts without renewal (renewed every fifth of it): how long the cluster waits before another node may take over the players of a node that stopped answering")
 	storeKind := fs.String("store", "bbolt", "player and account store: bbolt (a file in -data) or postgres (-pg)")
 	pgDSN := fs.String("pg", "", "PostgreSQL DSN for -store=postgres")
 	heartbeat := fs.Duration("heartbeat", 10*time.Second, "client heartbeat interval (idle timeout is 3x)")
@@ -142,7 +143,7 @@ func run(args []string) error {
 		NSQD: nsqd, NSQDHTTPExt: nsqdHTTP, Lookupd: lookupd,
 		LoginAddr: *loginAddr, GateTCP: *gateTCP, GateWS: *gateWS, AdminAddr: *admin,
 		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
-		BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval, TradeOfferTTL: *tradeOfferTTL,
+		BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval, TradeOfferTTL: *tradeOfferTTL, LeaseTTL: *leaseTTL,
 		Store: *storeKind, PostgresDSN: *pgDSN, Heartbeat: *heartbeat, MaxFrame: *maxFrame, ClientRate: *clientRate,
 		MaxConns: *maxConns, MaxPending: *maxPending, AuthTimeout: *authTimeout, HandshakeTimeout: *handshakeTimeout, SendQueueBytes: *sendQueueBytes,
 		TablesPath: *tablesPath, TablesWatch: *tablesWatch,
@@ -210,13 +211,22 @@ func run(args []string) error {
 	}
 	fmt.Printf(")\n  play: go run ./cmd/citadel-bot -login %s -n 10 -d 30s\n", srv.LoginURL)
 
-	<-ctx.Done()
+	var fenced bool
+	select {
+	case <-ctx.Done():
+	case <-srv.fenced():
+		fenced = true
+		log.Error("a node of this process lost its lease in the store (it could not renew it in time, or another process started a node of the same name): stopping; start the process again")
+	}
 	stop()
 	log.Info("shutting down: closing sessions, saving players")
 	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := srv.stop(shutdown); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if fenced {
+		return errors.New("stopped: a node lost its lease (see the log above)")
 	}
 	log.Info("stopped cleanly")
 	return nil

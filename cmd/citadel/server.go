@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,7 +63,8 @@ type config struct {
 	TablesWatch                           time.Duration
 	PluginsDir                            string // one folder per plugin; empty: none
 	PluginsWatch                          time.Duration
-	BuildPlugins                          bool // build the example plugins into PluginsDir if missing
+	LeaseTTL                              time.Duration // how long a node's lease lasts without renewal
+	BuildPlugins                          bool          // build the example plugins into PluginsDir if missing
 
 	// Secrets: a value from the environment wins over its file; a file
 	// left empty here is <DataDir>/ticket.key, cluster.key, admin.token.
@@ -88,23 +90,25 @@ func (c *config) has(role string) bool {
 
 // server is a running Citadel process: some or all roles.
 type server struct {
-	cfg     config
-	log     *slog.Logger
-	metrics *prometheus.Registry
-	broker  *mq.Broker
-	store   store.Store
-	saver   *game.Saver
-	nodes   []*framework.Node // in start order
-	login   *http.Server
-	account *login.Service
-	tlsPair *tls.Certificate // -tls-cert and -tls-key, loaded at start
-	gate    *gate.Gate
-	game    *game.Service[sample.State]
-	tables  *tables.Holder
-	plugins *plugins.Host
-	cancel  context.CancelFunc // background work (table watch)
-	admin   *http.Server
-	ready   atomic.Bool
+	cfg       config
+	log       *slog.Logger
+	metrics   *prometheus.Registry
+	broker    *mq.Broker
+	store     store.Store
+	saver     *game.Saver
+	nodes     []*framework.Node // in start order
+	login     *http.Server
+	account   *login.Service
+	tlsPair   *tls.Certificate // -tls-cert and -tls-key, loaded at start
+	gate      *gate.Gate
+	game      *game.Service[sample.State]
+	tables    *tables.Holder
+	plugins   *plugins.Host
+	cancel    context.CancelFunc // background work (table watch)
+	leases    []*store.LeaseKeeper
+	fenceOnce sync.Once
+	admin     *http.Server
+	ready     atomic.Bool
 
 	// Where the secrets came from (paths or variable names), for the
 	// start-up lines; the ticket key only for login and gate roles.
@@ -200,20 +204,35 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		}
 	}
 
-	newNode := func(service string) (*framework.Node, error) {
+	// newNode creates a node. With a store, the node's incarnation comes
+	// from its lease there (a counter per node name, so a restart is always
+	// newer); without one (a gate-only process), from the clock.
+	newNode := func(service string) (*framework.Node, *store.LeaseKeeper, error) {
+		id := service + "-" + cfg.NodeID
+		var lease *store.LeaseKeeper
+		if s.store != nil {
+			var err error
+			if lease, err = store.StartLease(ctx, s.store, id, store.LeaseConfig{TTL: cfg.LeaseTTL, Logger: s.log}); err != nil {
+				return nil, nil, fmt.Errorf("%s: start its lease in the store: %w", id, err)
+			}
+			s.leases = append(s.leases, lease)
+		}
 		bc := busCfg
-		n, err := framework.NewNode(framework.NodeConfig{Service: service, ID: service + "-" + cfg.NodeID,
-			Registry: framework.NewRegistry(), MQ: &bc, Logger: s.log, Metrics: s.metrics})
+		nc := framework.NodeConfig{Service: service, ID: id, Registry: framework.NewRegistry(), MQ: &bc, Logger: s.log, Metrics: s.metrics}
+		if lease != nil {
+			nc.Incarnation = lease.Owner().Incarnation
+		}
+		n, err := framework.NewNode(nc)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		s.nodes = append(s.nodes, n)
-		return n, nil
+		return n, lease, nil
 	}
 
 	// Game first: gates attach players to it, login hands out gates.
 	if cfg.has(services.Game) {
-		n, err := newNode(services.Game)
+		n, lease, err := newNode(services.Game)
 		if err != nil {
 			return s, err
 		}
@@ -236,7 +255,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 				return s, err
 			}
 		}
-		if s.game, err = sample.New(n, s.store, sample.Options{Saver: s.saver, SaveInterval: cfg.SaveInterval,
+		if s.game, err = sample.New(n, s.store, sample.Options{Saver: s.saver, Lease: lease, SaveInterval: cfg.SaveInterval,
 			Grace: cfg.Grace, Metrics: s.metrics, Tables: s.tables, Plugins: s.plugins, TradeOfferTTL: cfg.TradeOfferTTL}); err != nil {
 			return s, err
 		}
@@ -248,7 +267,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		}
 	}
 	if cfg.has(services.Gate) {
-		n, err := newNode(services.Gate)
+		n, _, err := newNode(services.Gate)
 		if err != nil {
 			return s, err
 		}
@@ -286,7 +305,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		s.GateTCP, s.GateWS = s.gate.TCPAddr(), s.gate.WSURL()
 	}
 	if cfg.has(services.Login) {
-		n, err := newNode(services.Login)
+		n, _, err := newNode(services.Login)
 		if err != nil {
 			return s, err
 		}
@@ -322,6 +341,20 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 // pgOpenTimeout bounds reaching PostgreSQL at start: an unroutable host
 // would otherwise hold the start for the OS's TCP timeout.
 const pgOpenTimeout = 30 * time.Second
+
+// fenced is closed once a lease of this process's nodes is lost for good
+// (it ran out while the process was stopped or cut off from the store, or
+// another process started a node of the same name): the process must stop.
+func (s *server) fenced() <-chan struct{} {
+	ch := make(chan struct{})
+	for _, l := range s.leases {
+		go func() {
+			<-l.Fenced()
+			s.fenceOnce.Do(func() { close(ch) })
+		}()
+	}
+	return ch
+}
 
 // openStore opens the configured store backend. On error the returned
 // Store is a nil interface, never a nil *Bolt or *Postgres inside one
@@ -467,6 +500,10 @@ func (s *server) stop(ctx context.Context) error {
 	if s.saver != nil {
 		// After the game node: players saving as they stopped are queued.
 		errs = append(errs, s.saver.Stop(ctx))
+	}
+	for _, l := range s.leases {
+		// After every save: the node's players are free for others at once.
+		errs = append(errs, l.End(ctx))
 	}
 	if s.admin != nil {
 		errs = append(errs, s.admin.Shutdown(ctx))

@@ -56,7 +56,10 @@ const (
 // Options tune the sample game service.
 type Options struct {
 	// Saver commits snapshots; required (see game.Config.Saver).
-	Saver        *game.Saver
+	Saver *game.Saver
+	// Lease is the node's lease in the store; required (see
+	// game.Config.Lease).
+	Lease        *store.LeaseKeeper
 	SaveInterval time.Duration
 	Grace        time.Duration
 	Metrics      prometheus.Registerer
@@ -109,7 +112,7 @@ func New(node *framework.Node, st store.Store, opts Options) (*game.Service[Stat
 		opts.Tables = h
 	}
 	return game.New(game.Config[State]{
-		Node: node, Store: st, Saver: opts.Saver, SaveInterval: opts.SaveInterval, Router: r,
+		Node: node, Store: st, Lease: opts.Lease, Saver: opts.Saver, SaveInterval: opts.SaveInterval, Router: r,
 		NewState: func(id uint64) *State { return newState(opts.Tables.Current(), id) },
 		OnAttach: onAttach, Grace: opts.Grace, Metrics: opts.Metrics, Tables: opts.Tables, Plugins: opts.Plugins,
 	})
