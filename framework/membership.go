@@ -97,9 +97,10 @@ type Membership struct {
 	// the nodes that talk to it at once); each lasts MemberTTL.
 	heard map[nodeKey]heardEpoch
 
-	sub    *mq.Subscription
-	stopHB chan struct{}
-	hbDone chan struct{}
+	sub            *mq.Subscription
+	stopHB         chan struct{}
+	hbDone         chan struct{}
+	publishFailing atomic.Bool // the last heartbeat could not be published
 	// soon asks the heartbeat loop for an early heartbeat: when a node we
 	// did not know appears, answering at once lets it learn about us in one
 	// round trip instead of a heartbeat interval.
@@ -167,6 +168,8 @@ func (m *Membership) loop() {
 				m.n.log.Info("heartbeat publish recovered")
 				failing = false
 			}
+			m.publishFailing.Store(failing)
+			m.n.sendProbe()
 			m.expire(now)
 		}
 	}

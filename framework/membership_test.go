@@ -3,11 +3,15 @@ package framework
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/citadel-go/citadel/mq"
+	"github.com/nsqio/go-nsq"
 )
 
 func TestRingSpreadsAndMovesFewKeys(t *testing.T) {
@@ -228,4 +232,42 @@ func TestManyMissingMessagesCostOneGapWait(t *testing.T) {
 	if s := dst.Stats(); s.GapsSkipped != 45 || s.GapWaits != 1 {
 		t.Fatalf("%d numbers skipped in %d gap waits, want 45 in 1", s.GapsSkipped, s.GapWaits)
 	}
+}
+
+// A node whose own channel does not deliver (another consumer takes its
+// messages) says so in Health while it lasts, and is healthy again after.
+func TestHealthReportsAForeignConsumerOnTheNodeChannel(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	n := newNode(t, broker, "game", "g1", func(c *NodeConfig) { c.GapTimeout = 2 * time.Second })
+	waitHealth := func(want bool, within time.Duration) error {
+		deadline := time.Now().Add(within)
+		for {
+			err := n.Health()
+			if (err == nil) == want {
+				return err
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("healthy=%v for %v; Health: %v", !want, within, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitHealth(true, 10*time.Second)
+
+	thief, err := nsq.NewConsumer(NodeTopic("game", "g1"), nodeChannel, nsq.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief.SetLogger(log.New(io.Discard, "", 0), nsq.LogLevelError)
+	thief.AddHandler(nsq.HandlerFunc(func(*nsq.Message) error { return nil }))
+	if err := thief.ConnectToNSQD(broker.TCPAddr()); err != nil {
+		t.Fatal(err)
+	}
+	err = waitHealth(false, 20*time.Second)
+	if !strings.Contains(err.Error(), "another consumer") {
+		t.Fatalf("Health does not name the likely cause: %v", err)
+	}
+	thief.Stop()
+	<-thief.StopChan
+	waitHealth(true, 20*time.Second)
 }

@@ -109,10 +109,14 @@ type Node struct {
 	intern      interner // address strings of received envelopes
 	latency     prometheus.Histogram
 
-	members    *Membership
-	deadLetter atomic.Pointer[DeadLetterFunc]
-	stopBg     chan struct{}
-	bgDone     sync.WaitGroup
+	members *Membership
+	// Probes: the node sends itself a probe through its own topic every
+	// heartbeat; one not back within a few heartbeats means its channel
+	// does not deliver (Health).
+	probeSent, probeGot atomic.Int64 // unix nanoseconds of the last sent, and of the newest received
+	deadLetter          atomic.Pointer[DeadLetterFunc]
+	stopBg              chan struct{}
+	bgDone              sync.WaitGroup
 }
 
 type callResult struct {
@@ -138,6 +142,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	if cfg.Registry == nil {
 		return nil, errors.New("framework: NodeConfig.Registry is required")
+	}
+	if err := cfg.Registry.Register(1, (*probe)(nil)); err != nil {
+		return nil, fmt.Errorf("framework: message ID 1 is the framework's: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -331,6 +338,37 @@ func (n *Node) Stop(ctx context.Context) error {
 		return fmt.Errorf("framework: node %s stopped before its mailboxes drained: %w", n.addr.Node, context.DeadlineExceeded)
 	}
 	return err
+}
+
+// probe is what a node sends itself through the mq (framework message 1).
+type probe struct{ Sent int64 }
+
+// sendProbe sends the node a probe through its own topic.
+func (n *Node) sendProbe() {
+	now := time.Now().UnixNano()
+	if err := n.sendRemoteTo(kindSend, n.addr, n.addr, n.epoch, &probe{Sent: now}, nil, nil); err == nil {
+		n.probeSent.Store(now)
+	}
+}
+
+// Health reports what keeps the node from doing its work, or nil: it
+// cannot publish to NSQ, or its own channel does not deliver (a probe it
+// sent itself three heartbeats ago has not come back: a stalled stream, or
+// another consumer taking messages off its channel). Orchestrators should
+// send it no players while it is unhealthy (readiness).
+func (n *Node) Health() error {
+	if n.bus == nil || n.state.Load() != stateRunning {
+		return nil
+	}
+	if n.members.publishFailing.Load() {
+		return fmt.Errorf("node %s cannot publish to NSQ", n.addr.Node)
+	}
+	sent, got := n.probeSent.Load(), n.probeGot.Load()
+	if late := time.Duration(sent - got); sent > got && late > 3*n.cfg.HeartbeatInterval {
+		return fmt.Errorf("node %s: its own channel has not delivered a probe for %v (a stalled stream, or another consumer on channel %q of topic %s)",
+			n.addr.Node, late.Round(time.Millisecond), nodeChannel, NodeTopic(n.addr.Service, n.addr.Node))
+	}
+	return nil
 }
 
 // waitQuiet waits until no actor has pending messages and no call awaits a

@@ -440,6 +440,12 @@ func (n *Node) forgetIdleStreamsLocked(now time.Time) {
 // dispatchLocked hands one in-order envelope to its actor or waiting call.
 func (n *Node) dispatchLocked(it *inItem) {
 	w := &it.w
+	if p, ok := it.msg.(*probe); ok && w.From == n.addr {
+		if p.Sent > n.probeGot.Load() {
+			n.probeGot.Store(p.Sent)
+		}
+		return
+	}
 	if w.Kind == kindReply {
 		var rerr *RemoteError
 		switch {

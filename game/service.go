@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/citadel-go/citadel/framework"
@@ -78,6 +80,10 @@ type Service[S any] struct {
 	cfg     Config[S]
 	log     *slog.Logger
 	unwatch func()
+	storeID string
+	started int64 // unix milliseconds, announced: the later of two conflicting nodes refuses
+	stopped chan error
+	stopOne sync.Once
 
 	requests  *prometheus.CounterVec
 	attaches  *prometheus.CounterVec
@@ -160,6 +166,16 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 // Start spawns the manager actor that receives Attach requests, and tells
 // gates about client messages for players that are not here.
 func (s *Service[S]) Start() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.SaveTimeout)
+	id, err := s.cfg.Store.ID(ctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("game: read the store's identity: %w", err)
+	}
+	s.storeID, s.started, s.stopped = id, time.Now().UnixMilli(), make(chan error, 1)
+	members := s.cfg.Node.Members()
+	members.SetMeta(services.MetaStore, id)
+	members.SetMeta(services.MetaStarted, strconv.FormatInt(s.started, 10))
 	s.cfg.Node.SetDeadLetterHandler(s.deadLetter)
 	if s.cfg.Tables != nil {
 		if err := s.startTables(); err != nil {
@@ -171,7 +187,7 @@ func (s *Service[S]) Start() error {
 			return err
 		}
 	}
-	_, err := s.cfg.Node.Spawn(services.GameActorManager, func() framework.Actor {
+	_, err = s.cfg.Node.Spawn(services.GameActorManager, func() framework.Actor {
 		return &manager[S]{svc: s, players: make(map[uint64]*managed)}
 	}, framework.SpawnOptions{Kind: "player_manager", MailboxSize: 4096})
 	if err != nil {
@@ -182,25 +198,67 @@ func (s *Service[S]) Start() error {
 	// game node that left or restarted will not finish the exchanges it
 	// started: the players it locked settle them with the store at once.
 	manager := s.cfg.Node.ActorAddr(services.GameActorManager)
-	s.unwatch = s.cfg.Node.Members().Watch(func(ev framework.MemberEvent) {
+	s.unwatch = members.Watch(func(ev framework.MemberEvent) {
 		switch {
+		case ev.Kind == framework.MemberJoined && ev.Member.Service == services.Game:
+			if err := s.checkStore(ev.Member); err != nil {
+				s.stop(err)
+			}
 		case ev.Kind == framework.MemberJoined && ev.Member.Service == services.Gate:
 			s.cfg.Node.Send(manager, &gateEnded{Node: ev.Member.Node, Incarnation: ev.Member.Epoch})
 		case ev.Kind == framework.MemberLeft && ev.Member.Service == services.Game:
 			s.cfg.Node.Send(manager, &gameEnded{Node: ev.Member.Node, Incarnation: ev.Member.Epoch})
 		}
 	})
+	for _, m := range members.Alive(services.Game) { // after Watch: a join in between is not missed
+		if err := s.checkStore(m); err != nil {
+			s.unwatch()
+			return err
+		}
+	}
 	go func() {
 		<-s.cfg.Lease.Fenced()
-		s.cfg.Node.Send(manager, &leaseLost{})
+		s.stop(errors.New("game: this node lost its lease in the store (it could not renew it in time, or another process started a node of the same name); its players stopped without saving"))
 	}()
 	return nil
 }
 
-// Fenced is closed when this node has lost its lease for good: its player
-// actors stopped without saving (other nodes own those players now). The
-// process should stop and start again, as a new incarnation.
-func (s *Service[S]) Fenced() <-chan struct{} { return s.cfg.Lease.Fenced() }
+// checkStore refuses to share a cluster with a game node on another store:
+// each would take players as new characters that the other has saved
+// (two game nodes on bbolt each have their own file). Of two such nodes,
+// the one that started later stops.
+func (s *Service[S]) checkStore(m framework.Member) error {
+	if m.Node == s.cfg.Node.Addr().Node {
+		return nil
+	}
+	theirs := m.Meta[services.MetaStore]
+	if theirs == "" || theirs == s.storeID {
+		return nil // a node not serving yet checks for itself when it starts
+	}
+	started, _ := strconv.ParseInt(m.Meta[services.MetaStarted], 10, 64)
+	if started > s.started || (started == s.started && m.Node > s.cfg.Node.Addr().Node) {
+		s.log.Error("a game node on another store joined; it stops itself", "node", m.Node, "its_store", theirs, "this_store", s.storeID)
+		return nil
+	}
+	return fmt.Errorf("game: game node %s already runs on another store (%q; this node's is %q): every game node of a cluster must share one store. "+
+		"bbolt serves one process: run one game node per cluster on bbolt, or use -store postgres for several", m.Node, theirs, s.storeID)
+}
+
+// stop ends the service for good: every player actor stops without saving
+// and Stopped reports why.
+func (s *Service[S]) stop(err error) {
+	s.stopOne.Do(func() {
+		s.log.Error("game service stopping", "err", err)
+		s.cfg.Node.Send(s.cfg.Node.ActorAddr(services.GameActorManager), &leaseLost{})
+		s.stopped <- err
+	})
+}
+
+// Stopped delivers the reason once the service has stopped serving players
+// on its own: this node lost its lease (other nodes own its players now),
+// or it found another game node on another store. The process should stop
+// (and may start again, as a new incarnation).
+func (s *Service[S]) Stopped() <-chan error { return s.stopped }
 
 // deadLetter answers a client request for a player actor that does not
 // exist (the game node restarted, or the actor just retired): the gate

@@ -110,6 +110,12 @@ const (
 	MetaWS  = "ws"  // ws:// or wss:// URL of the WebSocket endpoint
 )
 
+// Membership Meta keys a game node advertises.
+const (
+	MetaStore   = "store"   // the identity of its store (store.Store.ID)
+	MetaStarted = "started" // when it started, unix milliseconds
+)
+
 // RegisterInternal registers the gate<->game contracts.
 func RegisterInternal(r *framework.Registry) error {
 	return registerAll(r, map[framework.MsgID]any{

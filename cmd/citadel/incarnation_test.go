@@ -5,16 +5,21 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"log"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/citadel-go/citadel/client"
+	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/framework/ticket"
 	"github.com/citadel-go/citadel/services"
+	"github.com/nsqio/go-nsq"
 )
 
 // A session belongs to one incarnation of its gate. When a gate process
@@ -110,4 +115,78 @@ func metricValue(t *testing.T, admin, sample string) float64 {
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
 	return v
+}
+
+// bbolt serves one process: a second game node on its own bbolt file would
+// take players as new characters. It refuses to run, saying why; the first
+// keeps serving.
+func TestSecondGameNodeOnAnotherStoreRefuses(t *testing.T) {
+	dir := t.TempDir()
+	first := startProcess(t, dir)
+	first.waitReady(t)
+	second := exec.Command(citadelBinary(t), "-role", "game", "-id", "2", "-data", t.TempDir(), "-log-level", "warn",
+		"-cluster-key-file", filepath.Join(dir, "cluster.key"), "-nsqd", first.nsqd, "-nsqd-http", first.nsqdHTTP,
+		"-plugins", "-", "-admin", "127.0.0.1:0")
+	out, err := second.CombinedOutput()
+	if err == nil {
+		t.Fatalf("a second game node on another bbolt file ran and stopped cleanly:\n%s", out)
+	}
+	if !strings.Contains(string(out), "every game node of a cluster must share one store") {
+		t.Fatalf("the second game node stopped without saying why:\n%s", out)
+	}
+	lr, err := client.Register(context.Background(), first.loginURL, "survivor", "password-survivor")
+	if err != nil {
+		t.Fatalf("%v\nfirst process:\n%s", err, first.stderr.String())
+	}
+	c, err := client.Connect(context.Background(), lr, client.Options{Registry: clientRegistry(t)})
+	if err != nil {
+		t.Fatalf("the first game node stopped serving: %v", err)
+	}
+	defer c.Close()
+	call[*services.Echo](t, c, &services.Echo{Data: []byte("still serving")})
+}
+
+// A game node whose own NSQ channel loses messages to another consumer is
+// not ready while it lasts (orchestrators stop sending it players), and
+// ready again once the consumer leaves.
+func TestReadyzReportsAStalledNodeChannel(t *testing.T) {
+	p := startProcess(t, t.TempDir())
+	p.waitReady(t)
+	readyz := func() (int, string) {
+		resp, err := http.Get(p.admin + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitReadyz := func(want int) string {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			code, body := readyz()
+			if code == want {
+				return body
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz answered %d %q for 30s, want %d", code, body, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	thief, err := nsq.NewConsumer(framework.NodeTopic(services.Game, "game-1"), "actors", nsq.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief.SetLogger(log.New(io.Discard, "", 0), nsq.LogLevelError)
+	thief.AddHandler(nsq.HandlerFunc(func(*nsq.Message) error { return nil }))
+	if err := thief.ConnectToNSQD(p.nsqd); err != nil {
+		t.Fatal(err)
+	}
+	if body := waitReadyz(http.StatusServiceUnavailable); !strings.Contains(body, "game-1") {
+		t.Fatalf("/readyz does not name the node: %q", body)
+	}
+	thief.Stop()
+	<-thief.StopChan
+	waitReadyz(http.StatusOK)
 }

@@ -211,12 +211,11 @@ func run(args []string) error {
 	}
 	fmt.Printf(")\n  play: go run ./cmd/citadel-bot -login %s -n 10 -d 30s\n", srv.LoginURL)
 
-	var fenced bool
+	var failed error
 	select {
 	case <-ctx.Done():
-	case <-srv.fenced():
-		fenced = true
-		log.Error("a node of this process lost its lease in the store (it could not renew it in time, or another process started a node of the same name): stopping; start the process again")
+	case failed = <-srv.failed():
+		log.Error("stopping", "err", failed)
 	}
 	stop()
 	log.Info("shutting down: closing sessions, saving players")
@@ -225,8 +224,8 @@ func run(args []string) error {
 	if err := srv.stop(shutdown); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	if fenced {
-		return errors.New("stopped: a node lost its lease (see the log above)")
+	if failed != nil {
+		return failed
 	}
 	log.Info("stopped cleanly")
 	return nil

@@ -90,25 +90,25 @@ func (c *config) has(role string) bool {
 
 // server is a running Citadel process: some or all roles.
 type server struct {
-	cfg       config
-	log       *slog.Logger
-	metrics   *prometheus.Registry
-	broker    *mq.Broker
-	store     store.Store
-	saver     *game.Saver
-	nodes     []*framework.Node // in start order
-	login     *http.Server
-	account   *login.Service
-	tlsPair   *tls.Certificate // -tls-cert and -tls-key, loaded at start
-	gate      *gate.Gate
-	game      *game.Service[sample.State]
-	tables    *tables.Holder
-	plugins   *plugins.Host
-	cancel    context.CancelFunc // background work (table watch)
-	leases    []*store.LeaseKeeper
-	fenceOnce sync.Once
-	admin     *http.Server
-	ready     atomic.Bool
+	cfg      config
+	log      *slog.Logger
+	metrics  *prometheus.Registry
+	broker   *mq.Broker
+	store    store.Store
+	saver    *game.Saver
+	nodes    []*framework.Node // in start order
+	login    *http.Server
+	account  *login.Service
+	tlsPair  *tls.Certificate // -tls-cert and -tls-key, loaded at start
+	gate     *gate.Gate
+	game     *game.Service[sample.State]
+	tables   *tables.Holder
+	plugins  *plugins.Host
+	cancel   context.CancelFunc // background work (table watch)
+	leases   []*store.LeaseKeeper
+	failOnce sync.Once
+	admin    *http.Server
+	ready    atomic.Bool
 
 	// Where the secrets came from (paths or variable names), for the
 	// start-up lines; the ticket key only for login and gate roles.
@@ -342,16 +342,23 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 // would otherwise hold the start for the OS's TCP timeout.
 const pgOpenTimeout = 30 * time.Second
 
-// fenced is closed once a lease of this process's nodes is lost for good
-// (it ran out while the process was stopped or cut off from the store, or
-// another process started a node of the same name): the process must stop.
-func (s *server) fenced() <-chan struct{} {
-	ch := make(chan struct{})
+// failed delivers why the process must stop on its own: a lease of one of
+// its nodes is lost for good (it ran out while the process was stopped or
+// cut off from the store, or another process started a node of the same
+// name), or its game node found another on another store.
+func (s *server) failed() <-chan error {
+	ch := make(chan error, 1)
+	report := func(err error) {
+		s.failOnce.Do(func() { ch <- err })
+	}
 	for _, l := range s.leases {
 		go func() {
 			<-l.Fenced()
-			s.fenceOnce.Do(func() { close(ch) })
+			report(fmt.Errorf("node %s lost its lease in the store; start the process again", l.Owner().Node))
 		}()
+	}
+	if s.game != nil {
+		go func() { report(<-s.game.Stopped()) }()
 	}
 	return ch
 }
@@ -451,13 +458,23 @@ func writeNodes[T any](w http.ResponseWriter, nodes []T, errOf func(T) string) {
 	json.NewEncoder(w).Encode(map[string]any{"nodes": nodes})
 }
 
-// readiness: started, not stopping, and every login or gate node sees
-// what it needs to send players somewhere (a gate; a game node).
+// readiness: started, not stopping, every node holds its lease in the
+// store, can publish to NSQ and gets its own messages back (Node.Health),
+// and every login or gate node sees what it needs to send players
+// somewhere (a gate; a game node).
 func (s *server) readiness() error {
 	if !s.ready.Load() {
 		return errors.New("not ready: starting or stopping")
 	}
+	for _, l := range s.leases {
+		if !l.Valid() {
+			return fmt.Errorf("not ready: node %s cannot confirm its lease with the store (unreachable or slow)", l.Owner().Node)
+		}
+	}
 	for _, n := range s.nodes {
+		if err := n.Health(); err != nil {
+			return fmt.Errorf("not ready: %w", err)
+		}
 		m := n.Members()
 		switch n.Addr().Service {
 		case services.Login:
