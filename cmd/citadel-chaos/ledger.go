@@ -154,9 +154,12 @@ func (l *ledger) run(ctx context.Context) *sync.WaitGroup {
 
 // session is one connection of a player.
 type session struct {
-	c    *client.Conn
-	info chan *services.PlayerInfo
+	c *client.Conn
 }
+
+// pushBuffer holds the pushes (mostly other players' moves) that arrive
+// while a call waits, for drain.
+const pushBuffer = 8192
 
 func (p *player) play(ctx context.Context) {
 	var s *session
@@ -239,48 +242,61 @@ func (p *player) dial(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.Connect(lctx, lr, client.Options{Registry: p.l.reg, DialTimeout: loginTimeout})
+	c, err := client.Connect(lctx, lr, client.Options{Registry: p.l.reg, DialTimeout: loginTimeout, PushBuffer: pushBuffer})
 	if err != nil {
 		return nil, err
 	}
-	s := &session{c: c, info: make(chan *services.PlayerInfo, 1)}
-	go p.readPushes(s)
-	select {
-	case info := <-s.info:
-		p.observe(info.Moves, info.X, info.Y, "login", info.Items, time.Now())
-		return s, nil
-	case <-c.Done():
-		return nil, c.Err()
-	case <-time.After(infoTimeout):
-		c.Close()
-		return nil, errors.New("no PlayerInfo after AuthOK")
-	case <-ctx.Done():
-		c.Close()
-		return nil, ctx.Err()
+	s := &session{c: c}
+	timeout := time.NewTimer(infoTimeout)
+	defer timeout.Stop()
+	for {
+		select {
+		case m := <-c.Pushes():
+			if p.push(m, "login") {
+				return s, nil
+			}
+		case <-c.Done():
+			return nil, c.Err()
+		case <-timeout.C:
+			c.Close()
+			return nil, errors.New("no PlayerInfo after AuthOK")
+		case <-ctx.Done():
+			c.Close()
+			return nil, ctx.Err()
+		}
 	}
 }
 
-// readPushes hands the session's PlayerInfo to dial and keeps the
-// inventory current from TradeDone; other pushes are not needed.
-func (p *player) readPushes(s *session) {
+// drain handles the pushes that arrived, in order. The player's own
+// goroutine calls it after every call: the client SDK queues a push before
+// it delivers a reply that came after it, so a PlayerInfo pushed on an
+// open session (the session was moved to another copy of the player) is
+// seen before any answer that copy gave.
+func (p *player) drain(s *session) {
 	for {
 		select {
 		case m := <-s.c.Pushes():
-			switch m := m.(type) {
-			case *services.PlayerInfo:
-				select {
-				case s.info <- m:
-				default:
-				}
-			case *services.TradeDone:
-				p.mu.Lock()
-				p.items = m.Items
-				p.mu.Unlock()
-			}
-		case <-s.c.Done():
+			p.push(m, "session")
+		default:
 			return
 		}
 	}
+}
+
+// push handles one push; it reports whether it was a PlayerInfo, which is
+// an observation of the player's state (a new session's, or one moved to
+// another copy of the player).
+func (p *player) push(m any, source string) bool {
+	switch m := m.(type) {
+	case *services.PlayerInfo:
+		p.observe(m.Moves, m.X, m.Y, source, m.Items, time.Now())
+		return true
+	case *services.TradeDone:
+		p.mu.Lock()
+		p.items = m.Items
+		p.mu.Unlock()
+	}
+	return false
 }
 
 // move walks one step; false means the session is lost or out of step
@@ -290,6 +306,7 @@ func (p *player) move(ctx context.Context, s *session) bool {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	r, err := s.c.Call(cctx, &services.Move{X: next.x, Y: next.y})
 	cancel()
+	p.drain(s)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false
@@ -319,14 +336,18 @@ func (p *player) begin() *state {
 }
 
 // acknowledged records the answer r to the step to next; false if it does
-// not follow from the newest acknowledged state.
+// not follow from the newest state the player saw (the one it was sent
+// from, or one a PlayerInfo showed while it was on its way).
 func (p *player) acknowledged(next *state, r any, at time.Time) bool {
 	moved, ok := r.(*services.Moved)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pending = nil
+	cur := p.cur
+	if cur != next.parent {
+		next = &state{moves: cur.moves + 1, x: next.x, y: next.y, parent: cur}
+	}
 	if !ok || moved.Moves != next.moves || moved.X != next.x || moved.Y != next.y {
-		cur := next.parent
 		p.disorder = append(p.disorder, fmt.Sprintf("%s: after move %d at %d,%d the Move to %d,%d was acknowledged as %+v",
 			at.Format("15:04:05.000"), cur.moves, cur.x, cur.y, next.x, next.y, r))
 		p.failures = append(p.failures, failure{at, "move: acknowledged out of order"})
@@ -349,6 +370,7 @@ func (p *player) offer(ctx context.Context, s *session) bool {
 	cctx, cancel := context.WithTimeout(ctx, tradeTimeout)
 	r, err := s.c.Call(cctx, &services.TradeOffer{With: p.partner.id, Give: give, Take: take})
 	cancel()
+	p.drain(s)
 	var se *client.ServerError
 	switch {
 	case errors.As(err, &se):
@@ -383,6 +405,7 @@ func (p *player) accept(ctx context.Context, s *session, o services.TradeOffered
 	cctx, cancel := context.WithTimeout(ctx, tradeTimeout)
 	r, err := s.c.Call(cctx, &services.TradeAccept{OfferID: o.OfferID, From: o.From, Give: o.Take, Take: o.Give})
 	cancel()
+	p.drain(s)
 	var se *client.ServerError
 	switch {
 	case errors.As(err, &se):

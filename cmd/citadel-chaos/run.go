@@ -19,6 +19,9 @@ const (
 	// affectWindow: a player's failure up to this long after a fault ended
 	// is that fault's doing (for the failover times).
 	affectWindow = 15 * time.Second
+	// cutOff: a player whose first acknowledgement after a fault comes
+	// later than this was cut off by it (players act every movePace).
+	cutOff = time.Second
 )
 
 // runScenario runs one scenario on a fresh cluster and schema and checks
@@ -309,10 +312,20 @@ func maxGap(acks []time.Time, start, end time.Time) time.Duration {
 	return gap
 }
 
-// failovers are, for each fault that cut the player off (a failed call or
-// session during the fault or affectWindow after it), the time from the
-// fault to the player's next acknowledged operation.
+// failovers are, for each fault that cut the player off, the time from
+// the fault to the player's next acknowledged operation. Cut off: a call
+// or session failed during the fault or affectWindow after it, or the
+// player's next acknowledgement came more than cutOff after the fault (a
+// session moved to another copy without failing).
 func failovers(p *player, faults []fault, end time.Time) []time.Duration {
+	firstAfter := func(t time.Time) time.Time {
+		for _, a := range p.acks {
+			if a.After(t) {
+				return a
+			}
+		}
+		return end
+	}
 	var out []time.Duration
 	for i, f := range faults {
 		until := f.end.Add(affectWindow)
@@ -326,17 +339,12 @@ func failovers(p *player, faults []fault, end time.Time) []time.Duration {
 				break
 			}
 		}
-		if cut.IsZero() {
-			continue
+		switch next := firstAfter(f.at); {
+		case !cut.IsZero():
+			out = append(out, firstAfter(cut).Sub(f.at))
+		case next.Sub(f.at) > cutOff:
+			out = append(out, next.Sub(f.at))
 		}
-		back := end
-		for _, a := range p.acks {
-			if a.After(cut) {
-				back = a
-				break
-			}
-		}
-		out = append(out, back.Sub(f.at))
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -133,43 +134,49 @@ func (e *env) restart(ctx context.Context, p *proc) error {
 
 // foreign consumes game node i's own channel from outside the cluster for
 // d: it takes (and throws away) a share of the messages sent to the node,
-// as any NSQ client that can reach nsqd can.
+// as any NSQ client that can reach nsqd can. One consumer per nsqd, each
+// with one connection: go-nsq gives a consumer's later connections their
+// share of MaxInFlight only after a while.
 func (e *env) foreign(ctx context.Context, i int, d time.Duration) error {
 	p := e.c.proc("game", i)
 	topic := framework.NodeTopic(services.Game, p.name)
-	cfg := nsq.NewConfig()
-	cfg.MaxInFlight = 100
-	cons, err := nsq.NewConsumer(topic, "actors", cfg)
-	if err != nil {
-		return err
-	}
-	cons.SetLogger(log.New(io.Discard, "", 0), nsq.LogLevelError)
-	var taken int64
-	var mu sync.Mutex
-	cons.AddHandler(nsq.HandlerFunc(func(*nsq.Message) error {
-		mu.Lock()
-		taken++
-		mu.Unlock()
-		return nil
-	}))
-	var addrs []string
-	for _, n := range e.c.list("nsqd") {
-		if n.alive() {
-			addrs = append(addrs, n.tcp)
+	var taken atomic.Int64
+	var consumers []*nsq.Consumer
+	defer func() {
+		for _, c := range consumers {
+			c.Stop()
+			<-c.StopChan
 		}
-	}
+	}()
 	at := time.Now()
-	if err := cons.ConnectToNSQDs(addrs); err != nil {
-		cons.Stop()
-		return fmt.Errorf("foreign consumer: %w", err)
+	for _, n := range e.c.list("nsqd") {
+		if !n.alive() {
+			continue
+		}
+		cfg := nsq.NewConfig()
+		cfg.MaxInFlight = 1000
+		c, err := nsq.NewConsumer(topic, "actors", cfg)
+		if err != nil {
+			return err
+		}
+		c.SetLogger(log.New(io.Discard, "", 0), nsq.LogLevelError)
+		c.AddHandler(nsq.HandlerFunc(func(*nsq.Message) error {
+			taken.Add(1)
+			return nil
+		}))
+		if err := c.ConnectToNSQD(n.tcp); err != nil {
+			return fmt.Errorf("foreign consumer on %s: %w", n.name, err)
+		}
+		consumers = append(consumers, c)
 	}
 	e.logf("  fault: %s on %s/actors for %v", faultForeignCons, topic, d)
 	sleep(ctx, d)
-	cons.Stop()
-	<-cons.StopChan
-	mu.Lock()
-	e.logf("  foreign consumer took %d messages", taken)
-	mu.Unlock()
+	for _, c := range consumers {
+		c.Stop()
+		<-c.StopChan
+	}
+	consumers = nil
+	e.logf("  the foreign consumer took %d messages", taken.Load())
 	e.mu.Lock()
 	e.faults = append(e.faults, fault{kind: faultForeignCons, target: p.name, at: at, end: time.Now()})
 	e.mu.Unlock()
