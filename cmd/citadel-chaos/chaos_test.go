@@ -89,7 +89,7 @@ func testConfig() *config {
 
 // newTestLedger has n players that logged in at second 0 with 3 potions.
 func newTestLedger(t *testing.T, n int) (*ledger, timeline) {
-	l, err := newLedger("http://unused", n, time.Minute, t.Logf)
+	l, err := newLedger("http://unused", n, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,10 +93,9 @@ type ledger struct {
 	reg      *framework.Registry
 	players  []*player
 	churn    time.Duration // mean time between a player's voluntary re-logins
-	logf     func(format string, args ...any)
 }
 
-func newLedger(loginURL string, n int, churn time.Duration, logf func(string, ...any)) (*ledger, error) {
+func newLedger(loginURL string, n int, churn time.Duration) (*ledger, error) {
 	reg := framework.NewRegistry()
 	if err := services.RegisterClient(reg); err != nil {
 		return nil, err
@@ -104,7 +103,7 @@ func newLedger(loginURL string, n int, churn time.Duration, logf func(string, ..
 	if err := services.RegisterSample(reg); err != nil {
 		return nil, err
 	}
-	l := &ledger{loginURL: loginURL, reg: reg, churn: churn, logf: logf}
+	l := &ledger{loginURL: loginURL, reg: reg, churn: churn}
 	for i := 0; i < n; i++ {
 		l.players = append(l.players, &player{l: l, name: fmt.Sprintf("chaos%03d", i),
 			byMoves: map[int64][]*state{}, offers: make(chan services.TradeOffered, 1)})

@@ -11,10 +11,9 @@ import (
 
 // result is what one scenario showed.
 type result struct {
-	name    string
-	players int
-	acked   int // acknowledged operations: moves, trade offers and accepts
-	trades  int // acknowledged trades
+	name   string
+	acked  int // acknowledged operations: moves, trade offers and accepts
+	trades int // acknowledged trades
 
 	lostAllowed int // acknowledged moves lost within a save interval before a game node died or paused
 	lostBad     int // acknowledged moves lost otherwise (seen by a new session)
@@ -31,7 +30,7 @@ type result struct {
 	maxGap   time.Duration
 	failover []time.Duration
 
-	fenced   string   // the server's fenced-save metric, if it has one
+	counters string   // the game nodes' save conflict counters (and fenced saves, once counted)
 	unclean  []string // processes that did not stop cleanly on SIGTERM
 	errLogs  int
 	errQuote []string
@@ -100,6 +99,15 @@ func printTable(w io.Writer, results []*result, cfg *config) {
 			fmt.Sprintf("%d/%d", r.itemsDelta, r.itemsUnequal), r.staleCommits, r.stuck, fmtDur(r.maxGap),
 			fmtDur(quantile(r.failover, 0.5))+" / "+fmtDur(quantile(r.failover, 1)), verdict)
 	}
+	epochs := false
+	for _, r := range results {
+		epochs = epochs || r.epochs
+	}
+	if epochs {
+		fmt.Fprintf(w, "\nstale commits checked by the records' %s column and their move counters\n", epochColumn)
+	} else {
+		fmt.Fprintf(w, "\nstale commits checked by the move counters only: citadel_players has no %s column yet\n", epochColumn)
+	}
 	fmt.Fprintf(w, `
   acked     acknowledged operations (moves, trade offers, trades); trades: acknowledged trades
   lost≤SI   acknowledged moves lost that were made within -save-interval (%v) + %v before a game node
@@ -126,8 +134,8 @@ func printDetails(w io.Writer, r *result) {
 	for _, d := range r.details {
 		fmt.Fprintf(w, "    %s\n", d)
 	}
-	if r.fenced != "" {
-		fmt.Fprintf(w, "  server counters: %s\n", r.fenced)
+	if r.counters != "" {
+		fmt.Fprintf(w, "  game node counters: %s\n", r.counters)
 	}
 	if len(r.failures) > 0 {
 		var causes []string

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,7 +30,7 @@ const (
 // the outcome. Whatever happens, every process it started is gone when it
 // returns.
 func runScenario(ctx context.Context, cfg *config, b bins, sc scenario, logf func(string, ...any)) *result {
-	r := &result{name: sc.name, players: cfg.players, failures: map[string]int{}}
+	r := &result{name: sc.name, failures: map[string]int{}}
 	logf("scenario %s: %s", sc.name, sc.desc)
 	dir := filepath.Join(cfg.dir, sc.name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -54,7 +56,7 @@ func runScenario(ctx context.Context, cfg *config, b bins, sc scenario, logf fun
 	defer c.killAll()
 	logf("  cluster up in %v", time.Since(started).Round(100*time.Millisecond))
 
-	l, err := newLedger(c.login.loginURL, cfg.players, cfg.churn, logf)
+	l, err := newLedger(c.login.loginURL, cfg.players, cfg.churn)
 	if err == nil {
 		err = l.register(ctx)
 	}
@@ -120,6 +122,10 @@ func runScenario(ctx context.Context, cfg *config, b bins, sc scenario, logf fun
 
 	logf("  stopping the cluster (SIGTERM)")
 	r.unclean = c.stop(stopTimeout)
+	if ctx.Err() != nil {
+		r.setupErr = errors.New("interrupted")
+		return r
+	}
 	recs, epochs, err := finalRecords(ctx, dsn)
 	if err != nil {
 		r.setupErr = fmt.Errorf("read the store after the stop: %w", err)
@@ -133,7 +139,7 @@ func runScenario(ctx context.Context, cfg *config, b bins, sc scenario, logf fun
 		counters = append(counters, fmt.Sprintf("%s %g", k, v))
 	}
 	sort.Strings(counters)
-	r.fenced = fmt.Sprint(counters)
+	r.counters = strings.Join(counters, ", ")
 	verdict := "ok"
 	if len(r.violations()) > 0 {
 		verdict = fmt.Sprintf("FAIL (%d violations)", len(r.violations()))
