@@ -111,7 +111,7 @@ var (
 // meet waits until a and b know each other's incarnation.
 func meet(t testing.TB, a, b *Node) {
 	t.Helper()
-	eventually(t, 5*time.Second, fmt.Sprintf("%s and %s to know each other", a.addr.Node, b.addr.Node), func() bool {
+	eventually(t, 15*time.Second, fmt.Sprintf("%s and %s to know each other", a.addr.Node, b.addr.Node), func() bool {
 		return a.members.epochOf(b.addr.Service, b.addr.Node) == b.epoch && b.members.epochOf(a.addr.Service, a.addr.Node) == a.epoch
 	})
 }

@@ -126,3 +126,71 @@ func TestEnvelopesFromARestartedSenderAreDropped(t *testing.T) {
 	})
 	noMore(t, seqs)
 }
+
+// A reply belongs to the process that made the call: a late answer to a
+// call of a sender's previous incarnation never completes a call of the
+// new one, though both processes number their calls from 1.
+func TestLateReplyToAPreviousIncarnationIsDropped(t *testing.T) {
+	b := startBroker(t, mq.BrokerConfig{})
+	dst := newNode(t, b, "game", "game-1", nil)
+	slow := func(name string, release chan struct{}) Addr {
+		_, err := dst.Spawn(name, func() Actor {
+			return ActorFunc(func(c *Context) {
+				if p, ok := c.Message().(*Ping); ok {
+					<-release
+					c.Reply(&Pong{N: p.N})
+				}
+			})
+		}, SpawnOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dst.ActorAddr(name)
+	}
+	release1, release2 := make(chan struct{}), make(chan struct{})
+	first, second := slow("first", release1), slow("second", release2)
+
+	src := newNode(t, b, "gate", "gate-1", nil)
+	meet(t, src, dst)
+	// The process goes while its call waits (it crashed; its caller's
+	// deadline has not passed).
+	go src.Call(context.Background(), first, &Ping{N: 111})
+	eventually(t, 5*time.Second, "the first call to reach game-1", func() bool {
+		return dst.Stats().RemoteReceived >= 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	src.Stop(ctx)
+	cancel()
+
+	src2 := newNode(t, b, "gate", "gate-1", nil)
+	meet(t, src2, dst)
+	got := make(chan any, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		r, err := src2.Call(ctx, second, &Ping{N: 222})
+		if err != nil {
+			got <- err
+			return
+		}
+		got <- r
+	}()
+	eventually(t, 5*time.Second, "the new incarnation's call to reach game-1", func() bool {
+		return dst.Stats().RemoteReceived >= 2
+	})
+	close(release1) // the answer to the old process's call, on its way now
+	select {
+	case r := <-got:
+		t.Fatalf("the new incarnation's call completed with %+v before its own answer", r)
+	case <-time.After(time.Second):
+	}
+	close(release2)
+	select {
+	case r := <-got:
+		if p, ok := r.(*Pong); !ok || p.N != 222 {
+			t.Fatalf("the new incarnation's call completed with %+v, want its own answer 222", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer")
+	}
+}

@@ -33,10 +33,6 @@ func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
 	reg.MustRegister(10001, (*Peek)(nil))
 	reg.MustRegister(10002, (*tally)(nil))
 	reg.MustRegister(10003, (*Bump)(nil))
-	node, err := framework.NewNode(framework.NodeConfig{Service: "game", ID: "game-1", Registry: reg, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +49,10 @@ func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
 		return p.State, nil
 	})
 	lease, err := store.StartLease(context.Background(), st, "game-1", store.LeaseConfig{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := framework.NewNode(framework.NodeConfig{Service: "game", ID: "game-1", Registry: reg, Incarnation: lease.Owner().Incarnation, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/game"
+	"github.com/citadel-go/citadel/mq"
 	"github.com/citadel-go/citadel/services"
 	"github.com/citadel-go/citadel/tables"
 	"github.com/citadel-go/citadel/tables/export"
@@ -33,6 +34,10 @@ type rigConfig struct {
 	saveInterval time.Duration
 	withGive     bool
 	tables       *tables.Holder
+	// A cluster of rigs: the node's ID, its mq, and a store the rigs share.
+	id    string
+	bus   *mq.BusConfig
+	store *store.Bolt
 }
 
 type rig struct {
@@ -49,7 +54,7 @@ type rig struct {
 
 func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig {
 	t.Helper()
-	rc := rigConfig{saveInterval: time.Hour}
+	rc := rigConfig{saveInterval: time.Hour, id: "game-1"}
 	for _, f := range tweaks {
 		f(&rc)
 	}
@@ -60,16 +65,24 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 	reg.MustRegister(10003, (*Fail)(nil))
 	reg.MustRegister(10004, (*Give)(nil))
 	reg.MustRegister(10005, (*Versions)(nil))
-	node, err := framework.NewNode(framework.NodeConfig{Service: "game", ID: "game-1", Registry: reg,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"))
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	bolt := rc.store
+	if bolt == nil {
+		if bolt, err = store.OpenBolt(filepath.Join(t.TempDir(), "db")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	st := &flaky{Store: bolt}
+	lease, err := store.StartLease(context.Background(), st, rc.id, store.LeaseConfig{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := framework.NewNode(framework.NodeConfig{Service: "game", ID: rc.id, Registry: reg, MQ: rc.bus, Incarnation: lease.Owner().Incarnation,
+		HeartbeatInterval: 100 * time.Millisecond,
+		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := game.NewRouter[counter](reg)
 	game.MustHandle(r, func(p *game.Player[counter], m *Inc) (*Count, error) {
 		p.State.N += m.By
@@ -111,10 +124,6 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 	if err != nil {
 		t.Fatal(err)
 	}
-	lease, err := store.StartLease(context.Background(), st, "game-1", store.LeaseConfig{TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
 	svc, err := game.New(game.Config[counter]{Node: node, Store: st, Lease: lease, Saver: saver, Router: r, Grace: grace,
 		SaveInterval: rc.saveInterval, Tables: rc.tables,
 		NewState: func(uint64) *counter { return &counter{} },
@@ -142,7 +151,9 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 	t.Cleanup(func() {
 		node.Stop(context.Background())
 		saver.Stop(context.Background())
-		bolt.Close()
+		if rc.store == nil {
+			bolt.Close()
+		}
 	})
 	return rg
 }
@@ -411,4 +422,157 @@ func TestHandlerSeesOneTablesVersion(t *testing.T) {
 	if _, v := r.reply(); v.(*Versions).First != got.Current {
 		t.Fatalf("next message saw %s, want %s", v.(*Versions).First, got.Current)
 	}
+}
+
+// stored reads player id's counter from the store (-1 if never saved).
+func (r *rig) stored(id uint64) int {
+	r.t.Helper()
+	rec, err := r.store.Load(context.Background(), id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && rec.Data == nil {
+		return -1
+	}
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var c counter
+	if err := msgpack.Unmarshal(rec.Data, &c); err != nil {
+		r.t.Fatal(err)
+	}
+	return c.N
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A fenced copy stops at once: when the store says another owner took the
+// player (a newer epoch), this node's copy saves nothing more, tells its
+// client to log in again and retires. It never picks a newer version and
+// overwrites the other owner's progress.
+func TestFencedPlayerStopsAtOnce(t *testing.T) {
+	r := newRig(t, time.Minute, func(c *rigConfig) { c.saveInterval = 100 * time.Millisecond })
+	att, err := r.attach(1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.reply()
+	r.request(att.Actor, 100, 1, &Inc{By: 1})
+	r.reply()
+	eventually(t, "the first change to be saved", func() bool { return r.stored(1) == 1 })
+
+	// Another node takes the player over (here: the copy's handoff is
+	// forged in the store) and saves its own progress.
+	ctx := context.Background()
+	_, epoch, err := r.store.OwnerOf(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.Release(ctx, store.Record{ID: 1, Epoch: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := store.StartLease(ctx, r.store, "game-2", store.LeaseConfig{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.End(ctx)
+	rec, err := r.store.Acquire(ctx, 1, other.Owner())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := msgpack.Marshal(&counter{N: 100})
+	if err := r.store.Save(ctx, []store.Record{{ID: 1, Epoch: rec.Epoch, Data: data}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The stale copy changes the player again; its save is refused.
+	r.request(att.Actor, 100, 2, &Inc{By: 1})
+	r.reply()
+	select {
+	case k := <-r.kicks:
+		if k.SessionID != 100 || k.Code != services.KickUnavailable {
+			t.Fatalf("kick %+v", k)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fenced copy kept its session")
+	}
+	eventually(t, "the fenced copy to retire", func() bool {
+		return errors.Is(r.node.Send(att.Actor, &services.Detach{}), framework.ErrActorNotFound)
+	})
+	if n := r.stored(1); n != 100 {
+		t.Fatalf("the store holds %d, want the new owner's 100", n)
+	}
+}
+
+// A player who logs in on another game node (the gates route it there now)
+// while the node that has it still holds it: that node hands it off at
+// once (its session is told it logged in elsewhere, its state is saved
+// and released in one transaction) and the new node starts from that
+// state, with no wait for a lease or a grace period.
+func TestLoginElsewhereHandsThePlayerOff(t *testing.T) {
+	b, err := mq.StartBroker(mq.BrokerConfig{DataDir: t.TempDir(), TCPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		NoLookupd: true, Keys: keys(t), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bolt.Close() })
+	on := func(id string) func(*rigConfig) {
+		return func(c *rigConfig) {
+			bc := b.BusConfig()
+			c.id, c.bus, c.store = id, &bc, bolt
+		}
+	}
+	a := newRig(t, time.Hour, on("game-1"))
+	bb := newRig(t, time.Hour, on("game-2"))
+	eventually(t, "the nodes to know each other", func() bool {
+		_, ok1 := a.node.Members().Get("game", "game-2")
+		_, ok2 := bb.node.Members().Get("game", "game-1")
+		return ok1 && ok2
+	})
+	att, err := a.attach(1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.reply()
+	a.request(att.Actor, 100, 1, &Inc{By: 7})
+	a.reply() // acknowledged, not saved yet (the save interval is an hour)
+
+	att2, err := bb.attach(1, 200)
+	if err != nil {
+		t.Fatalf("login on the other node: %v", err)
+	}
+	if _, v := bb.reply(); v.(*Count).N != 7 {
+		t.Fatalf("the new node starts from %+v, want the acknowledged 7", v)
+	}
+	select {
+	case k := <-a.kicks:
+		if k.SessionID != 100 || k.Code != services.KickElsewhere {
+			t.Fatalf("kick %+v", k)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old session was not told")
+	}
+	bb.request(att2.Actor, 200, 1, &Inc{By: 1})
+	if _, v := bb.reply(); v.(*Count).N != 8 {
+		t.Fatalf("after the handoff %+v", v)
+	}
+}
+
+func keys(t *testing.T) *mq.Keyring {
+	k, err := mq.ParseKeyring(mq.GenerateKeyring())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

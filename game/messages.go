@@ -5,8 +5,8 @@ import (
 	"github.com/citadel-go/citadel/services"
 )
 
-// Local messages of the game runtime (never sent to other nodes, but
-// registered like every message; IDs 300–349).
+// Messages of the game runtime (local but for releaseRequest; registered
+// like every message; IDs 300–349).
 type (
 	// attachReq hands a session to a player actor; it answers via resp.
 	attachReq struct {
@@ -37,11 +37,18 @@ type (
 	}
 	// leaseLost says this node lost its lease: every player stops at once.
 	leaseLost struct{}
+	// releaseRequest asks the node that owns a player in the store to let
+	// it go (save and release) because another node must serve it: the
+	// gates now route the player there. It crosses nodes.
+	releaseRequest struct {
+		PlayerID    uint64
+		Incarnation uint64 // of the owner the asking node found in the store
+	}
 )
 
 func registerLocal(r *framework.Registry) error {
 	for id, m := range map[framework.MsgID]any{300: (*attachReq)(nil), 301: (*graceOver)(nil), 302: (*retire)(nil),
-		303: (*saveTick)(nil), 304: (*gateEnded)(nil), 305: (*gameEnded)(nil), 306: (*leaseLost)(nil)} {
+		303: (*saveTick)(nil), 304: (*gateEnded)(nil), 305: (*gameEnded)(nil), 306: (*leaseLost)(nil), 307: (*releaseRequest)(nil)} {
 		if err := r.Register(id, m); err != nil {
 			return err
 		}

@@ -141,6 +141,8 @@ func (p *Player[S]) Receive(c *framework.Context) {
 		}
 	case *leaseLost:
 		p.fence("this node lost its lease")
+	case *releaseRequest:
+		p.onReleaseRequest()
 	case *gateEnded:
 		if p.attached && p.session.Gate.Node == m.Node && p.session.Incarnation < m.Incarnation {
 			p.log.Info("the gate of this player's session restarted; waiting for a reconnect", "gate", m.Node)
@@ -183,6 +185,32 @@ func (p *Player[S]) Receive(c *framework.Context) {
 			p.log.Error("save on stop failed: changes since the last commit are lost", "err", err)
 		}
 	}
+}
+
+// onReleaseRequest lets the player go because another node must serve it:
+// the player logged in again and the gates route it there now (a node
+// joined or came back). A session still attached here is told it logged
+// in elsewhere; the state is saved and released in one transaction, and
+// the actor retires. A player in an exchange finishes it first (the
+// asking node keeps asking while its wait lasts).
+func (p *Player[S]) onReleaseRequest() {
+	if p.State == nil || !p.save.owned || !p.exchange.lockedBy.IsZero() {
+		return
+	}
+	p.log.Info("another node asked for this player; handing it off")
+	if p.attached {
+		p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.Kick{SessionID: p.session.ID, Code: services.KickElsewhere,
+			Reason: "the same account logged in on another server"})
+		p.detach()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
+	err := p.handoff(ctx)
+	cancel()
+	if err != nil {
+		p.log.Error("handoff failed; keeping the player", "err", err)
+		return
+	}
+	p.ctx.Send(p.ctx.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.gen})
 }
 
 // fence stops the player at once because the store says another node owns
@@ -364,6 +392,12 @@ func (m *manager[S]) Receive(c *framework.Context) {
 		for _, e := range m.players {
 			c.Send(e.addr, msg)
 		}
+	case *releaseRequest:
+		if e, ok := m.players[msg.PlayerID]; ok {
+			c.Send(e.addr, msg)
+			return
+		}
+		m.svc.releaseOrphan(msg.PlayerID, msg.Incarnation)
 	case *retire:
 		e, ok := m.players[msg.id]
 		if !ok || e.gen != msg.gen {

@@ -69,6 +69,12 @@ type Config[S any] struct {
 	// initiator goes silent, it reads the outcome from the store. Use the
 	// same value on every game node. Default 5s.
 	ExchangeTimeout time.Duration
+	// AcquireWait bounds how long a login waits for a player another node
+	// still holds in the store: that node is asked to save and let it go,
+	// or, if it crashed or is cut off, its lease runs out. Past it, the
+	// login is refused as unavailable (the client retries). Keep it below
+	// the gates' AttachTimeout. Default 3s; negative: no wait.
+	AcquireWait time.Duration
 	// Logger defaults to the node's.
 	Logger *slog.Logger
 	// Metrics registers citadel_game_* metrics. Nil skips registration.
@@ -90,6 +96,8 @@ type Service[S any] struct {
 	players   *prometheus.GaugeVec
 	conflicts prometheus.Counter
 	fenced    prometheus.Counter
+	// acquireWaits: logins that waited for another node's hold on their player.
+	acquireWaits *prometheus.CounterVec
 }
 
 // New validates cfg and registers the runtime's messages in the node's
@@ -97,6 +105,12 @@ type Service[S any] struct {
 func New[S any](cfg Config[S]) (*Service[S], error) {
 	if cfg.Node == nil || cfg.Store == nil || cfg.Lease == nil || cfg.Saver == nil || cfg.Router == nil || cfg.NewState == nil {
 		return nil, errors.New("game: Config needs Node, Store, Lease, Saver, Router and NewState")
+	}
+	if o := cfg.Lease.Owner(); o.Node != cfg.Node.Addr().Node || o.Incarnation != cfg.Node.Incarnation() {
+		// Other nodes find a player's owner in the store and reach it by
+		// that incarnation.
+		return nil, fmt.Errorf("game: the lease is %s but the node is %q incarnation %d: start the node with NodeConfig.Incarnation set to the lease's",
+			o, cfg.Node.Addr().Node, cfg.Node.Incarnation())
 	}
 	if cfg.SaveInterval <= 0 {
 		cfg.SaveInterval = 5 * time.Second
@@ -112,6 +126,12 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 	}
 	if cfg.ExchangeTimeout <= 0 {
 		cfg.ExchangeTimeout = 5 * time.Second
+	}
+	switch {
+	case cfg.AcquireWait == 0:
+		cfg.AcquireWait = 3 * time.Second
+	case cfg.AcquireWait < 0:
+		cfg.AcquireWait = 0
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = cfg.Node.Logger()
@@ -148,13 +168,17 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 			Name: "citadel_game_save_conflicts_total",
 			Help: "Snapshots refused because another writer stored a newer version of the player.",
 		}),
+		acquireWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "citadel_game_acquire_waits_total",
+			Help: "Logins that waited for another node to let their player go, by outcome (acquired, gave_up: refused as unavailable).",
+		}, []string{"outcome"}),
 		fenced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "citadel_game_fenced_total",
 			Help: "Player actors stopped because the store said another node owns the player now (fenced), or this node lost its lease.",
 		}),
 	}
 	if cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{s.requests, s.attaches, s.players, s.conflicts, s.fenced} {
+		for _, c := range []prometheus.Collector{s.requests, s.attaches, s.players, s.conflicts, s.fenced, s.acquireWaits} {
 			if err := cfg.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("game: register metrics: %w", err)
 			}
@@ -278,12 +302,47 @@ func playerActorName(id uint64) string { return fmt.Sprintf("player-%d", id) }
 // acquire makes this node the player's owner (a new epoch) and reads its
 // state; a player never saved gets NewState.
 func (s *Service[S]) acquire(id uint64) (*S, store.Record, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.SaveTimeout)
-	defer cancel()
-	rec, err := s.cfg.Store.Acquire(ctx, id, s.cfg.Lease.Owner())
-	if err != nil {
-		return nil, rec, err
+	deadline := time.Now().Add(s.cfg.AcquireWait)
+	var asked store.Owner
+	var askedAt time.Time
+	waited := false
+	for pause := 50 * time.Millisecond; ; pause = min(2*pause, 500*time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.SaveTimeout)
+		rec, err := s.cfg.Store.Acquire(ctx, id, s.cfg.Lease.Owner())
+		cancel()
+		var owned *store.OwnedError
+		if !errors.As(err, &owned) {
+			if waited {
+				s.acquireWaits.WithLabelValues("acquired").Inc()
+			}
+			if err != nil {
+				return nil, rec, err
+			}
+			return s.decode(id, rec)
+		}
+		// Another incarnation holds the player: ask it to let go (it is
+		// alive and the player logged in again here), or wait for its
+		// lease to run out (it crashed or is cut off).
+		if owned.Owner != asked || time.Since(askedAt) >= 500*time.Millisecond {
+			asked, askedAt = owned.Owner, time.Now()
+			to := framework.Addr{Service: services.Game, Node: asked.Node, Actor: services.GameActorManager}
+			s.cfg.Node.SendTo(to, asked.Incarnation, &releaseRequest{PlayerID: id, Incarnation: asked.Incarnation}) // a dead node: ErrNodeUnknown; its lease runs out
+		}
+		wait := pause
+		if left := time.Until(owned.Expires) + 20*time.Millisecond; left > 0 && left < wait {
+			wait = left
+		}
+		if time.Now().Add(wait).After(deadline) {
+			s.acquireWaits.WithLabelValues("gave_up").Inc()
+			return nil, rec, err
+		}
+		waited = true
+		time.Sleep(wait)
 	}
+}
+
+// decode turns an acquired record into the player's state.
+func (s *Service[S]) decode(id uint64, rec store.Record) (*S, store.Record, error) {
 	if rec.Data == nil {
 		return s.cfg.NewState(id), rec, nil
 	}
@@ -292,4 +351,22 @@ func (s *Service[S]) acquire(id uint64) (*S, store.Record, error) {
 		return nil, rec, &store.CorruptError{ID: id, Reason: "state does not decode: " + err.Error()}
 	}
 	return st, rec, nil
+}
+
+// releaseOrphan lets go of a player this node owns in the store but runs
+// no actor for (one that stopped without releasing it, e.g. its save on
+// stop failed): another node asked for it.
+func (s *Service[S]) releaseOrphan(id, incarnation uint64) {
+	if incarnation != s.cfg.Lease.Owner().Incarnation {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.SaveTimeout)
+	defer cancel()
+	rec, err := s.cfg.Store.Acquire(ctx, id, s.cfg.Lease.Owner())
+	if err == nil {
+		err = s.cfg.Store.Release(ctx, store.Record{ID: id, Epoch: rec.Epoch})
+	}
+	if err != nil && !errors.Is(err, store.ErrOwned) && !errors.Is(err, store.ErrFenced) {
+		s.log.Warn("cannot release a player another node asked for", "player", id, "err", err)
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/game/sample"
 	"github.com/jackc/pgx/v5"
 	"github.com/vmihailenco/msgpack/v5"
@@ -52,16 +51,6 @@ func newSchema(ctx context.Context, dsn string) (string, func(), error) {
 		}
 	}
 	dsn = withSearchPath(dsn, schema)
-	// The store makes its tables on open, with CREATE TABLE IF NOT
-	// EXISTS, which fails when several processes run it at once on an
-	// empty schema (a duplicate key in pg_type): make them before the
-	// cluster starts.
-	st, err := store.OpenPostgres(ctx, dsn)
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	st.Close()
 	return dsn, drop, nil
 }
 
@@ -122,6 +111,9 @@ func readRecords(ctx context.Context, conn *pgx.Conn, withEpoch bool) (map[uint6
 		}
 		if err := rows.Scan(dest...); err != nil {
 			return nil, err
+		}
+		if data == nil {
+			continue // acquired, never saved: as if absent
 		}
 		var s sample.State
 		if err := msgpack.Unmarshal(data, &s); err != nil {

@@ -25,7 +25,12 @@ type Postgres struct {
 
 var _ Store = (*Postgres)(nil)
 
+// pgSchema runs as one statement string: PostgreSQL runs it in one
+// transaction, and the advisory lock at its start makes processes opening
+// an empty database at once take turns (CREATE TABLE IF NOT EXISTS alone
+// fails in the loser of a race, with a duplicate key in pg_type).
 const pgSchema = `
+SELECT pg_advisory_xact_lock(7421950663381101);
 CREATE TABLE IF NOT EXISTS citadel_accounts (
 	id            BIGSERIAL PRIMARY KEY,
 	name          TEXT NOT NULL UNIQUE,

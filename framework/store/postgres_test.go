@@ -118,3 +118,30 @@ CREATE TABLE citadel_players (
 		}
 	}
 }
+
+// Processes that start at once on an empty database (a cluster's first
+// start) all open it: creating the tables is one transaction at a time.
+func TestPostgresOpensConcurrentlyOnAnEmptyDatabase(t *testing.T) {
+	dsn := storetest.PostgresSchema(t, pgDSN(t))
+	const n = 8
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := store.OpenPostgres(context.Background(), dsn)
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
