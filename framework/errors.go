@@ -15,7 +15,11 @@ var (
 	// ErrNodeUnknown: the destination node is not a live member, so there
 	// is no incarnation to address (it is down, left, or not yet heard
 	// from); nothing was sent.
-	ErrNodeUnknown    = errors.New("node is not a live member")
+	ErrNodeUnknown = errors.New("node is not a live member")
+	// ErrNodeLeft: the node a call waited on left the membership (it
+	// stopped, crashed or missed its heartbeats) before it answered; the
+	// request may or may not have been handled.
+	ErrNodeLeft       = errors.New("node left before answering")
 	ErrTimeout        = errors.New("call timed out")
 	ErrNoReply        = errors.New("handler returned without replying")
 	ErrNotRequest     = errors.New("current message is not a request")

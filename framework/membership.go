@@ -344,6 +344,9 @@ func (m *Membership) watcherList() []func(MemberEvent) {
 
 func (m *Membership) notify(watchers []func(MemberEvent), events []MemberEvent) {
 	for _, ev := range events {
+		if ev.Kind == MemberLeft {
+			m.n.failCallsTo(ev.Member)
+		}
 		m.n.log.Info("membership changed", "event", ev.Kind.String(), "member", ev.Member.Service+"/"+ev.Member.Node)
 		for _, w := range watchers {
 			w(ev)

@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -270,4 +271,44 @@ func TestHealthReportsAForeignConsumerOnTheNodeChannel(t *testing.T) {
 	thief.Stop()
 	<-thief.StopChan
 	waitHealth(true, 20*time.Second)
+}
+
+// A call waiting on a node that leaves (it stopped, crashed or missed its
+// heartbeats) ends with ErrNodeLeft then, not at its deadline: the caller
+// can ask another node at once.
+func TestCallToANodeThatLeavesEndsWithErrNodeLeft(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	dst := newNode(t, broker, "game", "game-1", nil)
+	release := make(chan struct{})
+	defer close(release)
+	if _, err := dst.Spawn("stuck", func() Actor {
+		return ActorFunc(func(c *Context) {
+			if _, ok := c.Message().(*Ping); ok {
+				<-release
+			}
+		})
+	}, SpawnOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src := newNode(t, broker, "gate", "gate-1", nil)
+	meet(t, src, dst)
+	errc := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err := src.Call(ctx, dst.ActorAddr("stuck"), &Ping{})
+		errc <- err
+	}()
+	eventually(t, 5*time.Second, "the call to arrive", func() bool { return dst.Stats().RemoteReceived >= 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	dst.Stop(ctx)
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrNodeLeft) {
+			t.Fatalf("the call ended with %v, want ErrNodeLeft", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the call still waits on a node that left")
+	}
 }

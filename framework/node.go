@@ -95,7 +95,7 @@ type Node struct {
 
 	corr    atomic.Uint64
 	callsMu sync.Mutex
-	calls   map[uint64]chan callResult
+	calls   map[uint64]pendingCall
 
 	out sync.Map // nodeKey -> *outStream
 
@@ -121,7 +121,13 @@ type Node struct {
 
 type callResult struct {
 	msg any
-	err *RemoteError
+	err error
+}
+
+// pendingCall is a call waiting for its reply.
+type pendingCall struct {
+	ch chan callResult
+	to Addr
 }
 
 // NewNode validates cfg and creates a node. Actors may be spawned right
@@ -175,7 +181,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		addr:    Addr{Service: cfg.Service, Node: cfg.ID},
 		epoch:   cfg.Incarnation,
 		reg:     cfg.Registry,
-		calls:   make(map[uint64]chan callResult),
+		calls:   make(map[uint64]pendingCall),
 		streams: make(map[streamKey]*inStream),
 		retired: make(map[streamKey]retiredStream),
 		senders: make(map[nodeKey]uint64),
@@ -563,7 +569,7 @@ func (n *Node) call(ctx context.Context, from, to Addr, msg any) (any, error) {
 	id := n.corr.Add(1)
 	ch := make(chan callResult, 1)
 	n.callsMu.Lock()
-	n.calls[id] = ch
+	n.calls[id] = pendingCall{ch: ch, to: to}
 	n.callsMu.Unlock()
 	defer func() {
 		n.callsMu.Lock()
@@ -619,14 +625,31 @@ func (n *Node) reply(req *request, from Addr, msg any, rerr *RemoteError) error 
 
 func (n *Node) resolveCall(id uint64, msg any, rerr *RemoteError) {
 	n.callsMu.Lock()
-	ch, ok := n.calls[id]
+	c, ok := n.calls[id]
 	delete(n.calls, id)
 	n.callsMu.Unlock()
 	if !ok {
 		n.stats.lateReplies.Add(1)
 		return
 	}
-	ch <- callResult{msg: msg, err: rerr}
+	r := callResult{msg: msg}
+	if rerr != nil {
+		r.err = rerr
+	}
+	c.ch <- r
+}
+
+// failCallsTo ends the calls waiting on a node that left: their callers
+// learn it now rather than at their deadline (and may try another node).
+func (n *Node) failCallsTo(m Member) {
+	n.callsMu.Lock()
+	defer n.callsMu.Unlock()
+	for id, c := range n.calls {
+		if c.to.Service == m.Service && c.to.Node == m.Node {
+			delete(n.calls, id)
+			c.ch <- callResult{err: fmt.Errorf("framework: call to %s: %w (incarnation %d)", c.to, ErrNodeLeft, m.Epoch)}
+		}
+	}
 }
 
 // janitor forgets idle inbound streams.

@@ -61,16 +61,15 @@ func newRig(t *testing.T, tweak func(*gate.Config)) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	node := func(service string) *framework.Node {
+	node := func(service string, incarnation uint64) *framework.Node {
 		bc := broker.BusConfig()
 		n, err := framework.NewNode(framework.NodeConfig{Service: service, ID: service + "-1", Registry: framework.NewRegistry(),
-			MQ: &bc, Logger: logger()})
+			MQ: &bc, Logger: logger(), Incarnation: incarnation})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
-	gameNode := node(services.Game)
 	saver, err := game.NewSaver(game.SaverConfig{Store: st})
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +80,7 @@ func newRig(t *testing.T, tweak func(*gate.Config)) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lease.End(context.Background()) })
+	gameNode := node(services.Game, lease.Owner().Incarnation)
 	svc, err := sample.New(gameNode, st, sample.Options{Saver: saver, Lease: lease, Grace: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +93,7 @@ func newRig(t *testing.T, tweak func(*gate.Config)) *rig {
 	}
 	t.Cleanup(func() { gameNode.Stop(context.Background()) })
 
-	gateNode := node(services.Gate)
+	gateNode := node(services.Gate, 0)
 	signer, _ := ticket.NewSigner(ticket.NewKey())
 	reg := framework.NewRegistry()
 	sample.Register(reg)

@@ -234,18 +234,34 @@ func (g *Gate) authenticate(s *session, p *packet) {
 		g.kick(s, code, err.Error())
 		return
 	}
-	member, ok := g.node.Members().Pick(services.Game, strconv.FormatUint(t.PlayerID, 10))
-	if !ok {
-		g.m.auths.WithLabelValues("no_game").Inc()
-		g.kick(s, services.KickUnavailable, "no game node is online")
-		return
-	}
 	s.state.Store(stateAttaching)
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.AttachTimeout)
 	defer cancel()
-	manager := framework.Addr{Service: services.Game, Node: member.Node, Actor: services.GameActorManager}
-	r, err := g.node.Call(ctx, manager, &services.Attach{PlayerID: t.PlayerID,
-		Session: services.SessionRef{Gate: g.self, Incarnation: g.node.Incarnation(), ID: s.id}})
+	var r any
+	// A game node that leaves while it is asked (it crashed; this gate
+	// learns it a heartbeat later than others) is no answer: ask the node
+	// the player maps to now.
+	for {
+		member, ok := g.node.Members().Pick(services.Game, strconv.FormatUint(t.PlayerID, 10))
+		if !ok {
+			g.m.auths.WithLabelValues("no_game").Inc()
+			g.kick(s, services.KickUnavailable, "no game node is online")
+			return
+		}
+		manager := framework.Addr{Service: services.Game, Node: member.Node, Actor: services.GameActorManager}
+		r, err = g.node.Call(ctx, manager, &services.Attach{PlayerID: t.PlayerID,
+			Session: services.SessionRef{Gate: g.self, Incarnation: g.node.Incarnation(), ID: s.id}})
+		if !errors.Is(err, framework.ErrNodeLeft) && !errors.Is(err, framework.ErrNodeUnknown) {
+			break
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		g.m.auths.WithLabelValues("attach_failed").Inc()
 		g.kick(s, services.KickUnavailable, fmt.Sprintf("the game node could not take the player: %v", err))
