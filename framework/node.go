@@ -45,7 +45,7 @@ type NodeConfig struct {
 	CallTimeout time.Duration
 	// GapTimeout is how long an inbound stream waits for a missing sequence
 	// number before giving it up (later arrivals are still delivered, late).
-	// Default 3s.
+	// Default 1s.
 	GapTimeout time.Duration
 	// MaxMessageAge drops envelopes published longer ago than this (by the
 	// sender's clock, from the mq's signed seal): how long a message may
@@ -162,7 +162,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		cfg.CallTimeout = 5 * time.Second
 	}
 	if cfg.GapTimeout <= 0 {
-		cfg.GapTimeout = 3 * time.Second
+		cfg.GapTimeout = time.Second
 	}
 	if cfg.MaxMessageAge <= 0 {
 		cfg.MaxMessageAge = time.Hour

@@ -53,9 +53,12 @@ const (
 )
 
 const (
-	// exchangeLockFactor: a peer's lock lasts this many ExchangeTimeouts,
-	// so when it expires the initiator's commit has long been decided.
-	exchangeLockFactor = 6
+	// exchangeLockSlack: a peer's lock lasts ExchangeTimeout and this
+	// much more; by then the initiator has committed or given up. Settling
+	// acquires the peer again, which fences any commit the initiator still
+	// attempts, so an early settle can cost an exchange but never half of
+	// one.
+	exchangeLockSlack = time.Second
 	// maxStash and maxStashBytes bound the client requests a locked player
 	// holds; beyond them the client is told to retry.
 	maxStash      = 1024
@@ -103,15 +106,20 @@ func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, oth
 	if errors.Is(err, framework.ErrActorNotFound) {
 		return framework.NewError(CodePeerOffline, fmt.Sprintf("player %d is not online", peer))
 	}
-	if err != nil {
-		return err
-	}
-	locked := r.(*exchangeLocked)
 	release := func(commit bool, state []byte, version uint64) {
 		if err := p.ctx.Send(peerAddr, &exchangeRelease{From: p.ctx.Self(), Commit: commit, State: state, Version: version}); err != nil {
 			p.log.Error("cannot release exchange partner; it settles with the store when its lock expires", "peer", peer, "err", err)
 		}
 	}
+	if err != nil {
+		// The lock may have been taken and its answer lost: let it go.
+		var re *framework.RemoteError
+		if !errors.As(err, &re) {
+			release(false, nil, 0)
+		}
+		return err
+	}
+	locked := r.(*exchangeLocked)
 	self, other := new(S), new(S)
 	err = copyState(p.State, self)
 	if err == nil {
@@ -217,7 +225,7 @@ func (p *Player[S]) onExchangeLock(m *exchangeLock) {
 		return
 	}
 	p.exchange.lockedBy, p.exchange.lockedInc, p.exchange.version = m.From, m.Incarnation, p.save.version
-	p.ctx.SendAfter(exchangeLockFactor*p.svc.cfg.ExchangeTimeout, &exchangeExpired{Version: p.save.version})
+	p.ctx.SendAfter(p.svc.cfg.ExchangeTimeout+exchangeLockSlack, &exchangeExpired{Version: p.save.version})
 	p.ctx.Reply(&exchangeLocked{State: state, Epoch: p.save.epoch, Version: p.save.version})
 }
 

@@ -34,6 +34,7 @@ type rigConfig struct {
 	saveInterval time.Duration
 	withGive     bool
 	tables       *tables.Holder
+	exchange     time.Duration // ExchangeTimeout
 	// A cluster of rigs: the node's ID, its mq, and a store the rigs share.
 	id    string
 	bus   *mq.BusConfig
@@ -125,7 +126,7 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 		t.Fatal(err)
 	}
 	svc, err := game.New(game.Config[counter]{Node: node, Store: st, Lease: lease, Saver: saver, Router: r, Grace: grace,
-		SaveInterval: rc.saveInterval, Tables: rc.tables,
+		SaveInterval: rc.saveInterval, Tables: rc.tables, ExchangeTimeout: rc.exchange,
 		NewState: func(uint64) *counter { return &counter{} },
 		OnAttach: func(p *game.Player[counter]) { p.Push(&Count{N: p.State.N}) }})
 	if err != nil {
@@ -388,6 +389,52 @@ func TestExchangeIsAllOrNothing(t *testing.T) {
 	r.request(a.Actor, 100, 5, &Give{To: 3, N: 1})
 	if _, v := r.reply(); v.(*services.Error).Code != game.CodePeerOffline {
 		t.Fatalf("exchange with an offline player: %+v", v)
+	}
+}
+
+// A trade whose commit went through but whose acknowledgement was lost is
+// done: it is reported done (not failed), and both players hold what the
+// store holds and keep saving. Whether the commit is retried (the retry
+// writes the same states at the next version) or, the database being down
+// until the exchange's deadline, the outcome is read back from the store.
+func TestExchangeWithALostAcknowledgementIsDone(t *testing.T) {
+	for _, down := range []bool{false, true} {
+		t.Run(map[bool]string{false: "retried", true: "read back"}[down], func(t *testing.T) {
+			r := newRig(t, time.Minute, func(c *rigConfig) { c.withGive, c.exchange = true, time.Second })
+			a, _ := r.attach(1, 100)
+			r.reply()
+			b, _ := r.attach(2, 200)
+			r.reply()
+			r.request(a.Actor, 100, 1, &Inc{By: 10})
+			r.reply()
+
+			r.flaky.downAfter.Store(down)
+			r.flaky.loseAck.Store(true)
+			r.request(a.Actor, 100, 2, &Give{To: 2, N: 4})
+			_, v := r.reply()
+			r.flaky.failing.Store(false)
+			if c, ok := v.(*Count); !ok || c.N != 6 {
+				t.Fatalf("a committed trade was reported as %+v", v)
+			}
+			if n1, n2 := r.stored(1), r.stored(2); n1 != 6 || n2 != 4 {
+				t.Fatalf("the store holds %d and %d, want 6 and 4", n1, n2)
+			}
+			r.request(b.Actor, 200, 1, &Inc{By: 0})
+			if _, v := r.reply(); v.(*Count).N != 4 {
+				t.Fatalf("the peer's live state %+v, want 4", v)
+			}
+			r.request(a.Actor, 100, 3, &Inc{By: 1})
+			r.reply()
+			r.request(b.Actor, 200, 2, &Inc{By: 1})
+			r.reply()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			r.node.StopActor(ctx, a.Actor)
+			r.node.StopActor(ctx, b.Actor)
+			if n1, n2 := r.stored(1), r.stored(2); n1 != 7 || n2 != 5 {
+				t.Fatalf("after stopping, the store holds %d and %d, want 7 and 5", n1, n2)
+			}
+		})
 	}
 }
 

@@ -19,6 +19,21 @@ type flaky struct {
 	store.Store
 	failing atomic.Bool
 	calls   atomic.Int64
+	// loseAck: the next SaveAll commits, then reports a lost connection;
+	// with downAfter the database is unavailable from then on.
+	loseAck, downAfter atomic.Bool
+}
+
+func (f *flaky) SaveAll(ctx context.Context, recs []store.Record) error {
+	if f.failing.Load() {
+		return errors.New("injected: database unavailable")
+	}
+	err := f.Store.SaveAll(ctx, recs)
+	if err == nil && f.loseAck.CompareAndSwap(true, false) {
+		f.failing.Store(f.downAfter.Load())
+		return errors.New("injected: connection lost before the commit was acknowledged")
+	}
+	return err
 }
 
 func (f *flaky) Save(ctx context.Context, recs []store.Record) error {

@@ -65,9 +65,10 @@ type Config[S any] struct {
 	// SaveTimeout bounds one save. Default 10s.
 	SaveTimeout time.Duration
 	// ExchangeTimeout bounds an Exchange's initiator (lock, change, commit).
-	// The other player stays locked for up to six times as long; if the
-	// initiator goes silent, it reads the outcome from the store. Use the
-	// same value on every game node. Default 5s.
+	// The other player stays locked for up to 1s longer; if the initiator
+	// has not released it by then, it settles with the store (acquiring
+	// itself again fences a late commit, and the record says whether one
+	// made it). Use the same value on every game node. Default 5s.
 	ExchangeTimeout time.Duration
 	// AcquireWait bounds how long a login waits for a player another node
 	// still holds in the store: that node is asked to save and let it go,

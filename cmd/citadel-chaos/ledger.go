@@ -29,7 +29,7 @@ import (
 const (
 	movePace     = 50 * time.Millisecond // pause between a player's operations
 	callTimeout  = 5 * time.Second       // a Move; a player that waits longer logs in again
-	tradeTimeout = 8 * time.Second       // a trade (an Exchange may take the game's 5s)
+	tradeTimeout = 6 * time.Second       // a trade: the game answers within its 5s ExchangeTimeout
 	loginTimeout = 10 * time.Second      // login HTTP plus gate connect and attach
 	infoTimeout  = 5 * time.Second       // from AuthOK to the PlayerInfo push
 	tradeEvery   = time.Second           // mean pause between a pair's trade offers
