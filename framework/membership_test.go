@@ -125,9 +125,9 @@ func TestMembershipJoinLeaveExpireAndPick(t *testing.T) {
 	}
 }
 
-// A message lost for good (here: finished by the hook without handling) is
-// skipped after GapTimeout, so the stream moves on; if it turns up later it
-// is delivered late rather than dropped as a duplicate.
+// A message lost for good (here: finished by the hook without handling,
+// resends too) is skipped after GapTimeout, so the stream moves on; if it
+// turns up later it is delivered late rather than dropped as a duplicate.
 func TestLostMessageGapIsSkipped(t *testing.T) {
 	broker := startBroker(t, mq.BrokerConfig{})
 	bc := broker.BusConfig()
@@ -138,12 +138,13 @@ func TestLostMessageGapIsSkipped(t *testing.T) {
 	}
 	var held [][]byte
 	var mu sync.Mutex
+	lose := true
 	dst.inboundHook = func(m *mq.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(held) == 0 && m.Attempts == 1 && len(m.Body) > 0 {
+		if lose && len(m.Body) > 0 {
 			var w wireEnvelope
-			if err := parseEnvelope(m.Body, &w, &interner{}); err == nil && w.Seq == 3 {
+			if err := parseEnvelope(m.Body, &w, &interner{}); err == nil && w.Seq == 3 && w.From.Node == "gate-1" {
 				held = append(held, append([]byte(nil), m.Body...))
 				return errHookDrop // "lost"
 			}
@@ -171,7 +172,7 @@ func TestLostMessageGapIsSkipped(t *testing.T) {
 		t.Fatalf("gaps skipped %d, want 1", s.GapsSkipped)
 	}
 	mu.Lock()
-	body := held[0]
+	body, lose := held[0], false
 	mu.Unlock()
 	src.Bus().Publish(NodeTopic("game", "dst"), body)
 	if got := receive(t, seqs, 5*time.Second).N; got != 3 {
@@ -187,8 +188,61 @@ func TestLostMessageGapIsSkipped(t *testing.T) {
 	}
 }
 
+// A message that did not arrive (another consumer took it, an nsqd lost
+// it) is asked for again and published again by its sender: the stream
+// delivers everything, in order, without giving anything up.
+func TestLostMessagesAreResent(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	bc := broker.BusConfig()
+	dst, err := NewNode(NodeConfig{Service: "game", ID: "dst", Registry: testRegistry(t), Logger: testLogger(), MQ: &bc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[uint64]bool{}
+	dst.inboundHook = func(m *mq.Message) error {
+		var w wireEnvelope
+		if err := parseEnvelope(m.Body, &w, &interner{}); err != nil || w.From.Node != "gate-1" || w.Seq%2 == 0 {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !seen[w.Seq] {
+			seen[w.Seq] = true
+			return errHookDrop // taken by someone else, the first time
+		}
+		return nil
+	}
+	if err := dst.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dst.Stop(context.Background()) })
+	seqs := spawnEcho(t, dst, "echo")
+	src := newNode(t, broker, "gate", "gate-1", nil)
+	meet(t, src, dst)
+	for i := 1; i <= 100; i++ {
+		if err := src.Send(dst.ActorAddr("echo"), &Seq{N: i}); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			time.Sleep(20 * time.Millisecond) // several packs, several gaps
+		}
+	}
+	for i := 1; i <= 100; i++ {
+		if got := receive(t, seqs, 10*time.Second).N; got != i {
+			t.Fatalf("got %d, want %d", got, i)
+		}
+	}
+	if s := dst.Stats(); s.GapsSkipped != 0 || s.ResendRequests == 0 {
+		t.Fatalf("%d numbers given up, %d resends asked for; want 0 and some", s.GapsSkipped, s.ResendRequests)
+	}
+	if s := src.Stats(); s.Resent == 0 {
+		t.Fatal("the sender resent nothing")
+	}
+}
+
 // Many messages missing from a stream (here a foreign consumer on the
-// node's channel took every other one) cost one gap timeout, not one per
+// node's channel took every other one, resends too) cost one gap timeout, not one per
 // gap:
 // when it runs out, every number missing below the newest held-back
 // message is given up at once.

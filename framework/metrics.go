@@ -22,6 +22,7 @@ type nodeStats struct {
 	badEnvelopes, duplicates, reordered          atomic.Uint64
 	wrongIncarnation                             atomic.Uint64
 	gapsSkipped, late, gapWaits                  atomic.Uint64
+	resendRequests, resent                       atomic.Uint64
 	calls, callTimeouts, lateReplies, expiredReq atomic.Uint64
 
 	kindsMu sync.Mutex
@@ -63,6 +64,8 @@ type Stats struct {
 	GapsSkipped      uint64 // missing sequence numbers given up after GapTimeout
 	GapWaits         uint64 // gap timeouts that ran out (each gives up every number missing then)
 	LateDelivered    uint64 // envelopes delivered after their gap was skipped
+	ResendRequests   uint64 // gaps this node asked a sender to fill by publishing again
+	Resent           uint64 // envelopes this node published again because a receiver missed them
 	Calls            uint64 // Calls made
 	CallTimeouts     uint64 // Calls that timed out
 	LateReplies      uint64 // replies dropped because their deadline had passed
@@ -79,6 +82,7 @@ func (n *Node) Stats() Stats {
 		BadEnvelopes: s.badEnvelopes.Load(), Duplicates: s.duplicates.Load(), Reordered: s.reordered.Load(),
 		WrongIncarnation: s.wrongIncarnation.Load(),
 		GapsSkipped:      s.gapsSkipped.Load(), LateDelivered: s.late.Load(), GapWaits: s.gapWaits.Load(),
+		ResendRequests: s.resendRequests.Load(), Resent: s.resent.Load(),
 		Calls: s.calls.Load(), CallTimeouts: s.callTimeouts.Load(), LateReplies: s.lateReplies.Load(),
 		ExpiredRequests: s.expiredReq.Load(),
 		Kinds:           make(map[string]KindStats),
@@ -119,6 +123,8 @@ var counterHelp = map[string]string{
 	"citadel_node_gaps_skipped_total":      "Missing sequence numbers given up after the gap timeout.",
 	"citadel_node_gap_waits_total":         "Gap timeouts that ran out; each gives up every sequence number missing then.",
 	"citadel_node_late_delivered_total":    "Envelopes delivered after their gap was skipped.",
+	"citadel_node_resend_requests_total":   "Gaps this node asked a sender to fill by publishing the missing envelopes again.",
+	"citadel_node_resent_total":            "Envelopes published again because their receiver missed them.",
 	"citadel_node_calls_total":             "Calls made.",
 	"citadel_node_call_timeouts_total":     "Calls that timed out.",
 	"citadel_node_late_replies_total":      "Replies dropped after the caller's deadline.",
@@ -191,6 +197,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("citadel_node_gaps_skipped_total", s.GapsSkipped)
 	counter("citadel_node_gap_waits_total", s.GapWaits)
 	counter("citadel_node_late_delivered_total", s.LateDelivered)
+	counter("citadel_node_resend_requests_total", s.ResendRequests)
+	counter("citadel_node_resent_total", s.Resent)
 	counter("citadel_node_calls_total", s.Calls)
 	counter("citadel_node_call_timeouts_total", s.CallTimeouts)
 	counter("citadel_node_late_replies_total", s.LateReplies)

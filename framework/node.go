@@ -114,6 +114,7 @@ type Node struct {
 	// heartbeat; one not back within a few heartbeats means its channel
 	// does not deliver (Health).
 	probeSent, probeGot atomic.Int64 // unix nanoseconds of the last sent, and of the newest received
+	selfLoss            atomic.Int64 // unix nanoseconds: the node last had to ask itself to resend (its channel loses messages)
 	deadLetter          atomic.Pointer[DeadLetterFunc]
 	stopBg              chan struct{}
 	bgDone              sync.WaitGroup
@@ -359,8 +360,9 @@ func (n *Node) sendProbe() {
 
 // Health reports what keeps the node from doing its work, or nil: it
 // cannot publish to NSQ, or its own channel does not deliver (a probe it
-// sent itself three heartbeats ago has not come back: a stalled stream, or
-// another consumer taking messages off its channel). Orchestrators should
+// sent itself three heartbeats ago has not come back: a stalled stream),
+// or lost a message it sent itself in the last three heartbeats (another
+// consumer taking messages off its channel). Orchestrators should
 // send it no players while it is unhealthy (readiness).
 func (n *Node) Health() error {
 	if n.bus == nil || n.state.Load() != stateRunning {
@@ -368,6 +370,10 @@ func (n *Node) Health() error {
 	}
 	if n.members.publishFailing.Load() {
 		return fmt.Errorf("node %s cannot publish to NSQ", n.addr.Node)
+	}
+	if loss := n.selfLoss.Load(); loss != 0 && time.Since(time.Unix(0, loss)) < 3*n.cfg.HeartbeatInterval {
+		return fmt.Errorf("node %s: its own channel lost messages %v ago (another consumer on channel %q of topic %s?)",
+			n.addr.Node, time.Since(time.Unix(0, loss)).Round(time.Millisecond), nodeChannel, NodeTopic(n.addr.Service, n.addr.Node))
 	}
 	sent, got := n.probeSent.Load(), n.probeGot.Load()
 	if late := time.Duration(sent - got); sent > got && late > 3*n.cfg.HeartbeatInterval {

@@ -21,6 +21,12 @@ const (
 	kindSend    uint8 = 1
 	kindRequest uint8 = 2
 	kindReply   uint8 = 3
+	// kindResend asks the sender of a stream to publish again the
+	// envelopes it numbered CorrID to Deadline (inclusive) for the
+	// requester's incarnation (Epoch): they did not arrive (another
+	// consumer took them, an nsqd lost its memory queue). It is outside
+	// every stream (Seq 0) and carries no message.
+	kindResend uint8 = 4
 )
 
 // wireEnvelope is what crosses the mq: a msgpack array of the fields
@@ -64,7 +70,28 @@ type outStream struct {
 	mu    sync.Mutex
 	topic string
 	seq   uint64
+	// kept holds the stream's newest envelopes, by seq % retainCount, to
+	// publish again when the receiver says they did not arrive. The
+	// buffers are reused, so a send allocates nothing for it.
+	kept []keptEnvelope
 }
+
+// keptEnvelope is a sent envelope kept for a resend.
+type keptEnvelope struct {
+	seq  uint64
+	at   time.Time
+	body []byte
+}
+
+const (
+	// retainCount envelopes per stream are kept for resends, each at most
+	// retainMax bytes (larger ones are not resent), for at most retainFor.
+	retainCount = 512
+	retainMax   = 4 << 10
+	retainFor   = 10 * time.Second
+	// maxResendGaps bounds the resend requests for one stream's gaps.
+	maxResendGaps = 16
+)
 
 func (n *Node) outStream(to Addr, epoch uint64) *outStream {
 	k := outKey{to.Service, to.Node, epoch}
@@ -130,13 +157,85 @@ func (n *Node) sendRemoteTo(kind uint8, from, to Addr, toEpoch uint64, msg any, 
 	defer os.mu.Unlock()
 	w.Seq = os.seq + 1
 	body := appendEnvelope(mq.PackBuffer(envelopeSize(&w)), &w)
+	keep := len(body) <= retainMax
+	if keep {
+		if os.kept == nil {
+			os.kept = make([]keptEnvelope, retainCount)
+		}
+		k := &os.kept[w.Seq%retainCount]
+		k.seq, k.at, k.body = w.Seq, time.Unix(0, w.Sent), append(k.body[:0], body...)
+	}
 	// Envelopes queued together travel in one NSQ message (see mq.PackAsync).
 	if err := n.bus.PackAsync(os.topic, body); err != nil {
+		if keep {
+			os.kept[w.Seq%retainCount].seq = 0
+		}
 		return fmt.Errorf("framework: send %T to %s: %w", msg, to, err)
 	}
 	os.seq++
 	n.stats.remoteSent.Add(1)
 	return nil
+}
+
+// resend publishes again the kept envelopes numbered first to last of the
+// stream to incarnation toEpoch of node to: its receiver says they did not
+// arrive. Envelopes no longer kept are not resent (the receiver gives them
+// up after its gap timeout).
+func (n *Node) resend(to Addr, toEpoch, first, last uint64) {
+	v, ok := n.out.Load(outKey{to.Service, to.Node, toEpoch})
+	if !ok || last < first {
+		return
+	}
+	os := v.(*outStream)
+	os.mu.Lock()
+	defer os.mu.Unlock()
+	last = min(last, os.seq, first+retainCount-1)
+	cutoff := time.Now().Add(-retainFor)
+	for seq := first; seq <= last && os.kept != nil; seq++ {
+		k := &os.kept[seq%retainCount]
+		if k.seq != seq || k.at.Before(cutoff) {
+			continue
+		}
+		if err := n.bus.PackAsync(os.topic, append(mq.PackBuffer(len(k.body)), k.body...)); err != nil {
+			return
+		}
+		n.stats.resent.Add(1)
+	}
+}
+
+// requestResendLocked asks a stream's sender to publish again what is
+// missing below the newest held-back envelope: one request per gap, the
+// first maxResendGaps gaps (the rest in one more).
+func (n *Node) requestResendLocked(st *inStream) {
+	if n.bus == nil || len(st.pending) == 0 {
+		return
+	}
+	held := make([]uint64, 0, len(st.pending))
+	for k := range st.pending {
+		held = append(held, k)
+	}
+	slices.Sort(held)
+	ask := func(first, last uint64) {
+		w := wireEnvelope{Kind: kindResend, From: n.addr, To: Addr{Service: st.key.service, Node: st.key.node},
+			Epoch: n.epoch, ToEpoch: st.key.epoch, CorrID: first, Deadline: int64(last), Sent: time.Now().UnixNano()}
+		if n.bus.PackAsync(NodeTopic(st.key.service, st.key.node), appendEnvelope(mq.PackBuffer(envelopeSize(&w)), &w)) == nil {
+			n.stats.resendRequests.Add(1)
+		}
+	}
+	next, gaps := st.next, 0
+	for _, k := range held {
+		if k > next {
+			if gaps++; gaps > maxResendGaps {
+				ask(next, held[len(held)-1]-1)
+				break
+			}
+			ask(next, k-1)
+		}
+		next = k + 1
+	}
+	if st.key.service == n.addr.Service && st.key.node == n.addr.Node {
+		n.selfLoss.Store(time.Now().UnixNano())
+	}
 }
 
 // errHookDrop is returned by a test's inbound hook to lose a message.
@@ -168,6 +267,7 @@ type inStream struct {
 	pending  map[uint64]*inItem
 	skipped  map[uint64]struct{} // given up after a gap; delivered late if they come
 	timer    *time.Timer         // the gap timer, while envelopes are held back
+	asked    bool                // a resend was requested for the current gap
 	lastSeen time.Time
 }
 
@@ -209,6 +309,10 @@ func (n *Node) onRemote(m *mq.Message) error {
 		n.misaddressed(w, fmt.Sprintf("addressed to incarnation %d of this node, which is %d", w.ToEpoch, n.epoch))
 		return nil
 	}
+	if w.Kind == kindResend {
+		n.resend(w.From, w.Epoch, w.CorrID, uint64(w.Deadline))
+		return nil
+	}
 	if w.Sent > 0 {
 		n.latency.Observe(time.Since(time.Unix(0, w.Sent)).Seconds())
 	}
@@ -228,7 +332,7 @@ func (n *Node) onRemote(m *mq.Message) error {
 }
 
 func (n *Node) checkEnvelope(w *wireEnvelope) error {
-	if w.Kind < kindSend || w.Kind > kindReply {
+	if w.Kind < kindSend || w.Kind > kindResend {
 		return fmt.Errorf("envelope kind %d is unknown", w.Kind)
 	}
 	if w.To.Service != n.addr.Service || w.To.Node != n.addr.Node {
@@ -240,7 +344,7 @@ func (n *Node) checkEnvelope(w *wireEnvelope) error {
 	if err := validateNodeName("node", w.From.Node); err != nil {
 		return fmt.Errorf("envelope sender: %w", err)
 	}
-	if w.Seq == 0 || w.Epoch == 0 {
+	if (w.Seq == 0) != (w.Kind == kindResend) || w.Epoch == 0 {
 		return fmt.Errorf("envelope from %s has no sequence (epoch %d, seq %d)", w.From, w.Epoch, w.Seq)
 	}
 	return nil
@@ -323,7 +427,10 @@ func (n *Node) acceptLocked(it *inItem) {
 		if len(st.pending) > maxPending {
 			n.skipGapsLocked(st)
 		} else if st.timer == nil {
-			st.timer = time.AfterFunc(n.cfg.GapTimeout, func() { n.onStreamTimer(st) })
+			// First ask the sender to resend what is missing (after a
+			// moment: it may only be late), then give it up.
+			st.asked = false
+			st.timer = time.AfterFunc(n.resendDelay(), func() { n.onStreamTimer(st) })
 		}
 	}
 }
@@ -361,12 +468,22 @@ func (n *Node) onStreamTimer(st *inStream) {
 	n.inMu.Lock()
 	defer n.inMu.Unlock()
 	st.timer = nil
-	if n.streams[st.key] != st {
+	if n.streams[st.key] != st || len(st.pending) == 0 {
+		return
+	}
+	if !st.asked {
+		st.asked = true
+		n.requestResendLocked(st)
+		st.timer = time.AfterFunc(n.cfg.GapTimeout-n.resendDelay(), func() { n.onStreamTimer(st) })
 		return
 	}
 	n.stats.gapWaits.Add(1)
 	n.skipGapsLocked(st)
 }
+
+// resendDelay is how long a gap waits before its envelopes are asked for
+// again: longer than NSQ's usual reordering, well inside GapTimeout.
+func (n *Node) resendDelay() time.Duration { return min(100*time.Millisecond, n.cfg.GapTimeout/4) }
 
 // skipGapsLocked gives up every missing sequence number below the newest
 // held-back envelope at once and delivers everything held back, in order:

@@ -243,11 +243,18 @@ func check(r *result, cfg *config, l *ledger, faults []fault, smp *sampler, recs
 		for _, f := range p.failures {
 			r.failures[f.cause]++
 		}
-		gap := maxGap(p.acks, playStart, playEnd)
+		gap, from := maxGap(p.acks, playStart, playEnd)
 		r.maxGap = max(r.maxGap, gap)
 		if gap > stuckAfter {
 			r.stuck++
-			r.details = append(r.details, fmt.Sprintf("%s (player %d) could not play for %v", p.name, p.id, gap.Round(100*time.Millisecond)))
+			var during []string
+			for _, f := range p.failures {
+				if !f.at.Before(from) && !f.at.After(from.Add(gap)) {
+					during = append(during, f.at.Format("15:04:05.000")+" "+f.cause)
+				}
+			}
+			r.details = append(r.details, fmt.Sprintf("%s (player %d) could not play for %v from %s; failures: %s", p.name, p.id,
+				gap.Round(100*time.Millisecond), from.Format("15:04:05.000"), strings.Join(during, ", ")))
 		}
 		r.failover = append(r.failover, failovers(p, faults, playEnd)...)
 		p.mu.Unlock()
@@ -298,24 +305,24 @@ func describeLoss(p *player, ev lossEvent, bad []*state, faults []fault) string 
 }
 
 // maxGap is the longest time between acknowledged operations from the
-// first one after start until end.
-func maxGap(acks []time.Time, start, end time.Time) time.Duration {
+// first one after start until end, and when it began.
+func maxGap(acks []time.Time, start, end time.Time) (time.Duration, time.Time) {
 	var gap time.Duration
-	prev := time.Time{}
+	var from, prev time.Time
 	for _, a := range acks {
 		if a.Before(start) {
 			prev = a
 			continue
 		}
-		if !prev.IsZero() {
-			gap = max(gap, a.Sub(prev))
+		if !prev.IsZero() && a.Sub(prev) > gap {
+			gap, from = a.Sub(prev), prev
 		}
 		prev = a
 	}
-	if !prev.IsZero() && end.After(prev) {
-		gap = max(gap, end.Sub(prev))
+	if !prev.IsZero() && end.Sub(prev) > gap {
+		gap, from = end.Sub(prev), prev
 	}
-	return gap
+	return gap, from
 }
 
 // failovers are, for each fault that cut the player off, the time from
