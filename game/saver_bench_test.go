@@ -59,6 +59,10 @@ func benchBlobs(b *testing.B) [][]byte {
 // commits with versions, checksums and per-snapshot tickets, and the op
 // ends when every ticket reports its commit. Target: ratio at least 0.7.
 //
+// fenced-saves/s is the same pipeline with every player acquired first
+// and every save carrying its epoch: a conditional save, as game nodes
+// make them (the store checks the epoch and picks the version).
+//
 // raw-sequential-saves/s is bbolt writing the players in key order, a best
 // case no real save pattern has (random batches dirty more pages per
 // commit); it is reported for context.
@@ -94,54 +98,77 @@ func BenchmarkSaveThroughput(b *testing.B) {
 		}
 	}
 
-	st, err := store.OpenBolt(filepath.Join(b.TempDir(), "pipeline.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	saver, err := game.NewSaver(game.SaverConfig{Store: st, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer saver.Stop(context.Background())
-	const submitters = 8
-	version := uint64(0)
-	tickets := make([]*game.SaveTicket, len(blobs))
-	pipeline := func(order []int) {
-		version++
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for g := 0; g < submitters; g++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for n := next.Add(1) - 1; n < int64(len(order)); n = next.Add(1) - 1 {
-					i := order[n]
-					tickets[i] = game.NewSaveTicket(version, time.Now())
-					rec := store.Record{ID: uint64(i + 1), Version: version, Data: blobs[i]}
-					if err := saver.Submit(context.Background(), rec, tickets[i]); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			}()
+	// newPipeline returns a save round through a Saver on its own bbolt
+	// file; fenced: every player acquired first, every save carries its
+	// epoch (a conditional save, as game nodes make them).
+	newPipeline := func(name string, fenced bool) func(order []int) {
+		st, err := store.OpenBolt(filepath.Join(b.TempDir(), name))
+		if err != nil {
+			b.Fatal(err)
 		}
-		wg.Wait()
-		for _, t := range tickets {
-			if err := t.Wait(context.Background()); err != nil {
+		b.Cleanup(func() { st.Close() })
+		epochs := make([]uint64, len(blobs))
+		if fenced {
+			l, err := store.StartLease(context.Background(), st, "game-1", store.LeaseConfig{TTL: time.Hour})
+			if err != nil {
 				b.Fatal(err)
+			}
+			b.Cleanup(func() { l.End(context.Background()) })
+			for i := range blobs {
+				rec, err := st.Acquire(context.Background(), uint64(i+1), l.Owner())
+				if err != nil {
+					b.Fatal(err)
+				}
+				epochs[i] = rec.Epoch
+			}
+		}
+		saver, err := game.NewSaver(game.SaverConfig{Store: st, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { saver.Stop(context.Background()) })
+		const submitters = 8
+		version := uint64(0)
+		tickets := make([]*game.SaveTicket, len(blobs))
+		return func(order []int) {
+			version++
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for g := 0; g < submitters; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for n := next.Add(1) - 1; n < int64(len(order)); n = next.Add(1) - 1 {
+						i := order[n]
+						tickets[i] = game.NewSaveTicket(version, time.Now())
+						rec := store.Record{ID: uint64(i + 1), Version: version, Epoch: epochs[i], Data: blobs[i]}
+						if err := saver.Submit(context.Background(), rec, tickets[i]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			for _, t := range tickets {
+				if err := t.Wait(context.Background()); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
 	}
+	pipeline := newPipeline("pipeline.db", false)
+	fencedPipeline := newPipeline("fenced.db", true)
 
 	sequential := make([]int, len(blobs))
 	for i := range sequential {
 		sequential[i] = i
 	}
-	raw(sequential) // create the keys in both files
+	raw(sequential) // create the keys in every file
 	pipeline(sequential)
+	fencedPipeline(sequential)
 	rng := rand.New(rand.NewPCG(1, 2))
-	var rawTime, pipeTime, seqTime time.Duration
+	var rawTime, pipeTime, fencedTime, seqTime time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		order := rng.Perm(len(blobs))
@@ -152,13 +179,18 @@ func BenchmarkSaveThroughput(b *testing.B) {
 		pipeline(order)
 		pipeTime += time.Since(start)
 		start = time.Now()
+		fencedPipeline(order)
+		fencedTime += time.Since(start)
+		start = time.Now()
 		raw(sequential)
 		seqTime += time.Since(start)
 	}
 	saves := float64(b.N * len(blobs))
-	rawRate, pipeRate := saves/rawTime.Seconds(), saves/pipeTime.Seconds()
+	rawRate, pipeRate, fencedRate := saves/rawTime.Seconds(), saves/pipeTime.Seconds(), saves/fencedTime.Seconds()
 	b.ReportMetric(rawRate, "raw-saves/s")
 	b.ReportMetric(pipeRate, "pipeline-saves/s")
 	b.ReportMetric(pipeRate/rawRate, "ratio")
+	b.ReportMetric(fencedRate, "fenced-saves/s")
+	b.ReportMetric(fencedRate/rawRate, "fenced-ratio")
 	b.ReportMetric(saves/seqTime.Seconds(), "raw-sequential-saves/s")
 }

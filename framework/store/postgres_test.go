@@ -15,7 +15,7 @@ import (
 
 // pgDSN returns the test database, or skips: .ci/run starts a throwaway
 // PostgreSQL and sets CITADEL_PG_DSN; locally, `. .ci/postgres` does the same.
-func pgDSN(t *testing.T) string {
+func pgDSN(t testing.TB) string {
 	dsn := os.Getenv("CITADEL_PG_DSN")
 	if dsn == "" {
 		t.Skip("PostgreSQL tests need CITADEL_PG_DSN; run `. .ci/postgres` (starts a throwaway cluster and sets it) or .ci/run")
