@@ -267,7 +267,8 @@ type inStream struct {
 	pending  map[uint64]*inItem
 	skipped  map[uint64]struct{} // given up after a gap; delivered late if they come
 	timer    *time.Timer         // the gap timer, while envelopes are held back
-	asked    bool                // a resend was requested for the current gap
+	gapSince time.Time           // when the stream began waiting (the gap timer's start)
+	asks     int                 // resend requests made for the gaps since then
 	lastSeen time.Time
 }
 
@@ -427,9 +428,10 @@ func (n *Node) acceptLocked(it *inItem) {
 		if len(st.pending) > maxPending {
 			n.skipGapsLocked(st)
 		} else if st.timer == nil {
-			// First ask the sender to resend what is missing (after a
-			// moment: it may only be late), then give it up.
-			st.asked = false
+			// Ask the sender to resend what is missing (after a moment: it
+			// may only be late), again at growing intervals, then give it
+			// up GapTimeout after the wait began.
+			st.gapSince, st.asks = time.Now(), 0
 			st.timer = time.AfterFunc(n.resendDelay(), func() { n.onStreamTimer(st) })
 		}
 	}
@@ -471,10 +473,10 @@ func (n *Node) onStreamTimer(st *inStream) {
 	if n.streams[st.key] != st || len(st.pending) == 0 {
 		return
 	}
-	if !st.asked {
-		st.asked = true
+	if left := n.cfg.GapTimeout - time.Since(st.gapSince); left > 0 {
 		n.requestResendLocked(st)
-		st.timer = time.AfterFunc(n.cfg.GapTimeout-n.resendDelay(), func() { n.onStreamTimer(st) })
+		st.asks++
+		st.timer = time.AfterFunc(min(n.resendDelay()<<st.asks, left), func() { n.onStreamTimer(st) })
 		return
 	}
 	n.stats.gapWaits.Add(1)
@@ -507,18 +509,21 @@ func (n *Node) skipGapsLocked(st *inStream) {
 		st.skipped = make(map[uint64]struct{})
 	}
 	from, missing := st.next, uint64(0)
-	for _, k := range keys {
-		for s := st.next; s < k; s++ {
+	for next, i := st.next, 0; i < len(keys); i++ {
+		for s := next; s < keys[i]; s++ {
 			if len(st.skipped) < maxRemembered {
 				st.skipped[s] = struct{}{}
 			}
 			missing++
 		}
+		next = keys[i] + 1
+	}
+	n.stats.gapsSkipped.Add(missing) // before anything is delivered: whoever sees it sees the count
+	for _, k := range keys {
 		n.dispatchLocked(st.pending[k])
 		delete(st.pending, k)
 		st.next = k + 1
 	}
-	n.stats.gapsSkipped.Add(missing)
 	n.log.Warn("inbound stream gap skipped", "from", st.key.service+"/"+st.key.node,
 		"missing", missing, "first_missing", from, "delivered_up_to", st.next-1)
 }
