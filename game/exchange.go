@@ -119,7 +119,10 @@ func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, oth
 		}
 		return err
 	}
-	locked := r.(*exchangeLocked)
+	locked, ok := r.(*exchangeLocked)
+	if !ok {
+		return fmt.Errorf("game: exchange lock answered with %T", r)
+	}
 	self, other := new(S), new(S)
 	err = copyState(p.State, self)
 	if err == nil {

@@ -27,7 +27,16 @@ type (
 // player reads the outcome from the store: the committed state if the
 // initiator committed, its own state otherwise. Either way it never
 // overwrites a committed exchange with its stale state.
-func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
+// exchangeRig is one game node with player 2 attached, whose state starts
+// at 7; ask sends it a client request and returns its N.
+type exchangeRig struct {
+	node   *framework.Node
+	st     *store.Bolt
+	player framework.Addr
+	ask    func(msg any) int
+}
+
+func newExchangeRig(t *testing.T, exchangeTimeout time.Duration) *exchangeRig {
 	reg := framework.NewRegistry()
 	services.RegisterClient(reg)
 	reg.MustRegister(10001, (*Peek)(nil))
@@ -57,7 +66,7 @@ func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc, err := New(Config[tally]{Node: node, Store: st, Lease: lease, Saver: saver, Router: r, SaveInterval: time.Hour,
-		ExchangeTimeout: 20 * time.Millisecond, NewState: func(uint64) *tally { return &tally{N: 7} }})
+		ExchangeTimeout: exchangeTimeout, NewState: func(uint64) *tally { return &tally{N: 7} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +116,13 @@ func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
 			return 0
 		}
 	}
+	return &exchangeRig{node: node, st: st, player: player, ask: ask}
+}
+
+func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
+	rg := newExchangeRig(t, 20*time.Millisecond)
+	node, st, player, ask := rg.node, rg.st, rg.player, rg.ask
+	ctx := context.Background()
 	peek := func() int { t.Helper(); return ask(&Peek{}) }
 	if n := peek(); n != 7 {
 		t.Fatalf("new player has %d", n)
@@ -158,5 +174,62 @@ func TestExchangeLockExpiryReadsTheOutcomeFromTheStore(t *testing.T) {
 	msgpack.Unmarshal(rec.Data, &saved)
 	if saved.N != 43 || rec.Version <= l2.Version {
 		t.Fatalf("stored %+v at version %d, want 43 after version %d", saved, rec.Version, l2.Version)
+	}
+}
+
+// A player locked by an exchange whose initiator's node leaves (it
+// crashed) settles with the store at once, not when its lock expires: it
+// is served again with the committed state, or its own.
+func TestLockOfANodeThatLeftSettlesAtOnce(t *testing.T) {
+	rg := newExchangeRig(t, time.Minute) // the lock would last a minute
+	ctx := context.Background()
+	if n := rg.ask(&Peek{}); n != 7 {
+		t.Fatalf("new player has %d", n)
+	}
+	initiator := framework.Addr{Service: services.Game, Node: "game-9", Actor: "player-1"}
+	r, err := rg.node.Call(ctx, rg.player, &exchangeLock{From: initiator, Incarnation: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := r.(*exchangeLocked)
+	data, _ := msgpack.Marshal(&tally{N: 42})
+	if err := rg.st.SaveAll(ctx, []store.Record{{ID: 2, Epoch: l.Epoch, Data: data}}); err != nil {
+		t.Fatal(err)
+	}
+	// game-9 incarnation 4 leaves (the service's membership watcher says so).
+	rg.node.Send(rg.node.ActorAddr(services.GameActorManager), &gameEnded{Node: "game-9", Incarnation: 4})
+	if n := rg.ask(&Peek{}); n != 42 {
+		t.Fatalf("after the initiator's node left, the player has %d, want the committed 42", n)
+	}
+	// Fenced: a late commit of that exchange cannot land.
+	if err := rg.st.SaveAll(ctx, []store.Record{{ID: 2, Epoch: l.Epoch, Data: data}}); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("a late commit after settling: %v", err)
+	}
+}
+
+// A node stopping while one of its players is locked by an exchange settles
+// the lock with the store and saves the player: changes acknowledged
+// before the lock are not lost.
+func TestLockedPlayerIsSavedOnStop(t *testing.T) {
+	rg := newExchangeRig(t, time.Minute)
+	ctx := context.Background()
+	if n := rg.ask(&Bump{}); n != 8 { // acknowledged, not saved yet (the save interval is an hour)
+		t.Fatalf("bump: %d", n)
+	}
+	initiator := framework.Addr{Service: services.Game, Node: "game-9", Actor: "player-1"}
+	if _, err := rg.node.Call(ctx, rg.player, &exchangeLock{From: initiator, Incarnation: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rg.node.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := rg.st.Load(ctx, 2)
+	if err != nil {
+		t.Fatalf("the locked player was not saved on stop: %v", err)
+	}
+	var saved tally
+	msgpack.Unmarshal(rec.Data, &saved)
+	if saved.N != 8 {
+		t.Fatalf("stored %d, want the acknowledged 8", saved.N)
 	}
 }

@@ -267,7 +267,12 @@ func (g *Gate) authenticate(s *session, p *packet) {
 		g.kick(s, services.KickUnavailable, fmt.Sprintf("the game node could not take the player: %v", err))
 		return
 	}
-	att := r.(*services.Attached)
+	att, ok := r.(*services.Attached)
+	if !ok { // cannot come from a game node; never trust a reply's type
+		g.m.auths.WithLabelValues("attach_failed").Inc()
+		g.kick(s, services.KickUnavailable, fmt.Sprintf("the game node answered Attach with %T", r))
+		return
+	}
 	s.player, s.actor = t.PlayerID, att.Actor
 	if s.isClosing() { // kicked while attaching (e.g. shutdown): let the actor know
 		g.node.Send(s.actor, &services.Detach{PlayerID: s.player, Incarnation: g.node.Incarnation(), SessionID: s.id})
