@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/game/sample"
 	"github.com/jackc/pgx/v5"
 	"github.com/vmihailenco/msgpack/v5"
@@ -50,22 +50,8 @@ func newSchema(ctx context.Context, dsn string) (string, func(), error) {
 			c.Close(ctx)
 		}
 	}
-	dsn = withSearchPath(dsn, schema)
+	dsn = store.PostgresSchemaDSN(dsn, schema)
 	return dsn, drop, nil
-}
-
-// withSearchPath points a DSN's connections at one schema (URL or
-// key=value form).
-func withSearchPath(dsn, schema string) string {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		if u, err := url.Parse(dsn); err == nil {
-			q := u.Query()
-			q.Set("search_path", schema)
-			u.RawQuery = q.Encode()
-			return u.String()
-		}
-	}
-	return dsn + " search_path=" + schema
 }
 
 // maskDSN hides a password in a DSN for messages.

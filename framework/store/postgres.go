@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,6 +64,21 @@ CREATE TABLE IF NOT EXISTS citadel_meta (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
 );`
+
+// PostgresSchemaDSN returns dsn (a postgres:// URL or key=value string)
+// with its connections pointed at schema: several stores, or several
+// clusters, can share one database, each in a schema of its own.
+func PostgresSchemaDSN(dsn, schema string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if u, err := url.Parse(dsn); err == nil {
+			q := u.Query()
+			q.Set("search_path", schema)
+			u.RawQuery = q.Encode()
+			return u.String()
+		}
+	}
+	return dsn + " search_path=" + schema
+}
 
 // OpenPostgres connects to dsn (a postgres:// URL or key=value string),
 // creates the tables if needed and adds the columns an older database lacks.

@@ -4,10 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net/url"
-	"strings"
 	"testing"
 
+	"github.com/citadel-go/citadel/framework/store"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -34,19 +33,5 @@ func PostgresSchema(t testing.TB, dsn string) string {
 			c.Close(ctx)
 		}
 	})
-	return withSearchPath(dsn, schema)
-}
-
-// withSearchPath points a DSN's connections at one schema (URL or
-// key=value form).
-func withSearchPath(dsn, schema string) string {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		if u, err := url.Parse(dsn); err == nil {
-			q := u.Query()
-			q.Set("search_path", schema)
-			u.RawQuery = q.Encode()
-			return u.String()
-		}
-	}
-	return dsn + " search_path=" + schema
+	return store.PostgresSchemaDSN(dsn, schema)
 }
