@@ -64,7 +64,10 @@ func newRig(t *testing.T, tweak func(*gate.Config)) *rig {
 	node := func(service string, incarnation uint64) *framework.Node {
 		bc := broker.BusConfig()
 		n, err := framework.NewNode(framework.NodeConfig{Service: service, ID: service + "-1", Registry: framework.NewRegistry(),
-			MQ: &bc, Logger: logger(), Incarnation: incarnation})
+			MQ: &bc, Logger: logger(), Incarnation: incarnation,
+			// A loaded machine can delay heartbeats for seconds; these
+			// tests are not about membership, so a node never expires.
+			MemberTTL: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}

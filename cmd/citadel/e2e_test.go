@@ -23,6 +23,7 @@ import (
 
 	"github.com/citadel-go/citadel/client"
 	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/framework/store/storetest"
 	"github.com/citadel-go/citadel/framework/ticket"
 	"github.com/citadel-go/citadel/game/sample"
 	"github.com/citadel-go/citadel/services"
@@ -42,6 +43,20 @@ func testConfig(t testing.TB) config {
 		SendQueueBytes: 256 << 10, TradeOfferTTL: time.Minute, LeaseTTL: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
+}
+
+// clusterStore points a test's game nodes at one fresh PostgreSQL schema:
+// every game node of a cluster shares its store (a bbolt file serves one
+// process, and a second game node on another store refuses to run).
+// Skips without PostgreSQL.
+func clusterStore(t *testing.T) func(*config) {
+	t.Helper()
+	dsn := os.Getenv("CITADEL_PG_DSN")
+	if dsn == "" {
+		t.Skip("two game nodes share one store: needs PostgreSQL (CITADEL_PG_DSN); run `. .ci/postgres` or .ci/run")
+	}
+	dsn = storetest.PostgresSchema(t, dsn)
+	return func(c *config) { c.Store, c.PostgresDSN = "postgres", dsn }
 }
 
 func startTestServer(t testing.TB, tweak func(*config)) *server {

@@ -163,8 +163,10 @@ func TestPluginSwapReachesEveryGameNode(t *testing.T) {
 	for _, d := range dirs {
 		plugintest.Install(t, d, "combat", "v1", bins.CombatV1)
 	}
-	srv1 := startTestServer(t, func(c *config) { c.PluginsDir = dirs[0] })
+	shared := clusterStore(t)
+	srv1 := startTestServer(t, func(c *config) { shared(c); c.PluginsDir = dirs[0] })
 	startTestServer(t, func(c *config) {
+		shared(c)
 		c.Roles, c.NodeID, c.PluginsDir = []string{services.Game}, "2", dirs[1]
 		c.NSQD, c.NSQDHTTPExt = []string{srv1.broker.TCPAddr()}, []string{srv1.broker.HTTPAddr()}
 		c.ClusterKeyFile = srv1.cfg.ClusterKeyFile

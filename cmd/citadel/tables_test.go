@@ -163,8 +163,10 @@ func TestTablesReloadReachesEveryGameNode(t *testing.T) {
 	path1, path2 := filepath.Join(dir, "one.bin"), filepath.Join(dir, "two.bin")
 	replaceFile(t, path1, a.data)
 	replaceFile(t, path2, a.data)
-	srv1 := startTestServer(t, func(c *config) { c.TablesPath = path1 })
+	shared := clusterStore(t)
+	srv1 := startTestServer(t, func(c *config) { shared(c); c.TablesPath = path1 })
 	startTestServer(t, func(c *config) {
+		shared(c)
 		c.Roles, c.NodeID, c.TablesPath = []string{services.Game}, "2", path2
 		c.NSQD, c.NSQDHTTPExt = []string{srv1.broker.TCPAddr()}, []string{srv1.broker.HTTPAddr()}
 		c.ClusterKeyFile = srv1.cfg.ClusterKeyFile
