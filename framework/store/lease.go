@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -44,7 +45,10 @@ type LeaseConfig struct {
 }
 
 // StartLease starts a new incarnation of node in st and keeps its lease
-// until End.
+// until End. If the node's previous incarnation still holds a lease (its
+// process crashed a moment ago), it waits for that lease to run out, at
+// most a TTL; if that lease is renewed meanwhile, another process runs
+// under the same name and StartLease refuses with ErrNodeRunning.
 func StartLease(ctx context.Context, st Store, node string, cfg LeaseConfig) (*LeaseKeeper, error) {
 	if cfg.TTL <= 0 {
 		cfg.TTL = 5 * time.Second
@@ -58,6 +62,9 @@ func StartLease(ctx context.Context, st Store, node string, cfg LeaseConfig) (*L
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if err := waitPrevious(ctx, st, node, cfg.TTL, cfg.Interval); err != nil {
+		return nil, err
+	}
 	asked := time.Now()
 	lease, err := st.StartNode(ctx, node, cfg.TTL)
 	if err != nil {
@@ -69,6 +76,52 @@ func StartLease(ctx context.Context, st Store, node string, cfg LeaseConfig) (*L
 	k.granted(asked)
 	go k.loop()
 	return k, nil
+}
+
+// ErrNodeRunning is StartLease's refusal: another process renews the
+// lease of the node name it was asked to start.
+var ErrNodeRunning = errors.New("store: another process runs this node")
+
+// waitPrevious returns once no other process holds node's lease: none was
+// ever issued, it ended (a clean stop), or it runs out without a renewal
+// (the process crashed: at most a TTL). A renewal seen meanwhile means a
+// live process has this name: ErrNodeRunning. Starting the node anyway
+// would supersede that process and stop it.
+func waitPrevious(ctx context.Context, st Store, node string, ttl, interval time.Duration) error {
+	find := func() (*Lease, error) {
+		ls, err := st.Leases(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for i := range ls {
+			if ls[i].Node == node {
+				return &ls[i], nil
+			}
+		}
+		return nil, nil
+	}
+	first, err := find()
+	if err != nil || first == nil || first.Ended {
+		return err
+	}
+	for deadline := time.Now().Add(ttl); time.Now().Before(first.Expires) && time.Now().Before(deadline); {
+		select {
+		case <-time.After(interval / 2):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		cur, err := find()
+		switch {
+		case err != nil:
+			return err
+		case cur == nil || cur.Ended:
+			return nil
+		case cur.Incarnation != first.Incarnation || cur.Expires.After(first.Expires):
+			return fmt.Errorf("%w: node %q (incarnation %d) renewed its lease just now: another process runs under this name. "+
+				"Give this one another node ID (-id), or stop that one first", ErrNodeRunning, node, cur.Incarnation)
+		}
+	}
+	return nil
 }
 
 // granted records a lease granted by a call made at asked: it runs at

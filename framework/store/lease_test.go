@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -67,5 +68,53 @@ func TestLeaseKeeper(t *testing.T) {
 	}
 	if _, err := st.Acquire(ctx, 8, other.Owner); err != nil {
 		t.Fatalf("a player of an ended lease: %v", err)
+	}
+}
+
+// A node name is one process at a time: starting a node whose lease
+// another process keeps renewing is refused, naming the cause; after a
+// crash (no renewals) the new incarnation waits for the old lease to run
+// out; after a clean stop it starts at once.
+func TestStartLeaseRefusesARunningNodeName(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := store.LeaseConfig{TTL: time.Second, Interval: 100 * time.Millisecond}
+	running, err := store.StartLease(ctx, st, "game-1", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.StartLease(ctx, st, "game-1", cfg); !errors.Is(err, store.ErrNodeRunning) {
+		t.Fatalf("a second process under a running node's name: %v, want ErrNodeRunning", err)
+	}
+	select {
+	case <-running.Fenced():
+		t.Fatal("the running node was superseded by the refused one")
+	default:
+	}
+	if err := running.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, err := store.StartLease(ctx, st, "game-1", cfg)
+	if err != nil {
+		t.Fatalf("after a clean stop: %v", err)
+	}
+	defer again.End(ctx)
+
+	// A crash: a lease nobody renews.
+	crashed, err := st.StartNode(ctx, "game-2", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := store.StartLease(ctx, st, "game-2", cfg)
+	if err != nil {
+		t.Fatalf("after a crash: %v", err)
+	}
+	defer k.End(ctx)
+	if ls, _ := st.Leases(ctx); time.Now().Before(crashed.Expires) {
+		t.Fatalf("the new incarnation started before the crashed one's lease ran out: %+v", ls)
 	}
 }
