@@ -167,6 +167,16 @@ func (c *config) validate() error {
 	if c.LeaseTTL < time.Second || c.LeaseTTL > time.Hour {
 		bad("lease-ttl", c.LeaseTTL, "want 1s to 1h")
 	}
+	if c.NodeHeartbeat != 0 && (c.NodeHeartbeat < 100*time.Millisecond || c.NodeHeartbeat > time.Minute) {
+		bad("node-heartbeat", c.NodeHeartbeat, "want 100ms to 1m")
+	}
+	hb := c.NodeHeartbeat
+	if hb == 0 {
+		hb = time.Second // the framework's default
+	}
+	if c.MemberTTL != 0 && c.MemberTTL < 2*hb {
+		bad("member-ttl", c.MemberTTL, "want at least twice -node-heartbeat (%v)", 2*hb)
+	}
 
 	// Store, tables, plugins.
 	switch c.Store {

@@ -89,6 +89,8 @@ func run(args []string) error {
 	saveInterval := fs.Duration("save-interval", 5*time.Second, "how often a changed player is saved; bounds what a crash can lose")
 	tradeOfferTTL := fs.Duration("trade-offer-ttl", time.Minute, "how long a sample game trade offer waits for the other player's answer")
 	leaseTTL := fs.Duration("lease-ttl", 5*time.Second, "how long a node's lease in the store lasts without renewal (renewed every fifth of it): how long the cluster waits before another node may take over the players of a node that stopped answering")
+	nodeHeartbeat := fs.Duration("node-heartbeat", time.Second, "how often each node announces itself to the cluster (and probes its own NSQ channel)")
+	memberTTL := fs.Duration("member-ttl", 3*time.Second, "how long a node may stay silent before the others count it as gone (gates then kick its sessions; its players wait for its lease, -lease-ttl); at least twice -node-heartbeat")
 	storeKind := fs.String("store", "bbolt", "player and account store: bbolt (a file in -data) or postgres (-pg)")
 	pgDSN := fs.String("pg", "", "PostgreSQL DSN for -store=postgres")
 	heartbeat := fs.Duration("heartbeat", 10*time.Second, "client heartbeat interval (idle timeout is 3x)")
@@ -144,6 +146,7 @@ func run(args []string) error {
 		LoginAddr: *loginAddr, GateTCP: *gateTCP, GateWS: *gateWS, AdminAddr: *admin,
 		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
 		BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval, TradeOfferTTL: *tradeOfferTTL, LeaseTTL: *leaseTTL,
+		NodeHeartbeat: *nodeHeartbeat, MemberTTL: *memberTTL,
 		Store: *storeKind, PostgresDSN: *pgDSN, Heartbeat: *heartbeat, MaxFrame: *maxFrame, ClientRate: *clientRate,
 		MaxConns: *maxConns, MaxPending: *maxPending, AuthTimeout: *authTimeout, HandshakeTimeout: *handshakeTimeout, SendQueueBytes: *sendQueueBytes,
 		TablesPath: *tablesPath, TablesWatch: *tablesWatch,

@@ -64,6 +64,7 @@ type config struct {
 	PluginsDir                            string // one folder per plugin; empty: none
 	PluginsWatch                          time.Duration
 	LeaseTTL                              time.Duration // how long a node's lease lasts without renewal
+	NodeHeartbeat, MemberTTL              time.Duration // membership: heartbeat interval, and silence before a node counts as gone (0: framework defaults)
 	BuildPlugins                          bool          // build the example plugins into PluginsDir if missing
 
 	// Secrets: a value from the environment wins over its file; a file
@@ -218,7 +219,8 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			s.leases = append(s.leases, lease)
 		}
 		bc := busCfg
-		nc := framework.NodeConfig{Service: service, ID: id, Registry: framework.NewRegistry(), MQ: &bc, Logger: s.log, Metrics: s.metrics}
+		nc := framework.NodeConfig{Service: service, ID: id, Registry: framework.NewRegistry(), MQ: &bc, Logger: s.log, Metrics: s.metrics,
+			HeartbeatInterval: cfg.NodeHeartbeat, MemberTTL: cfg.MemberTTL}
 		if lease != nil {
 			nc.Incarnation = lease.Owner().Incarnation
 		}
