@@ -30,8 +30,13 @@ var ErrClosed = errors.New("mq: bus is closed")
 // cluster. Zero values are defaults.
 type BusConfig struct {
 	// NSQD lists nsqd TCP addresses. Publishing goes to the first reachable
-	// one, in order. Consumers connect to all of them unless Lookupd is set.
+	// one, in order (list the local nsqd first), and back to the first
+	// PreferRetry after it failed. Consumers connect to all of them unless
+	// Lookupd is set.
 	NSQD []string
+	// PreferRetry is how long after a failover publishing tries the first
+	// nsqd again (it may have restarted). Default 5s.
+	PreferRetry time.Duration
 	// NSQDHTTP lists nsqd HTTP addresses, used to create topics and channels
 	// before consumers connect (EnsureChannel). nsqd registered with Lookupd
 	// are found there as well.
@@ -138,6 +143,9 @@ func (c *BusConfig) setDefaults() error {
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 10 * time.Second
 	}
+	if c.PreferRetry <= 0 {
+		c.PreferRetry = 5 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -165,10 +173,14 @@ type BusStats struct {
 
 // Bus publishes to and consumes from NSQ. It is safe for concurrent use.
 type Bus struct {
-	cfg       BusConfig
-	log       *slog.Logger
-	producers []*nsq.Producer
+	cfg BusConfig
+	log *slog.Logger
+	// producers, one per NSQD address; a producer whose publish failed is
+	// replaced by a fresh one (go-nsq's Producer is not safe to reconnect
+	// once its connection broke: nsqio/go-nsq#345).
+	producers []atomic.Pointer[nsq.Producer]
 	next      atomic.Int32 // index of the producer that last worked
+	leftFirst atomic.Int64 // unix nanoseconds: when publishing last moved off the first nsqd
 
 	mu     sync.RWMutex // held for reading while enqueueing; Close takes it to close queue
 	closed bool
@@ -211,17 +223,40 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 
 		rejectLog: rate.Sometimes{Interval: time.Second},
 	}
-	for _, addr := range cfg.NSQD {
-		p, err := nsq.NewProducer(addr, b.nsqConfig())
+	b.producers = make([]atomic.Pointer[nsq.Producer], len(cfg.NSQD))
+	for i, addr := range cfg.NSQD {
+		p, err := b.newProducer(addr)
 		if err != nil {
 			b.stopProducers()
 			return nil, fmt.Errorf("mq: producer for nsqd %s: %w", addr, err)
 		}
-		p.SetLogger(slogWriter{log: b.log.With("nsqd", addr)}, goNSQLevel(*cfg.LogLevel))
-		b.producers = append(b.producers, p)
+		b.producers[i].Store(p)
 	}
 	go b.batcher()
 	return b, nil
+}
+
+func (b *Bus) newProducer(addr string) (*nsq.Producer, error) {
+	p, err := nsq.NewProducer(addr, b.nsqConfig())
+	if err != nil {
+		return nil, err
+	}
+	p.SetLogger(slogWriter{log: b.log.With("nsqd", addr)}, goNSQLevel(*b.cfg.LogLevel))
+	return p, nil
+}
+
+// renewProducer replaces producer idx, whose publish failed, with a fresh
+// one for the next attempt.
+func (b *Bus) renewProducer(idx int, failed *nsq.Producer) {
+	p, err := b.newProducer(b.cfg.NSQD[idx])
+	if err != nil {
+		return // the configuration did not change since NewBus: cannot happen
+	}
+	if b.producers[idx].CompareAndSwap(failed, p) {
+		go failed.Stop()
+	} else {
+		p.Stop()
+	}
 }
 
 // Config returns the configuration in use, defaults filled in.
@@ -352,9 +387,12 @@ func (b *Bus) sendOnce(topic string, bodies [][]byte) error {
 	}
 	var errs []error
 	start := int(b.next.Load())
+	if start != 0 && time.Since(time.Unix(0, b.leftFirst.Load())) >= b.cfg.PreferRetry {
+		start = 0 // the first nsqd may be back
+	}
 	for i := range b.producers {
 		idx := (start + i) % len(b.producers)
-		p := b.producers[idx]
+		p := b.producers[idx].Load()
 		var err error
 		if len(bodies) == 1 {
 			err = p.Publish(topic, bodies[0])
@@ -362,14 +400,19 @@ func (b *Bus) sendOnce(topic string, bodies [][]byte) error {
 			err = p.MultiPublish(topic, bodies)
 		}
 		if err == nil {
-			if idx != start {
-				b.next.Store(int32(idx))
+			prev := int(b.next.Swap(int32(idx)))
+			if idx != 0 && (prev == 0 || start == 0) {
+				b.leftFirst.Store(time.Now().UnixNano()) // moved off the first nsqd, or it failed again
+			}
+			if prev != idx {
+				b.log.Info("publishing to another nsqd", "nsqd", b.cfg.NSQD[idx], "previous", b.cfg.NSQD[prev])
 			}
 			b.published.Add(uint64(len(bodies)))
 			b.batches.Add(1)
 			return nil
 		}
 		b.publishErrors.Add(1)
+		b.renewProducer(idx, p)
 		errs = append(errs, fmt.Errorf("nsqd %s: %w", b.cfg.NSQD[idx], err))
 	}
 	return fmt.Errorf("mq: publish %d message(s) to topic %q: %w", len(bodies), topic, errors.Join(errs...))
@@ -654,7 +697,9 @@ func (b *Bus) Close() error {
 }
 
 func (b *Bus) stopProducers() {
-	for _, p := range b.producers {
-		p.Stop()
+	for i := range b.producers {
+		if p := b.producers[i].Load(); p != nil {
+			p.Stop()
+		}
 	}
 }

@@ -541,3 +541,55 @@ func TestArrivalsCountMessagesNotWakeUps(t *testing.T) {
 		t.Errorf("after a 1s pause: gap %.1fµs, want not busy", busy.gap*1e6)
 	}
 }
+
+// Publishing moves to the next nsqd when the first fails, and back to the
+// first once it has restarted (PreferRetry later), instead of staying on
+// the fallback for good. A failed producer is replaced, not reconnected
+// (go-nsq's reconnect races with its old connection's goroutine).
+func TestPublishingReturnsToARestartedNSQD(t *testing.T) {
+	dir := t.TempDir()
+	b1 := startTestBroker(t, BrokerConfig{NoLookupd: true, DataDir: dir})
+	b2 := startTestBroker(t, BrokerConfig{NoLookupd: true})
+	addr1, http1 := b1.TCPAddr(), b1.HTTPAddr()
+	pub := newTestBus(t, BusConfig{NSQD: []string{addr1, b2.TCPAddr()}, PreferRetry: 200 * time.Millisecond})
+	count := func(b *Broker) uint64 {
+		st, _ := b.ChannelStats("back", "c")
+		return st.Messages
+	}
+	reaches := func(b *Broker, what string) {
+		t.Helper()
+		before := count(b)
+		for deadline := time.Now().Add(10 * time.Second); count(b) == before; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: nothing published reached %s", what, b.TCPAddr())
+			}
+			if err := pub.Publish("back", []byte("x")); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
+	}
+	for _, b := range []*Broker{b1, b2} {
+		if err := b.CreateChannel("back", "c"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reaches(b1, "both up")
+	b1.Close()
+	reaches(b2, "the first nsqd down")
+	var again *Broker
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var err error
+		again, err = StartBroker(BrokerConfig{NoLookupd: true, DataDir: dir, TCPAddr: addr1, HTTPAddr: http1, Logger: quietLogger(), Keys: testKeys})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restart the first nsqd on its address: %v", err)
+		}
+	}
+	t.Cleanup(func() { again.Close() })
+	if err := again.CreateChannel("back", "c"); err != nil {
+		t.Fatal(err)
+	}
+	reaches(again, "the first nsqd restarted")
+}
