@@ -279,10 +279,12 @@ func TestHandshakeAndAuthDeadlines(t *testing.T) {
 // asks for large replies and never reads is disconnected before the gate
 // holds more than SendQueueBytes for it.
 func TestSendQueueBoundedInBytes(t *testing.T) {
+	metrics := prometheus.NewRegistry()
 	r := newRig(t, func(c *gate.Config) {
 		c.SendQueue = 10000 // frames are not the limit here
 		c.SendQueueBytes = 64 << 10
 		c.WriteBuffer = 16 << 10
+		c.Metrics = metrics
 	})
 	w := r.witness()
 	conn := r.dialSmallReceiveBuffer(2048)
@@ -294,6 +296,11 @@ func TestSendQueueBoundedInBytes(t *testing.T) {
 			break
 		}
 	}
+	// The client reads nothing until the gate has given up on it (reading
+	// earlier, on a slow machine, could keep up with the echoes).
+	eventually(t, "the slow client to be kicked", func() bool {
+		return gathered(t, metrics, "citadel_gate_kicks_total", map[string]string{"code": services.KickSlowClient}) == 1
+	})
 	expectKick(t, r.readKick(bufio.NewReader(conn), conn), services.KickSlowClient)
 	r.stillWorks(w)
 }
