@@ -481,11 +481,7 @@ func (r *rig) stored(id uint64) int {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	var c counter
-	if err := msgpack.Unmarshal(rec.Data, &c); err != nil {
-		r.t.Fatal(err)
-	}
-	return c.N
+	return decodeCounter(r.t, rec.Data).N
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
