@@ -366,3 +366,37 @@ func TestCallToANodeThatLeavesEndsWithErrNodeLeft(t *testing.T) {
 		t.Fatal("the call still waits on a node that left")
 	}
 }
+
+// A resend request replayed off nsqd cannot multiply traffic: a stale one
+// is ignored, and one envelope is resent at most once per resendEvery.
+func TestResendRequestsAreBounded(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	dst := newNode(t, broker, "game", "game-1", nil)
+	spawnEcho(t, dst, "echo")
+	src := newNode(t, broker, "gate", "gate-1", nil)
+	meet(t, src, dst)
+	for i := 1; i <= 10; i++ {
+		if err := src.Send(dst.ActorAddr("echo"), &Seq{N: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ask := func(first uint64, sent time.Time) {
+		w := wireEnvelope{Kind: kindResend, From: dst.addr, To: Addr{Service: "gate", Node: "gate-1"},
+			Epoch: dst.epoch, ToEpoch: src.epoch, CorrID: first, Deadline: 10, Sent: sent.UnixNano()}
+		if err := dst.Bus().Publish(NodeTopic("gate", "gate-1"), appendEnvelope(nil, &w)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ask(1, time.Now().Add(-time.Minute)) // 1-10, stale (or replayed long after)
+	ask(6, time.Now())                   // 6-10
+	eventually(t, 10*time.Second, "the fresh request to be served", func() bool { return src.Stats().Resent >= 5 })
+	if got := src.Stats().Resent; got != 5 {
+		t.Fatalf("%d envelopes resent, want the 5 of the fresh request only", got)
+	}
+	src.resend(dst.addr, dst.epoch, 1, 10) // may resend: it has been a while
+	mid, at := src.Stats().Resent, time.Now()
+	src.resend(dst.addr, dst.epoch, 1, 10) // at once again: nothing
+	if got := src.Stats().Resent; got != mid && time.Since(at) < resendEvery {
+		t.Fatalf("a request right after another resent %d envelopes again, want each at most once per %v", got-mid, resendEvery)
+	}
+}

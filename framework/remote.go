@@ -78,9 +78,10 @@ type outStream struct {
 
 // keptEnvelope is a sent envelope kept for a resend.
 type keptEnvelope struct {
-	seq  uint64
-	at   time.Time
-	body []byte
+	seq    uint64
+	at     time.Time
+	resent time.Time // last resend: at most one per resendEvery
+	body   []byte
 }
 
 const (
@@ -91,6 +92,10 @@ const (
 	retainFor   = 10 * time.Second
 	// maxResendGaps bounds the resend requests for one stream's gaps.
 	maxResendGaps = 16
+	// resendEvery bounds how often one envelope is resent, however many
+	// requests ask for it (a request replayed off nsqd must not multiply
+	// traffic); a receiver asks again no sooner than this.
+	resendEvery = 50 * time.Millisecond
 )
 
 func (n *Node) outStream(to Addr, epoch uint64) *outStream {
@@ -163,7 +168,7 @@ func (n *Node) sendRemoteTo(kind uint8, from, to Addr, toEpoch uint64, msg any, 
 			os.kept = make([]keptEnvelope, retainCount)
 		}
 		k := &os.kept[w.Seq%retainCount]
-		k.seq, k.at, k.body = w.Seq, time.Unix(0, w.Sent), append(k.body[:0], body...)
+		k.seq, k.at, k.resent, k.body = w.Seq, time.Unix(0, w.Sent), time.Time{}, append(k.body[:0], body...)
 	}
 	// Envelopes queued together travel in one NSQ message (see mq.PackAsync).
 	if err := n.bus.PackAsync(os.topic, body); err != nil {
@@ -190,12 +195,14 @@ func (n *Node) resend(to Addr, toEpoch, first, last uint64) {
 	os.mu.Lock()
 	defer os.mu.Unlock()
 	last = min(last, os.seq, first+retainCount-1)
-	cutoff := time.Now().Add(-retainFor)
+	now := time.Now()
+	cutoff := now.Add(-retainFor)
 	for seq := first; seq <= last && os.kept != nil; seq++ {
 		k := &os.kept[seq%retainCount]
-		if k.seq != seq || k.at.Before(cutoff) {
+		if k.seq != seq || k.at.Before(cutoff) || now.Sub(k.resent) < resendEvery {
 			continue
 		}
+		k.resent = now
 		if err := n.bus.PackAsync(os.topic, append(mq.PackBuffer(len(k.body)), k.body...)); err != nil {
 			return
 		}
@@ -311,7 +318,9 @@ func (n *Node) onRemote(m *mq.Message) error {
 		return nil
 	}
 	if w.Kind == kindResend {
-		n.resend(w.From, w.Epoch, w.CorrID, uint64(w.Deadline))
+		if time.Since(time.Unix(0, w.Sent)) < retainFor { // an older one is stale, or replayed
+			n.resend(w.From, w.Epoch, w.CorrID, uint64(w.Deadline))
+		}
 		return nil
 	}
 	if w.Sent > 0 {
