@@ -35,7 +35,10 @@ type BusConfig struct {
 	// Lookupd is set.
 	NSQD []string
 	// PreferRetry is how long after a failover publishing tries the first
-	// nsqd again (it may have restarted). Default 5s.
+	// nsqd again (it may have restarted). It must exceed the time consumers
+	// take to find a restarted nsqd (LookupdPollInterval): messages
+	// published there before they reconnect wait for them. Default the
+	// larger of 30s and 6 × LookupdPollInterval.
 	PreferRetry time.Duration
 	// NSQDHTTP lists nsqd HTTP addresses, used to create topics and channels
 	// before consumers connect (EnsureChannel). nsqd registered with Lookupd
@@ -144,7 +147,7 @@ func (c *BusConfig) setDefaults() error {
 		c.PublishTimeout = 10 * time.Second
 	}
 	if c.PreferRetry <= 0 {
-		c.PreferRetry = 5 * time.Second
+		c.PreferRetry = max(30*time.Second, 6*c.LookupdPollInterval)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
