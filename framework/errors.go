@@ -19,7 +19,10 @@ var (
 	// ErrNodeLeft: the node a call waited on left the membership (it
 	// stopped, crashed or missed its heartbeats) before it answered; the
 	// request may or may not have been handled.
-	ErrNodeLeft       = errors.New("node left before answering")
+	ErrNodeLeft = errors.New("node left before answering")
+	// ErrNameInUse: Start found another live process consuming this
+	// node's topic: two processes may not share a node name.
+	ErrNameInUse      = errors.New("node name in use by another process")
 	ErrTimeout        = errors.New("call timed out")
 	ErrNoReply        = errors.New("handler returned without replying")
 	ErrNotRequest     = errors.New("current message is not a request")

@@ -28,6 +28,18 @@ type Member struct {
 	Load int64
 	// LastSeen is when its last heartbeat arrived.
 	LastSeen time.Time
+	// Suspect: no heartbeat for MemberTTL. A suspect node stays a member
+	// (messages still reach it, nobody acts as if it were dead) but Pick
+	// avoids it. A node with a store lease (Leased) stays suspect until
+	// its lease is found ended (Bury), a newer incarnation appears or it
+	// says goodbye; a node without one is dropped DeadAfter later.
+	Suspect bool
+	// Draining: the node is handing its work to others before it stops
+	// (SetDraining); Pick and Alive avoid it.
+	Draining bool
+	// Leased: the node holds a store lease, so only the store can say it
+	// is dead (NodeConfig.Incarnation was issued by the store).
+	Leased bool
 }
 
 // Addr returns the member's node address.
@@ -39,9 +51,17 @@ type MemberEventKind int
 const (
 	// MemberJoined: a node (or a new incarnation of it) appeared.
 	MemberJoined MemberEventKind = iota + 1
-	// MemberLeft: a node said goodbye, missed its TTL, or was replaced by a
-	// new incarnation.
+	// MemberLeft: a node said goodbye, was buried (its store lease ended,
+	// see Bury), was replaced by a new incarnation, or (without a lease)
+	// stayed silent for DeadAfter.
 	MemberLeft
+	// MemberSuspect: a node's heartbeats stopped for MemberTTL. It may be
+	// only slow: hold its work, do not hand it to others.
+	MemberSuspect
+	// MemberRecovered: a suspect node's heartbeats arrive again.
+	MemberRecovered
+	// MemberChanged: a node started or stopped draining.
+	MemberChanged
 )
 
 func (k MemberEventKind) String() string {
@@ -50,6 +70,12 @@ func (k MemberEventKind) String() string {
 		return "joined"
 	case MemberLeft:
 		return "left"
+	case MemberSuspect:
+		return "suspect"
+	case MemberRecovered:
+		return "recovered"
+	case MemberChanged:
+		return "changed"
 	}
 	return fmt.Sprintf("member_event(%d)", int(k))
 }
@@ -69,6 +95,11 @@ type heartbeat struct {
 	Load     int64
 	TTLms    int64
 	Leaving  bool
+	Draining bool
+	Leased   bool
+	// Obituary: another node says this incarnation is dead (its store
+	// lease ended); sent with Leaving.
+	Obituary bool
 }
 
 type memberEntry struct {
@@ -89,6 +120,14 @@ type Membership struct {
 	nextW    int
 	meta     map[string]string
 	load     int64
+	draining bool
+	// dead holds, per node, the newest incarnation known to be over: its
+	// late heartbeats never bring it back.
+	dead map[nodeKey]uint64
+	// behind is set while this node's own heartbeats do not come back
+	// within MemberTTL: its view of the others is stale, so it suspects
+	// nobody.
+	behind bool
 	// epochs maps every live node to its incarnation, for addressing
 	// envelopes without taking mu on every send.
 	epochs atomic.Pointer[map[nodeKey]uint64]
@@ -114,6 +153,7 @@ func newMembership(n *Node) *Membership {
 		rings:    make(map[string]*Ring),
 		watchers: make(map[int]func(MemberEvent)),
 		meta:     maps.Clone(n.cfg.Meta),
+		dead:     make(map[nodeKey]uint64),
 		soon:     make(chan struct{}, 1),
 	}
 }
@@ -198,7 +238,7 @@ func (m *Membership) heartbeat(leaving bool) heartbeat {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return heartbeat{Service: m.n.cfg.Service, Node: m.n.cfg.ID, Epoch: m.n.epoch, Meta: maps.Clone(m.meta),
-		Load: m.load, TTLms: m.n.cfg.MemberTTL.Milliseconds(), Leaving: leaving}
+		Load: m.load, TTLms: m.n.cfg.MemberTTL.Milliseconds(), Leaving: leaving, Draining: m.draining, Leased: m.n.leased}
 }
 
 func (m *Membership) publish(hb heartbeat) error {
@@ -226,32 +266,50 @@ func (m *Membership) onHeartbeat(msg *mq.Message) error {
 // apply records a heartbeat and notifies watchers of any change.
 func (m *Membership) apply(hb heartbeat, now time.Time) {
 	k := nodeKey{hb.Service, hb.Node}
+	self := hb.Service == m.n.cfg.Service && hb.Node == m.n.cfg.ID
 	var events []MemberEvent
 	m.mu.Lock()
 	cur, ok := m.members[k]
 	switch {
+	case hb.Epoch <= m.dead[k]:
+		// An incarnation that is over (said goodbye, buried, replaced):
+		// a late heartbeat of it never brings it back.
 	case ok && hb.Epoch < cur.m.Epoch:
 		// From an earlier incarnation (delayed, or its goodbye arriving
 		// after the new one's hello): the newer one stays.
+	case hb.Obituary && self:
+		// Another node found this node's lease over: the lease keeper
+		// fences it; until then it is still itself.
 	case hb.Leaving:
+		m.dead[k] = hb.Epoch
 		if ok && cur.m.Epoch == hb.Epoch {
 			delete(m.members, k)
 			events = append(events, MemberEvent{MemberLeft, cur.m})
 		}
 	case ok && cur.m.Epoch == hb.Epoch:
-		cur.m.Meta, cur.m.Load, cur.m.LastSeen = hb.Meta, hb.Load, now
+		cur.m.Meta, cur.m.Load, cur.m.LastSeen, cur.m.Leased = hb.Meta, hb.Load, now, hb.Leased
 		cur.expires = now.Add(time.Duration(hb.TTLms) * time.Millisecond)
+		if cur.m.Suspect {
+			cur.m.Suspect = false
+			events = append(events, MemberEvent{MemberRecovered, cur.m})
+		}
+		if cur.m.Draining != hb.Draining {
+			cur.m.Draining = hb.Draining
+			events = append(events, MemberEvent{MemberChanged, cur.m})
+		}
 	default:
 		if ok {
+			m.dead[k] = cur.m.Epoch
 			events = append(events, MemberEvent{MemberLeft, cur.m})
 		}
 		e := &memberEntry{
-			m:       Member{Service: hb.Service, Node: hb.Node, Epoch: hb.Epoch, Meta: hb.Meta, Load: hb.Load, LastSeen: now},
+			m: Member{Service: hb.Service, Node: hb.Node, Epoch: hb.Epoch, Meta: hb.Meta, Load: hb.Load, LastSeen: now,
+				Draining: hb.Draining, Leased: hb.Leased},
 			expires: now.Add(time.Duration(hb.TTLms) * time.Millisecond),
 		}
 		m.members[k] = e
 		events = append(events, MemberEvent{MemberJoined, e.m})
-		if hb.Service != m.n.cfg.Service || hb.Node != m.n.cfg.ID {
+		if !self {
 			select {
 			case m.soon <- struct{}{}:
 			default:
@@ -265,6 +323,32 @@ func (m *Membership) apply(hb heartbeat, now time.Time) {
 	watchers := m.watcherList()
 	m.mu.Unlock()
 	m.notify(watchers, events)
+}
+
+// Bury announces that a suspect member is dead because its store lease is
+// over (ended, expired, or superseded): every node drops it (MemberLeft)
+// and never takes it back. Only the store may say so: a node without a
+// lease is dropped after DeadAfter instead, and a node still beating is
+// never buried.
+func (m *Membership) Bury(member Member) error {
+	hb := heartbeat{Service: member.Service, Node: member.Node, Epoch: member.Epoch, Leaving: true, Obituary: true, Leased: true}
+	m.apply(hb, time.Now())
+	return m.publish(hb)
+}
+
+// SetDraining marks this node as draining (or not) from the next heartbeat
+// on, which goes out at once: Pick on every node stops (or starts again)
+// choosing it for new work.
+func (m *Membership) SetDraining(draining bool) {
+	m.mu.Lock()
+	m.draining = draining
+	m.mu.Unlock()
+	self := m.heartbeat(false)
+	m.apply(self, time.Now())
+	select {
+	case m.soon <- struct{}{}:
+	default:
+	}
 }
 
 // snapshotEpochs publishes the members' incarnations (m.mu held).
@@ -311,12 +395,35 @@ func (m *Membership) epochOf(service, node string) uint64 {
 func (m *Membership) expire(now time.Time) {
 	var events []MemberEvent
 	m.mu.Lock()
+	ttl := m.n.cfg.MemberTTL
+	selfKey := nodeKey{m.n.cfg.Service, m.n.cfg.ID}
+	// A node whose own heartbeats are late coming back (its consumer or
+	// its CPU is behind) would suspect everyone else for its own delay.
+	if self, ok := m.members[selfKey]; ok {
+		behind := now.Sub(self.m.LastSeen) > ttl
+		if behind != m.behind {
+			m.behind = behind
+			if behind {
+				m.n.log.Warn("this node's own heartbeats are late; suspecting no other node until they arrive", "last_seen", self.m.LastSeen)
+			}
+		}
+	}
 	for k, e := range m.members {
-		if now.After(e.expires) && !(k.service == m.n.cfg.Service && k.node == m.n.cfg.ID) {
+		if k == selfKey || !now.After(e.expires) {
+			continue
+		}
+		switch {
+		case !e.m.Suspect && !m.behind:
+			e.m.Suspect = true
+			delete(m.rings, k.service)
+			events = append(events, MemberEvent{MemberSuspect, e.m})
+			m.n.log.Warn("member suspect: no heartbeat", "member", k.service+"/"+k.node, "last_seen", e.m.LastSeen)
+		case e.m.Suspect && !e.m.Leased && now.After(e.expires.Add(m.n.cfg.DeadAfter)):
 			delete(m.members, k)
 			delete(m.rings, k.service)
+			m.dead[k] = e.m.Epoch
 			events = append(events, MemberEvent{MemberLeft, e.m})
-			m.n.log.Warn("member expired", "member", k.service+"/"+k.node, "last_seen", e.m.LastSeen)
+			m.n.log.Warn("member dropped: no heartbeat", "member", k.service+"/"+k.node, "last_seen", e.m.LastSeen)
 		}
 	}
 	expired := false
@@ -369,13 +476,24 @@ func (m *Membership) Watch(fn func(MemberEvent)) (cancel func()) {
 	}
 }
 
-// Alive lists the live nodes of service, sorted by node name.
+// Alive lists the nodes of service that take new work (neither suspect
+// nor draining), sorted by node name.
 func (m *Membership) Alive(service string) []Member {
+	return m.list(service, false)
+}
+
+// All lists every member of service, suspect and draining ones included,
+// sorted by node name.
+func (m *Membership) All(service string) []Member {
+	return m.list(service, true)
+}
+
+func (m *Membership) list(service string, all bool) []Member {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Member
 	for k, e := range m.members {
-		if k.service == service {
+		if k.service == service && (all || !(e.m.Suspect || e.m.Draining)) {
 			out = append(out, e.m)
 		}
 	}
@@ -383,7 +501,7 @@ func (m *Membership) Alive(service string) []Member {
 	return out
 }
 
-// Get returns one member if it is alive.
+// Get returns one member (suspect or draining ones too).
 func (m *Membership) Get(service, node string) (Member, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -394,17 +512,18 @@ func (m *Membership) Get(service, node string) (Member, bool) {
 	return e.m, true
 }
 
-// Pick maps key (a player ID) to a live node of service with a consistent
-// hash, so that a change in the service's nodes moves as few keys as
-// possible. ok is false when no node of service is alive.
+// Pick maps key (a player ID) to a node of service that takes new work
+// (neither suspect nor draining) with a consistent hash, so that a change
+// in the service's nodes moves as few keys as possible. ok is false when
+// no such node exists.
 func (m *Membership) Pick(service, key string) (Member, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r, ok := m.rings[service]
 	if !ok {
 		var nodes []string
-		for k := range m.members {
-			if k.service == service {
+		for k, e := range m.members {
+			if k.service == service && !e.m.Suspect && !e.m.Draining {
 				nodes = append(nodes, k.node)
 			}
 		}
@@ -417,6 +536,9 @@ func (m *Membership) Pick(service, key string) (Member, bool) {
 	}
 	return m.members[nodeKey{service, node}].m, true
 }
+
+// HeartbeatInterval is how often nodes announce themselves.
+func (m *Membership) HeartbeatInterval() time.Duration { return m.n.cfg.HeartbeatInterval }
 
 // SetLoad sets the load this node reports from its next heartbeat on.
 func (m *Membership) SetLoad(load int64) {

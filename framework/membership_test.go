@@ -66,7 +66,10 @@ func TestRingSpreadsAndMovesFewKeys(t *testing.T) {
 
 func TestMembershipJoinLeaveExpireAndPick(t *testing.T) {
 	broker := startBroker(t, mq.BrokerConfig{})
-	gate := newNode(t, broker, "gate", "gate-1", func(c *NodeConfig) { c.Meta = map[string]string{"tcp": "127.0.0.1:7000"} })
+	gate := newNode(t, broker, "gate", "gate-1", func(c *NodeConfig) {
+		c.Meta = map[string]string{"tcp": "127.0.0.1:7000"}
+		c.DeadAfter = 500 * time.Millisecond
+	})
 	var mu sync.Mutex
 	var events []string
 	gate.Members().Watch(func(ev MemberEvent) {
@@ -104,7 +107,8 @@ func TestMembershipJoinLeaveExpireAndPick(t *testing.T) {
 	// Clean leave: gone at once.
 	g3.Stop(context.Background())
 	eventually(t, 2*time.Second, "game-3 left", func() bool { _, ok := gate.Members().Get("game", "game-3"); return !ok })
-	// Silent death: heartbeats stop, the TTL (3 × 100ms here) expires it.
+	// Silent death of a node without a lease: heartbeats stop, the TTL
+	// (3 × 100ms here) makes it suspect, DeadAfter drops it.
 	close(g2.members.stopHB)
 	<-g2.members.hbDone
 	g2.members.stopHB = nil
@@ -116,12 +120,115 @@ func TestMembershipJoinLeaveExpireAndPick(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := map[string]bool{"joined game-1": true, "joined game-2": true, "joined game-3": true, "left game-3": true, "left game-2": true}
+	want := map[string]bool{"joined game-1": true, "joined game-2": true, "joined game-3": true, "left game-3": true,
+		"suspect game-2": true, "left game-2": true}
 	for _, e := range events {
 		delete(want, e)
 	}
 	if len(want) != 0 {
 		t.Fatalf("missing events %v (got %v)", want, events)
+	}
+}
+
+// A node that stops beating is only suspect: Pick avoids it, messages
+// still reach it, nobody is told it left; when it beats again it is back.
+// A node with a store lease leaves only when buried (its lease is over),
+// and a buried incarnation's late heartbeats never bring it back.
+func TestSilentNodeIsSuspectUntilBuried(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	short := func(c *NodeConfig) { c.DeadAfter = 300 * time.Millisecond }
+	gate := newNode(t, broker, "gate", "gate-1", short)
+	var mu sync.Mutex
+	var events []string
+	gate.Members().Watch(func(ev MemberEvent) {
+		mu.Lock()
+		events = append(events, ev.Kind.String()+" "+ev.Member.Node)
+		mu.Unlock()
+	})
+	saw := func(e string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, x := range events {
+			if x == e {
+				return true
+			}
+		}
+		return false
+	}
+	g1 := newNode(t, broker, "game", "game-1", func(c *NodeConfig) { c.Incarnation = 7; c.DeadAfter = 300 * time.Millisecond })
+	newNode(t, broker, "game", "game-2", short)
+	eventually(t, 5*time.Second, "gate sees 2 game nodes", func() bool { return len(gate.Members().Alive("game")) == 2 })
+
+	// game-1 freezes (its heartbeats stop) for much longer than DeadAfter.
+	close(g1.members.stopHB)
+	<-g1.members.hbDone
+	g1.members.stopHB = nil
+	eventually(t, 3*time.Second, "game-1 suspect", func() bool { m, _ := gate.Members().Get("game", "game-1"); return m.Suspect })
+	time.Sleep(600 * time.Millisecond) // twice DeadAfter
+	if m, ok := gate.Members().Get("game", "game-1"); !ok || !m.Suspect || !m.Leased {
+		t.Fatalf("a leased node that stopped beating must stay a suspect member; got %+v, %v", m, ok)
+	}
+	if saw("left game-1") {
+		t.Fatal("a leased node was reported left on missed heartbeats")
+	}
+	for i := 0; i < 100; i++ {
+		if m, _ := gate.Members().Pick("game", fmt.Sprintf("player-%d", i)); m.Node != "game-2" {
+			t.Fatalf("Pick chose suspect %s", m.Node)
+		}
+	}
+	if got := gate.Members().Alive("game"); len(got) != 1 || got[0].Node != "game-2" {
+		t.Fatalf("Alive lists %v, want only game-2", got)
+	}
+	if gate.members.epochOf("game", "game-1") != 7 {
+		t.Fatal("a suspect node must stay addressable")
+	}
+
+	// It beats again: recovered.
+	g1.members.publish(g1.members.heartbeat(false))
+	eventually(t, 3*time.Second, "game-1 recovered", func() bool {
+		m, _ := gate.Members().Get("game", "game-1")
+		return !m.Suspect && saw("recovered game-1")
+	})
+
+	// Draining: a member, but not picked.
+	g1.Members().SetDraining(true)
+	g1.members.publish(g1.members.heartbeat(false))
+	eventually(t, 3*time.Second, "game-1 draining", func() bool { m, _ := gate.Members().Get("game", "game-1"); return m.Draining })
+	for i := 0; i < 100; i++ {
+		if m, _ := gate.Members().Pick("game", fmt.Sprintf("player-%d", i)); m.Node != "game-2" {
+			t.Fatalf("Pick chose draining %s", m.Node)
+		}
+	}
+
+	// Buried by a node that found its lease over: left everywhere, and
+	// its late heartbeats are ignored.
+	eventually(t, 3*time.Second, "game-1 suspect again", func() bool { m, _ := gate.Members().Get("game", "game-1"); return m.Suspect })
+	m, _ := gate.Members().Get("game", "game-1")
+	if err := gate.Members().Bury(m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "game-1 left", func() bool { _, ok := gate.Members().Get("game", "game-1"); return !ok && saw("left game-1") })
+	g1.members.publish(g1.members.heartbeat(false))
+	time.Sleep(300 * time.Millisecond)
+	if _, ok := gate.Members().Get("game", "game-1"); ok {
+		t.Fatal("a buried incarnation came back with a late heartbeat")
+	}
+}
+
+// A second process under a node name that a live process uses is refused
+// at Start, naming the cause.
+func TestDuplicateNodeNameIsRefused(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	newNode(t, broker, "gate", "gate-1", nil)
+	bc := broker.BusConfig()
+	dup, err := NewNode(NodeConfig{Service: "gate", ID: "gate-1", Registry: testRegistry(t), Logger: testLogger(), MQ: &bc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dup.Stop(context.Background())
+	err = dup.Start(context.Background())
+	if !errors.Is(err, ErrNameInUse) || !strings.Contains(err.Error(), "-id") {
+		t.Fatalf("Start of a second gate-1: %v, want ErrNameInUse with a fix", err)
 	}
 }
 

@@ -60,9 +60,15 @@ type NodeConfig struct {
 
 	// HeartbeatInterval is how often the node announces itself. Default 1s.
 	HeartbeatInterval time.Duration
-	// MemberTTL is how long a node counts as alive after its last
-	// heartbeat. Default 3 × HeartbeatInterval.
+	// MemberTTL is how long after its last heartbeat a node becomes
+	// suspect: new work avoids it, nothing it holds is given up (see
+	// Membership). Default 3 × HeartbeatInterval.
 	MemberTTL time.Duration
+	// DeadAfter is how long a suspect node without a store lease (a gate,
+	// a login node) stays a member before it is dropped. A node with a
+	// lease stays until the store says its lease is over (Bury). Default
+	// max(20 × MemberTTL, 1m).
+	DeadAfter time.Duration
 	// Meta is advertised to other nodes in heartbeats (addresses, version).
 	Meta map[string]string
 }
@@ -85,10 +91,13 @@ type Node struct {
 	cfg   NodeConfig
 	addr  Addr
 	epoch uint64
-	reg   *Registry
-	log   *slog.Logger
-	bus   *mq.Bus
-	state atomic.Int32
+	// leased: the incarnation came from a store lease, so membership lets
+	// only the store declare this node dead.
+	leased bool
+	reg    *Registry
+	log    *slog.Logger
+	bus    *mq.Bus
+	state  atomic.Int32
 
 	procs sync.Map // actor name -> *process
 	stats nodeStats
@@ -144,6 +153,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		return nil, fmt.Errorf("framework: service %q plus node %q are %d characters; at most %d fit NSQ's names",
 			cfg.Service, cfg.ID, len(cfg.Service)+len(cfg.ID), maxNodeNameLen)
 	}
+	leased := cfg.Incarnation != 0
 	if cfg.Incarnation == 0 {
 		cfg.Incarnation = uint64(time.Now().UnixNano())
 	}
@@ -177,10 +187,14 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.MemberTTL <= 0 {
 		cfg.MemberTTL = 3 * cfg.HeartbeatInterval
 	}
+	if cfg.DeadAfter <= 0 {
+		cfg.DeadAfter = max(20*cfg.MemberTTL, time.Minute)
+	}
 	n := &Node{
 		cfg:     cfg,
 		addr:    Addr{Service: cfg.Service, Node: cfg.ID},
 		epoch:   cfg.Incarnation,
+		leased:  leased,
 		reg:     cfg.Registry,
 		calls:   make(map[uint64]pendingCall),
 		streams: make(map[streamKey]*inStream),
@@ -243,6 +257,10 @@ func (n *Node) Bus() *mq.Bus { return n.bus }
 // from Send itself; remote Calls get it as their reply.
 func (n *Node) SetDeadLetterHandler(fn DeadLetterFunc) { n.deadLetter.Store(&fn) }
 
+// Done is closed once Stop has stopped the node's actors: background work
+// tied to the node ends with it.
+func (n *Node) Done() <-chan struct{} { return n.stopBg }
+
 // Members returns the node's view of the cluster.
 func (n *Node) Members() *Membership { return n.members }
 
@@ -267,6 +285,16 @@ func (n *Node) Start(ctx context.Context) error {
 	topic := NodeTopic(n.cfg.Service, n.cfg.ID)
 	if err := n.bus.EnsureChannel(ctx, topic, nodeChannel); err != nil {
 		return err
+	}
+	// Two processes under one name would split its messages between them.
+	// A process that died has lost its connection to nsqd; one that is
+	// alive (or frozen) still consumes.
+	if clients, err := n.bus.ChannelClients(ctx, topic, nodeChannel); err != nil {
+		n.log.Warn("cannot check that no other process uses this node's name", "err", err)
+	} else if clients > 0 {
+		n.members.stop()
+		return fmt.Errorf("framework: %w: %d consumer(s) already read %s/%s (a process running as %s/%s): give each process its own node ID (-id), or stop the other one first",
+			ErrNameInUse, clients, topic, nodeChannel, n.cfg.Service, n.cfg.ID)
 	}
 	inbound := n.cfg.Inbound
 	inbound.Unpack = true

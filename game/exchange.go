@@ -207,8 +207,8 @@ func (p *Player[S]) onExchangeLock(m *exchangeLock) {
 	case p.State == nil || !p.save.owned:
 		p.ctx.ReplyError(framework.NewError(CodePeerOffline, "the player is not served here"))
 		return
-	case !p.exchange.lockedBy.IsZero():
-		p.ctx.ReplyError(framework.NewError(CodePeerBusy, "the player is in another exchange"))
+	case !p.exchange.lockedBy.IsZero() || p.move.target != "":
+		p.ctx.ReplyError(framework.NewError(CodePeerBusy, "the player is in another exchange or moving to another server"))
 		return
 	case !p.svc.cfg.Lease.Valid():
 		p.ctx.ReplyError(framework.NewError(services.ErrCodeUnavailable, "the player's node is not sure it still serves it"))

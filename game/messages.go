@@ -13,6 +13,7 @@ type (
 		session services.SessionRef
 		resp    *framework.Responder
 		gen     uint64
+		moved   bool // the session's player moved here (Attach.Moved)
 	}
 	// graceOver fires when a detached player's grace period ends.
 	graceOver struct{ gen uint64 }
@@ -43,12 +44,29 @@ type (
 	releaseRequest struct {
 		PlayerID    uint64
 		Incarnation uint64 // of the owner the asking node found in the store
+		// Session is the session the player is attached to on the asking
+		// node: if it is this node's session too, it moved with its
+		// client connection open and is not told it logged in elsewhere.
+		Session services.SessionRef
 	}
+	// moveReq asks a player actor to move to another game node (drain,
+	// rebalance): Target, or the node the ring picks if "".
+	moveReq struct {
+		id     uint64
+		target string
+	}
+	// moveExpired ends a move whose Held never came (its gate is gone).
+	moveExpired struct{ gen uint64 }
+	// listPlayers asks the manager for the IDs of its players.
+	listPlayers struct{}
+	// playerList answers listPlayers.
+	playerList struct{ ids []uint64 }
 )
 
 func registerLocal(r *framework.Registry) error {
 	for id, m := range map[framework.MsgID]any{300: (*attachReq)(nil), 301: (*graceOver)(nil), 302: (*retire)(nil),
-		303: (*saveTick)(nil), 304: (*gateEnded)(nil), 305: (*gameEnded)(nil), 306: (*leaseLost)(nil), 307: (*releaseRequest)(nil)} {
+		303: (*saveTick)(nil), 304: (*gateEnded)(nil), 305: (*gameEnded)(nil), 306: (*leaseLost)(nil), 307: (*releaseRequest)(nil),
+		308: (*moveReq)(nil), 309: (*moveExpired)(nil), 320: (*listPlayers)(nil), 321: (*playerList)(nil)} {
 		if err := r.Register(id, m); err != nil {
 			return err
 		}

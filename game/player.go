@@ -38,6 +38,14 @@ type Player[S any] struct {
 	exchange exchangeState
 	first    *attachReq  // the attach that spawned the actor
 	tables   *tables.Set // pinned for the message being handled
+	move     moveState
+}
+
+// moveState is a handoff in progress: the actor asked its gate to hold
+// the session's requests and waits for Held.
+type moveState struct {
+	target string // "" when no move is under way
+	gen    uint64
 }
 
 // Context returns the actor context of the message being handled.
@@ -142,7 +150,16 @@ func (p *Player[S]) Receive(c *framework.Context) {
 	case *leaseLost:
 		p.fence("this node lost its lease")
 	case *releaseRequest:
-		p.onReleaseRequest()
+		p.onReleaseRequest(m)
+	case *moveReq:
+		p.startMove(m.target)
+	case *services.Held:
+		p.onHeld(m)
+	case *moveExpired:
+		if p.move.target != "" && m.gen == p.move.gen {
+			p.log.Warn("the gate did not answer a handoff; keeping the player", "target", p.move.target)
+			p.move.target = ""
+		}
 	case *gateEnded:
 		if p.attached && p.session.Gate.Node == m.Node && p.session.Incarnation < m.Incarnation {
 			p.log.Info("the gate of this player's session restarted; waiting for a reconnect", "gate", m.Node)
@@ -193,12 +210,16 @@ func (p *Player[S]) Receive(c *framework.Context) {
 // in elsewhere; the state is saved and released in one transaction, and
 // the actor retires. A player in an exchange finishes it first (the
 // asking node keeps asking while its wait lasts).
-func (p *Player[S]) onReleaseRequest() {
+func (p *Player[S]) onReleaseRequest(m *releaseRequest) {
 	if p.State == nil || !p.save.owned || !p.exchange.lockedBy.IsZero() {
 		return
 	}
 	p.log.Info("another node asked for this player; handing it off")
-	if p.attached {
+	if p.attached && p.session == m.Session {
+		// The same session, attached again elsewhere (its gate gave up on
+		// a handoff, or thought this node gone): not a second login.
+		p.detach()
+	} else if p.attached {
 		p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.Kick{SessionID: p.session.ID, Code: services.KickElsewhere,
 			Reason: "the same account logged in on another server"})
 		p.detach()
@@ -288,9 +309,78 @@ func (p *Player[S]) attach(m *attachReq) {
 	p.attaches++
 	p.svc.attaches.WithLabelValues(strconv.FormatBool(resumed)).Inc()
 	m.resp.Reply(&services.Attached{Actor: p.ctx.Self(), Resumed: resumed})
+	if m.moved && !resumed {
+		// Handed off with its session open: the client saw nothing, its
+		// groups live on the gate, the state is the one just released.
+		p.svc.handoffs.WithLabelValues("in").Inc()
+		return
+	}
 	if p.svc.cfg.OnAttach != nil {
 		p.svc.cfg.OnAttach(p)
 	}
+}
+
+// startMove begins handing the player off to another game node with its
+// session open: the gate is asked to hold the session's requests; its
+// Held (after every request already forwarded) lets the actor save and
+// release the player and tell the gate where to attach the session.
+func (p *Player[S]) startMove(target string) {
+	if p.State == nil || !p.save.owned || p.move.target != "" || !p.exchange.lockedBy.IsZero() {
+		return // gone, moving already, or in an exchange (the next pass retries)
+	}
+	self := p.svc.cfg.Node.Addr().Node
+	if target == "" {
+		m, ok := p.svc.cfg.Node.Members().Pick(services.Game, strconv.FormatUint(p.ID, 10))
+		if !ok || m.Node == self {
+			return // nowhere to go
+		}
+		target = m.Node
+	}
+	if !p.attached {
+		// In its grace period: nothing to move but the state.
+		ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
+		err := p.handoff(ctx)
+		cancel()
+		if err == nil {
+			p.ctx.Send(p.ctx.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.gen})
+		}
+		return
+	}
+	p.move.gen++
+	p.move.target = target
+	if err := p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.Hold{SessionID: p.session.ID}); err != nil {
+		p.move.target = ""
+		return
+	}
+	p.ctx.SendAfter(p.svc.cfg.HandoffTimeout, &moveExpired{gen: p.move.gen})
+}
+
+// onHeld hands the player off: the gate holds its requests and every
+// earlier one has been handled.
+func (p *Player[S]) onHeld(m *services.Held) {
+	if p.move.target == "" || !p.attached || m.SessionID != p.session.ID {
+		return
+	}
+	target := p.move.target
+	p.move.target = ""
+	ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
+	err := p.handoff(ctx)
+	cancel()
+	if err != nil {
+		p.log.Error("handoff failed; keeping the player", "err", err)
+		p.svc.handoffs.WithLabelValues("failed").Inc()
+		p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.Handed{SessionID: p.session.ID, Aborted: true})
+		return
+	}
+	if !p.attached { // fenced meanwhile: fence() closed the session
+		return
+	}
+	p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.Handed{SessionID: p.session.ID, Target: target})
+	p.svc.handoffs.WithLabelValues("out").Inc()
+	p.attached = false
+	p.svc.players.WithLabelValues("attached").Dec()
+	p.svc.players.WithLabelValues("grace").Inc()
+	p.ctx.Send(p.ctx.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.gen})
 }
 
 func (p *Player[S]) request(m *services.ClientRequest) {
@@ -373,12 +463,16 @@ func (m *manager[S]) Receive(c *framework.Context) {
 		}
 		if e, ok := m.players[msg.PlayerID]; ok {
 			e.gen++
-			if err := c.Send(e.addr, &attachReq{session: msg.Session, resp: r, gen: e.gen}); err != nil {
+			if err := c.Send(e.addr, &attachReq{session: msg.Session, resp: r, gen: e.gen, moved: msg.Moved}); err != nil {
 				r.Error(err)
 			}
 			return
 		}
-		first := &attachReq{session: msg.Session, resp: r, gen: 1}
+		if m.svc.draining.Load() && len(c.Node().Members().Alive(services.Game)) > 0 {
+			r.Error(framework.NewError(services.ErrCodeDraining, "this game node is draining; attach to another"))
+			return
+		}
+		first := &attachReq{session: msg.Session, resp: r, gen: 1, moved: msg.Moved}
 		id := msg.PlayerID
 		addr, err := c.Node().Spawn(playerActorName(id), func() framework.Actor {
 			return &Player[S]{ID: id, svc: m.svc, first: first, log: m.svc.log.With("player", id)}
@@ -392,6 +486,16 @@ func (m *manager[S]) Receive(c *framework.Context) {
 		for _, e := range m.players {
 			c.Send(e.addr, msg)
 		}
+	case *moveReq:
+		if e, ok := m.players[msg.id]; ok {
+			c.Send(e.addr, msg)
+		}
+	case *listPlayers:
+		ids := make([]uint64, 0, len(m.players))
+		for id := range m.players {
+			ids = append(ids, id)
+		}
+		c.Reply(&playerList{ids: ids})
 	case *releaseRequest:
 		if e, ok := m.players[msg.PlayerID]; ok {
 			c.Send(e.addr, msg)

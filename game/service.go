@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/citadel-go/citadel/framework"
@@ -21,6 +22,7 @@ import (
 	"github.com/citadel-go/citadel/tables"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/time/rate"
 )
 
 // Config configures a game service for player state S (msgpack-encodable).
@@ -76,6 +78,15 @@ type Config[S any] struct {
 	// login is refused as unavailable (the client retries). Keep it below
 	// the gates' AttachTimeout. Default 3s; negative: no wait.
 	AcquireWait time.Duration
+	// HandoffTimeout bounds a handoff's wait for the gate's Held; past it
+	// the player stays here. Use the gates' HandoffTimeout. Default 5s.
+	HandoffTimeout time.Duration
+	// DrainRate bounds the players Drain hands off per second. Default 200.
+	DrainRate float64
+	// RebalanceRate bounds the players per second that move to a game node
+	// that joined (or came back), when the ring now maps them there.
+	// Default 100; negative turns rebalancing off.
+	RebalanceRate float64
 	// Logger defaults to the node's.
 	Logger *slog.Logger
 	// Metrics registers citadel_game_* metrics. Nil skips registration.
@@ -91,12 +102,18 @@ type Service[S any] struct {
 	started int64 // unix milliseconds, announced: the later of two conflicting nodes refuses
 	stopped chan error
 	stopOne sync.Once
+	// draining: Drain has begun; new players go elsewhere.
+	draining atomic.Bool
+	// rebalancing: a rebalance pass runs (one at a time).
+	rebalancing   atomic.Bool
+	stopRebalance <-chan struct{}
 
 	requests  *prometheus.CounterVec
 	attaches  *prometheus.CounterVec
 	players   *prometheus.GaugeVec
 	conflicts prometheus.Counter
 	fenced    prometheus.Counter
+	handoffs  *prometheus.CounterVec
 	// acquireWaits: logins that waited for another node's hold on their player.
 	acquireWaits *prometheus.CounterVec
 }
@@ -133,6 +150,15 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 		cfg.AcquireWait = 3 * time.Second
 	case cfg.AcquireWait < 0:
 		cfg.AcquireWait = 0
+	}
+	if cfg.HandoffTimeout <= 0 {
+		cfg.HandoffTimeout = 5 * time.Second
+	}
+	if cfg.DrainRate <= 0 {
+		cfg.DrainRate = 200
+	}
+	if cfg.RebalanceRate == 0 {
+		cfg.RebalanceRate = 100
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = cfg.Node.Logger()
@@ -173,13 +199,17 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 			Name: "citadel_game_acquire_waits_total",
 			Help: "Logins that waited for another node to let their player go, by outcome (acquired, gave_up: refused as unavailable).",
 		}, []string{"outcome"}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "citadel_game_handoffs_total",
+			Help: "Players handed between game nodes with their session open, by direction and outcome: out (saved, released, the gate told), in (attached here from another node), failed (the save and release failed; the player stayed).",
+		}, []string{"outcome"}),
 		fenced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "citadel_game_fenced_total",
 			Help: "Player actors stopped because the store said another node owns the player now (fenced), or this node lost its lease.",
 		}),
 	}
 	if cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{s.requests, s.attaches, s.players, s.conflicts, s.fenced, s.acquireWaits} {
+		for _, c := range []prometheus.Collector{s.requests, s.attaches, s.players, s.conflicts, s.fenced, s.acquireWaits, s.handoffs} {
 			if err := cfg.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("game: register metrics: %w", err)
 			}
@@ -198,6 +228,7 @@ func (s *Service[S]) Start() error {
 		return fmt.Errorf("game: read the store's identity: %w", err)
 	}
 	s.storeID, s.started, s.stopped = id, time.Now().UnixMilli(), make(chan error, 1)
+	s.stopRebalance = s.cfg.Node.Done()
 	members := s.cfg.Node.Members()
 	members.SetMeta(services.MetaStore, id)
 	members.SetMeta(services.MetaStarted, strconv.FormatInt(s.started, 10))
@@ -228,7 +259,11 @@ func (s *Service[S]) Start() error {
 		case ev.Kind == framework.MemberJoined && ev.Member.Service == services.Game:
 			if err := s.checkStore(ev.Member); err != nil {
 				s.stop(err)
+			} else if ev.Member.Node != s.cfg.Node.Addr().Node {
+				go s.rebalance(ev.Member.Node)
 			}
+		case ev.Kind == framework.MemberSuspect && ev.Member.Service == services.Game && ev.Member.Leased:
+			go s.watchSuspect(ev.Member)
 		case ev.Kind == framework.MemberJoined && ev.Member.Service == services.Gate:
 			s.cfg.Node.Send(manager, &gateEnded{Node: ev.Member.Node, Incarnation: ev.Member.Epoch})
 		case ev.Kind == framework.MemberLeft && ev.Member.Service == services.Game:
@@ -279,6 +314,154 @@ func (s *Service[S]) stop(err error) {
 	})
 }
 
+// Drain hands every player on this node off to the other game nodes, at
+// most DrainRate a second, with their sessions open, and returns once no
+// player is left here, or when ctx ends (Stop then saves the rest and
+// their clients are told to log in again). New players go to other nodes
+// from now on. With no other game node it returns at once: the players
+// are saved and kicked on Stop, as without a drain.
+func (s *Service[S]) Drain(ctx context.Context) error {
+	s.draining.Store(true)
+	members := s.cfg.Node.Members()
+	members.SetDraining(true)
+	manager := s.cfg.Node.ActorAddr(services.GameActorManager)
+	lim := rate.NewLimiter(rate.Limit(s.cfg.DrainRate), max(1, int(s.cfg.DrainRate/10)))
+	start := time.Now()
+	for pass := 1; ; pass++ {
+		if len(members.Alive(services.Game)) == 0 {
+			return errors.New("game: no other game node takes players; they will be saved and told to log in again")
+		}
+		ids, err := s.playerIDs(ctx)
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			s.log.Info("drained: every player handed off", "passes", pass-1, "took", time.Since(start))
+			return nil
+		}
+		s.log.Info("draining", "players", len(ids), "pass", pass)
+		for _, id := range ids {
+			if err := lim.Wait(ctx); err != nil {
+				return fmt.Errorf("game: drain stopped with players left: %w", err)
+			}
+			s.cfg.Node.Send(manager, &moveReq{id: id})
+		}
+		// The moves finish within a handoff; then what is left (a player in
+		// an exchange, a handoff that failed) goes in the next pass.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("game: drain stopped with players left: %w", ctx.Err())
+		case <-time.After(min(s.cfg.HandoffTimeout, time.Second)):
+		}
+	}
+}
+
+// Draining reports whether Drain has begun.
+func (s *Service[S]) Draining() bool { return s.draining.Load() }
+
+// playerIDs lists the players on this node.
+func (s *Service[S]) playerIDs(ctx context.Context) ([]uint64, error) {
+	r, err := s.cfg.Node.Call(ctx, s.cfg.Node.ActorAddr(services.GameActorManager), &listPlayers{})
+	if err != nil {
+		return nil, fmt.Errorf("game: list players: %w", err)
+	}
+	return r.(*playerList).ids, nil
+}
+
+// rebalance moves the players the ring now maps to node (which joined or
+// came back) there, at most RebalanceRate a second.
+func (s *Service[S]) rebalance(node string) {
+	if s.cfg.RebalanceRate < 0 || s.draining.Load() || !s.rebalancing.CompareAndSwap(false, true) {
+		return
+	}
+	defer s.rebalancing.Store(false)
+	// Give every gate time to hear of the node, so none attaches there
+	// before it is known.
+	select {
+	case <-s.stopRebalance:
+		return
+	case <-time.After(2 * s.cfg.Node.Members().HeartbeatInterval()):
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ids, err := s.playerIDs(ctx)
+	if err != nil {
+		return
+	}
+	members := s.cfg.Node.Members()
+	manager := s.cfg.Node.ActorAddr(services.GameActorManager)
+	lim := rate.NewLimiter(rate.Limit(s.cfg.RebalanceRate), max(1, int(s.cfg.RebalanceRate/10)))
+	moved := 0
+	for _, id := range ids {
+		m, ok := members.Pick(services.Game, strconv.FormatUint(id, 10))
+		if !ok || m.Node != node {
+			continue
+		}
+		select {
+		case <-s.stopRebalance:
+			return
+		default:
+		}
+		if s.draining.Load() || lim.Wait(ctx) != nil {
+			return
+		}
+		s.cfg.Node.Send(manager, &moveReq{id: id, target: node})
+		moved++
+	}
+	if moved > 0 {
+		s.log.Info("rebalanced players to a game node that joined", "node", node, "players", moved)
+	}
+}
+
+// watchSuspect buries a suspect game node once the store shows its lease
+// is over (ended, superseded, or not renewed for a whole lease TTL), so
+// gates attach its sessions elsewhere; a node that beats again is left
+// alone.
+func (s *Service[S]) watchSuspect(m framework.Member) {
+	members := s.cfg.Node.Members()
+	ttl := s.cfg.Lease.TTL()
+	var seen time.Time
+	var seenAt time.Time
+	for {
+		cur, ok := members.Get(m.Service, m.Node)
+		if !ok || cur.Epoch != m.Epoch || !cur.Suspect {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.SaveTimeout)
+		leases, err := s.cfg.Store.Leases(ctx)
+		cancel()
+		if err == nil {
+			over := true // not listed: never issued, cannot hold players
+			for _, l := range leases {
+				if l.Node != m.Node {
+					continue
+				}
+				switch {
+				case l.Incarnation != m.Epoch || l.Ended:
+				case !l.Expires.Equal(seen):
+					// Renewed since the last look (or first look): count the
+					// TTL from now, by this clock, not the store's.
+					seen, seenAt, over = l.Expires, time.Now(), false
+				default:
+					over = time.Since(seenAt) > ttl
+				}
+			}
+			if over {
+				s.log.Warn("a suspect game node's lease is over; telling every node it is gone", "node", m.Node, "incarnation", m.Epoch)
+				if err := members.Bury(m); err != nil {
+					s.log.Warn("cannot announce a dead game node; others will find out themselves", "node", m.Node, "err", err)
+				}
+				return
+			}
+		}
+		select {
+		case <-s.stopRebalance:
+			return
+		case <-time.After(ttl / 5):
+		}
+	}
+}
+
 // Stopped delivers the reason once the service has stopped serving players
 // on its own: this node lost its lease (other nodes own its players now),
 // or it found another game node on another store. The process should stop
@@ -286,16 +469,15 @@ func (s *Service[S]) stop(err error) {
 func (s *Service[S]) Stopped() <-chan error { return s.stopped }
 
 // deadLetter answers a client request for a player actor that does not
-// exist (the game node restarted, or the actor just retired): the gate
-// closes the session and the client logs in again.
+// exist (the game node restarted, or the actor just retired or moved):
+// the gate attaches the session again, wherever the player is now.
 func (s *Service[S]) deadLetter(from framework.Addr, fromIncarnation uint64, to framework.Addr, msg any, err error) {
 	req, ok := msg.(*services.ClientRequest)
 	if !ok || from.Service != services.Gate {
 		return
 	}
 	gate := framework.Addr{Service: from.Service, Node: from.Node, Actor: services.GateSessionsActor}
-	_ = s.cfg.Node.SendTo(gate, fromIncarnation, &services.Kick{SessionID: req.SessionID, Code: services.KickUnavailable,
-		Reason: fmt.Sprintf("player actor %s is not available (%v); log in again", to.Actor, err)})
+	_ = s.cfg.Node.SendTo(gate, fromIncarnation, &services.NotHere{SessionID: req.SessionID, Actor: to})
 }
 
 func playerActorName(id uint64) string { return fmt.Sprintf("player-%d", id) }

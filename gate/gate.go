@@ -91,6 +91,19 @@ type Config struct {
 	WriteTimeout time.Duration
 	// AttachTimeout bounds the game node's answer to Attach. Default 5s.
 	AttachTimeout time.Duration
+	// HoldTimeout bounds how long a session's requests are held while its
+	// player moves between game nodes or its game node is suspect (no
+	// heartbeats, its lease not yet over); then the session is closed
+	// with game_unavailable. Default 30s.
+	HoldTimeout time.Duration
+	// HandoffTimeout bounds a handoff from the gate's Held to the old
+	// actor's Handed; past it the gate attaches the session again as
+	// after a crash (the store decides who owns the player). Default 5s.
+	HandoffTimeout time.Duration
+	// MaxHeldRequests bounds the client requests held for one session
+	// (their bytes are bounded by SendQueueBytes); more are answered with
+	// an "unavailable" error. Default 128.
+	MaxHeldRequests int
 	// MsgRate and MsgBurst limit frames per session. Default 100/s, burst 200.
 	MsgRate  rate.Limit
 	MsgBurst int
@@ -110,11 +123,19 @@ type Gate struct {
 	self  framework.Addr // the sessions actor
 
 	sessions  sync.Map // session ID -> *session, while open (routing)
-	conns     sync.Map // cellnet TCP session ID -> *session, until the connection ends
-	admission admission
-	active    atomic.Int64
-	stopping  atomic.Bool
-	closeLog  framework.LogLimiter
+	holds     sync.Map // session ID -> *session whose requests are held
+	stopHolds chan struct{}
+	// gameEvents carries game nodes' membership events to one goroutine,
+	// in order (a suspect node's recovery must not overtake its suspicion).
+	gameEvents chan framework.MemberEvent
+	// reattaching bounds the Attach calls in flight for sessions attached
+	// again (a node with ten thousand players left).
+	attachSlots chan struct{}
+	conns       sync.Map // cellnet TCP session ID -> *session, until the connection ends
+	admission   admission
+	active      atomic.Int64
+	stopping    atomic.Bool
+	closeLog    framework.LogLimiter
 
 	tcp          cellnet.Peer
 	tcpAddr      string
@@ -141,6 +162,11 @@ type metrics struct {
 	refused                        *prometheus.CounterVec
 	auths                          *prometheus.CounterVec
 	dropped                        prometheus.Counter
+	handoffs                       *prometheus.CounterVec
+	holding                        prometheus.Gauge
+	heldOverflow                   prometheus.Counter
+	pause                          prometheus.Histogram
+	reconnects                     prometheus.Counter
 }
 
 // New validates cfg and creates a gate.
@@ -210,6 +236,15 @@ func New(cfg Config) (*Gate, error) {
 	if cfg.AttachTimeout <= 0 {
 		cfg.AttachTimeout = 5 * time.Second
 	}
+	if cfg.HoldTimeout <= 0 {
+		cfg.HoldTimeout = 30 * time.Second
+	}
+	if cfg.HandoffTimeout <= 0 {
+		cfg.HandoffTimeout = 5 * time.Second
+	}
+	if cfg.MaxHeldRequests <= 0 {
+		cfg.MaxHeldRequests = 128
+	}
 	if cfg.MsgRate <= 0 {
 		cfg.MsgRate, cfg.MsgBurst = 100, 200
 	}
@@ -252,9 +287,23 @@ func New(cfg Config) (*Gate, error) {
 				Help: "Auth attempts by result."}, []string{"result"}),
 			dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_gate_frames_dropped_total",
 				Help: "Frames for sessions that had already gone."}),
+			handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "citadel_gate_handoffs_total",
+				Help: "Sessions attached to another actor with the connection open, by outcome: moved (a handoff), reattached (the node left or lost the actor), aborted (the old actor kept the player), timed_out (a handoff that did not finish; then re-attached), failed (closed after HoldTimeout), closed (the client left meanwhile)."},
+				[]string{"outcome"}),
+			holding: prometheus.NewGauge(prometheus.GaugeOpts{Name: "citadel_gate_held_sessions",
+				Help: "Sessions whose client requests are held now (their player moves, or its game node is suspect)."}),
+			heldOverflow: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_gate_held_overflow_total",
+				Help: "Client requests answered \"unavailable\" because their session already held MaxHeldRequests."}),
+			reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "citadel_gate_reconnects_total",
+				Help: "Clients told to move to another gate (Reconnect) while this gate drains."}),
+			pause: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "citadel_gate_hold_seconds",
+				Help:    "How long a session's requests were held (a handoff's pause as its client sees it).",
+				Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
 		},
 	}
 	g.admission.maxConns, g.admission.maxPending = int64(cfg.MaxConns), int64(cfg.MaxPending)
+	g.gameEvents = make(chan framework.MemberEvent, 1024)
+	g.attachSlots = make(chan struct{}, 256)
 	g.wsIDs.Store(wsIDBase)
 	g.m.outDirect, g.m.outSplit, g.m.outQueued = g.m.out.WithLabelValues("direct"), g.m.out.WithLabelValues("split"), g.m.out.WithLabelValues("queued")
 	g.inCounters = make(map[framework.MsgID]prometheus.Counter)
@@ -262,7 +311,8 @@ func New(cfg Config) (*Gate, error) {
 		g.inCounters[t.ID] = g.m.in.WithLabelValues(strings.TrimPrefix(t.Name, "*services."))
 	}
 	if cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{g.m.sessions, g.m.in, g.m.out, g.m.kicks, g.m.refused, g.m.auths, g.m.dropped, g.connGauge()} {
+		for _, c := range []prometheus.Collector{g.m.sessions, g.m.in, g.m.out, g.m.kicks, g.m.refused, g.m.auths, g.m.dropped, g.connGauge(),
+			g.m.handoffs, g.m.holding, g.m.heldOverflow, g.m.pause, g.m.reconnects} {
 			if err := cfg.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("gate: register metrics: %w", err)
 			}
@@ -291,6 +341,8 @@ func (g *Gate) Start(ctx context.Context) error {
 		g.broadcastSub = sub
 		g.unwatch = g.node.Members().Watch(g.onMember)
 	}
+	g.stopHolds = make(chan struct{})
+	go g.watchHolds(g.stopHolds)
 	if g.cfg.TCPAddr != "" {
 		if err := g.startTCP(); err != nil {
 			return err
@@ -356,6 +408,9 @@ func (g *Gate) Stop(ctx context.Context) error {
 	g.stopListeners()
 	if g.broadcastSub != nil {
 		g.broadcastSub.Stop()
+	}
+	if g.stopHolds != nil {
+		close(g.stopHolds)
 	}
 	return err
 }
@@ -443,19 +498,17 @@ func (g *Gate) checkOrigin(r *http.Request) bool {
 	return false
 }
 
-// onMember kicks the sessions whose player actors were on a game node that
-// left; their clients log in again and land on a live node.
+// onMember acts on game nodes' membership: sessions are never closed
+// because their game node misses heartbeats (it is only suspect; its
+// requests wait), only attached again once the node is gone.
 func (g *Gate) onMember(ev framework.MemberEvent) {
-	if ev.Kind != framework.MemberLeft || ev.Member.Service != services.Game {
+	if ev.Member.Service != services.Game {
 		return
 	}
-	go g.sessions.Range(func(_, v any) bool {
-		s := v.(*session)
-		if s.state.Load() == stateActive && s.actor.Node == ev.Member.Node {
-			g.kick(s, services.KickUnavailable, "the game node serving this player left; log in again")
-		}
-		return true
-	})
+	switch ev.Kind {
+	case framework.MemberSuspect, framework.MemberRecovered, framework.MemberLeft:
+		g.gameEvents <- ev // rare; the buffer is far larger than a burst
+	}
 }
 
 func hostOf(addr string) string {

@@ -63,6 +63,18 @@ func (o *outbound) Receive(c *framework.Context) {
 		}
 	case *services.Broadcast:
 		o.broadcast(m)
+	case *services.Hold:
+		if s := o.find(m.SessionID); s != nil {
+			g.onHold(s, c.Sender())
+		}
+	case *services.Handed:
+		if s := o.find(m.SessionID); s != nil {
+			g.onHanded(s, c.Sender(), m)
+		}
+	case *services.NotHere:
+		if s := o.find(m.SessionID); s != nil {
+			g.onNotHere(s, m)
+		}
 	case *services.Kick:
 		if s := o.find(m.SessionID); s != nil {
 			g.kick(s, m.Code, m.Reason)

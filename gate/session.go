@@ -67,13 +67,24 @@ type session struct {
 
 	// Set before state becomes active, read-only after.
 	player uint64
-	actor  framework.Addr
 
 	// mu orders activation against frames that arrive for an attaching
-	// session: they wait in held and go out right after AuthOK.
-	mu        sync.Mutex
-	held      [][]byte
-	heldBytes int
+	// session: they wait in held and go out right after AuthOK. It also
+	// guards the player's actor (it changes when the player moves to
+	// another game node) and the client requests held meanwhile, so that
+	// requests reach each actor in the order the client sent them.
+	mu           sync.Mutex
+	held         [][]byte
+	heldBytes    int
+	actor        framework.Addr
+	cur          atomic.Pointer[framework.Addr] // actor, for readers without mu
+	holding      bool                           // client requests wait in heldReqs
+	heldReqs     []*services.ClientRequest
+	heldReqBytes int
+	holdSince    time.Time
+	moving       bool   // the actor asked for a hold to hand the player off
+	moveGen      uint64 // tells a handoff's timer from a later one's
+	reattaching  bool
 
 	cleanOnce sync.Once
 	groups    []string // owned by the sessions actor
@@ -193,13 +204,7 @@ func (g *Gate) onPacket(s *session, p *packet) {
 			g.kick(s, services.KickBadPayload, err.Error())
 			return
 		}
-		req := &services.ClientRequest{SessionID: s.id, Seq: seq, MsgID: p.id, Payload: body}
-		if err := g.node.Send(s.actor, req); err != nil {
-			g.log.Warn("cannot forward client message", "session", s.id, "player", s.player, "err", err)
-			if seq != 0 {
-				g.sendTo(s, seq, &services.Error{Code: services.ErrCodeUnavailable, Message: "the game is not reachable; retry"})
-			}
-		}
+		g.forward(s, &services.ClientRequest{SessionID: s.id, Seq: seq, MsgID: p.id, Payload: body})
 	}
 }
 
@@ -251,7 +256,9 @@ func (g *Gate) authenticate(s *session, p *packet) {
 		manager := framework.Addr{Service: services.Game, Node: member.Node, Actor: services.GameActorManager}
 		r, err = g.node.Call(ctx, manager, &services.Attach{PlayerID: t.PlayerID,
 			Session: services.SessionRef{Gate: g.self, Incarnation: g.node.Incarnation(), ID: s.id}})
-		if !errors.Is(err, framework.ErrNodeLeft) && !errors.Is(err, framework.ErrNodeUnknown) {
+		var re *framework.RemoteError
+		draining := errors.As(err, &re) && re.Code == services.ErrCodeDraining
+		if !errors.Is(err, framework.ErrNodeLeft) && !errors.Is(err, framework.ErrNodeUnknown) && !draining {
 			break
 		}
 		select {
@@ -273,9 +280,10 @@ func (g *Gate) authenticate(s *session, p *packet) {
 		g.kick(s, services.KickUnavailable, fmt.Sprintf("the game node answered Attach with %T", r))
 		return
 	}
-	s.player, s.actor = t.PlayerID, att.Actor
+	s.player = t.PlayerID
+	s.setActor(att.Actor)
 	if s.isClosing() { // kicked while attaching (e.g. shutdown): let the actor know
-		g.node.Send(s.actor, &services.Detach{PlayerID: s.player, Incarnation: g.node.Incarnation(), SessionID: s.id})
+		g.node.Send(att.Actor, &services.Detach{PlayerID: s.player, Incarnation: g.node.Incarnation(), SessionID: s.id})
 		return
 	}
 	g.activate(s, seq, att.Resumed)
@@ -488,7 +496,7 @@ func (g *Gate) cleanup(s *session) {
 		if s.state.Load() == stateActive {
 			g.m.sessions.WithLabelValues(s.transport, "active").Dec()
 			g.node.Members().SetLoad(g.active.Add(-1))
-			if err := g.node.Send(s.actor, &services.Detach{PlayerID: s.player, Incarnation: g.node.Incarnation(), SessionID: s.id}); err != nil {
+			if err := g.node.Send(s.actorOf(), &services.Detach{PlayerID: s.player, Incarnation: g.node.Incarnation(), SessionID: s.id}); err != nil {
 				g.log.Warn("cannot tell the player actor its session closed", "player", s.player, "err", err)
 			}
 		} else {

@@ -182,6 +182,10 @@ type Bus struct {
 	// replaced by a fresh one (go-nsq's Producer is not safe to reconnect
 	// once its connection broke: nsqio/go-nsq#345).
 	producers []atomic.Pointer[nsq.Producer]
+	// direct: a second set, for Publish and MultiPublish, on their own
+	// connections, so a heartbeat never waits behind the batcher's queued
+	// traffic on one nsqd connection.
+	direct    []atomic.Pointer[nsq.Producer]
 	next      atomic.Int32 // index of the producer that last worked
 	leftFirst atomic.Int64 // unix nanoseconds: when publishing last moved off the first nsqd
 
@@ -227,13 +231,16 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 		rejectLog: rate.Sometimes{Interval: time.Second},
 	}
 	b.producers = make([]atomic.Pointer[nsq.Producer], len(cfg.NSQD))
-	for i, addr := range cfg.NSQD {
-		p, err := b.newProducer(addr)
-		if err != nil {
-			b.stopProducers()
-			return nil, fmt.Errorf("mq: producer for nsqd %s: %w", addr, err)
+	b.direct = make([]atomic.Pointer[nsq.Producer], len(cfg.NSQD))
+	for _, set := range [][]atomic.Pointer[nsq.Producer]{b.producers, b.direct} {
+		for i, addr := range cfg.NSQD {
+			p, err := b.newProducer(addr) // connects on first use
+			if err != nil {
+				b.stopProducers()
+				return nil, fmt.Errorf("mq: producer for nsqd %s: %w", addr, err)
+			}
+			set[i].Store(p)
 		}
-		b.producers[i].Store(p)
 	}
 	go b.batcher()
 	return b, nil
@@ -250,12 +257,12 @@ func (b *Bus) newProducer(addr string) (*nsq.Producer, error) {
 
 // renewProducer replaces producer idx, whose publish failed, with a fresh
 // one for the next attempt.
-func (b *Bus) renewProducer(idx int, failed *nsq.Producer) {
+func (b *Bus) renewProducer(set []atomic.Pointer[nsq.Producer], idx int, failed *nsq.Producer) {
 	p, err := b.newProducer(b.cfg.NSQD[idx])
 	if err != nil {
 		return // the configuration did not change since NewBus: cannot happen
 	}
-	if b.producers[idx].CompareAndSwap(failed, p) {
+	if set[idx].CompareAndSwap(failed, p) {
 		go failed.Stop()
 	} else {
 		p.Stop()
@@ -375,10 +382,10 @@ func (b *Bus) send(topic string, bodies [][]byte) error {
 	if closed {
 		return ErrClosed
 	}
-	return b.sendOnce(topic, bodies)
+	return b.sendOnce(b.direct, topic, bodies)
 }
 
-func (b *Bus) sendOnce(topic string, bodies [][]byte) error {
+func (b *Bus) sendOnce(set []atomic.Pointer[nsq.Producer], topic string, bodies [][]byte) error {
 	if b.cfg.Local != nil {
 		if err := b.cfg.Local.put(topic, bodies); err != nil {
 			b.publishErrors.Add(1)
@@ -393,9 +400,9 @@ func (b *Bus) sendOnce(topic string, bodies [][]byte) error {
 	if start != 0 && time.Since(time.Unix(0, b.leftFirst.Load())) >= b.cfg.PreferRetry {
 		start = 0 // the first nsqd may be back
 	}
-	for i := range b.producers {
-		idx := (start + i) % len(b.producers)
-		p := b.producers[idx].Load()
+	for i := range set {
+		idx := (start + i) % len(set)
+		p := set[idx].Load()
 		var err error
 		if len(bodies) == 1 {
 			err = p.Publish(topic, bodies[0])
@@ -415,7 +422,7 @@ func (b *Bus) sendOnce(topic string, bodies [][]byte) error {
 			return nil
 		}
 		b.publishErrors.Add(1)
-		b.renewProducer(idx, p)
+		b.renewProducer(set, idx, p)
 		errs = append(errs, fmt.Errorf("nsqd %s: %w", b.cfg.NSQD[idx], err))
 	}
 	return fmt.Errorf("mq: publish %d message(s) to topic %q: %w", len(bodies), topic, errors.Join(errs...))
@@ -652,7 +659,7 @@ func (b *Bus) publishRetrying(topic string, bodies [][]byte) {
 	deadline := time.Now().Add(b.cfg.PublishTimeout)
 	backoff := 10 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := b.sendOnce(topic, bodies)
+		err := b.sendOnce(b.producers, topic, bodies)
 		if err == nil {
 			if attempt > 1 {
 				b.log.Info("mq publish recovered", "topic", topic, "messages", len(bodies), "attempts", attempt)
@@ -700,9 +707,11 @@ func (b *Bus) Close() error {
 }
 
 func (b *Bus) stopProducers() {
-	for i := range b.producers {
-		if p := b.producers[i].Load(); p != nil {
-			p.Stop()
+	for _, set := range [][]atomic.Pointer[nsq.Producer]{b.producers, b.direct} {
+		for i := range set {
+			if p := set[i].Load(); p != nil {
+				p.Stop()
+			}
 		}
 	}
 }

@@ -422,3 +422,38 @@ func httpGetJSON(ctx context.Context, u string, v any) error {
 	// hostile peer from making us buffer without end.
 	return json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(v)
 }
+
+// ChannelClients counts the consumers connected to topic/channel on every
+// nsqd this bus knows over HTTP (a process that subscribed and is still
+// alive, even if frozen, keeps its connection). An nsqd that cannot be
+// asked is an error: the count would be a guess.
+func (b *Bus) ChannelClients(ctx context.Context, topic, channel string) (int, error) {
+	addrs, err := b.nsqdHTTPAddrs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, addr := range addrs {
+		var resp struct {
+			Topics []struct {
+				Name     string `json:"topic_name"`
+				Channels []struct {
+					Name    string `json:"channel_name"`
+					Clients int    `json:"client_count"`
+				} `json:"channels"`
+			} `json:"topics"`
+		}
+		q := url.Values{"format": {"json"}, "topic": {topic}, "channel": {channel}, "include_clients": {"false"}}
+		if err := httpGetJSON(ctx, "http://"+addr+"/stats?"+q.Encode(), &resp); err != nil {
+			return 0, fmt.Errorf("mq: nsqd %s stats: %w", addr, err)
+		}
+		for _, t := range resp.Topics {
+			for _, c := range t.Channels {
+				if t.Name == topic && c.Name == channel {
+					n += c.Clients
+				}
+			}
+		}
+	}
+	return n, nil
+}

@@ -33,6 +33,18 @@ type (
 		ClientTime int64
 		ServerTime int64
 	}
+	// Reconnect asks the client to move to another gate (this one is
+	// draining): open a connection to TCP or WS and authenticate with
+	// Ticket, which is valid for that gate only and briefly. The player's
+	// actor keeps its state: the new session resumes it. Replies to
+	// requests already sent still arrive on this connection; close it
+	// once they have.
+	Reconnect struct {
+		Gate   string
+		TCP    string
+		WS     string
+		Ticket string
+	}
 	// Error answers a request that failed; it carries the request's seq.
 	Error struct {
 		Code    string
@@ -42,12 +54,13 @@ type (
 
 // Message IDs of the client protocol.
 const (
-	IDAuth   framework.MsgID = 100
-	IDAuthOK framework.MsgID = 101
-	IDKicked framework.MsgID = 102
-	IDPing   framework.MsgID = 103
-	IDPong   framework.MsgID = 104
-	IDError  framework.MsgID = 105
+	IDAuth      framework.MsgID = 100
+	IDAuthOK    framework.MsgID = 101
+	IDKicked    framework.MsgID = 102
+	IDPing      framework.MsgID = 103
+	IDPong      framework.MsgID = 104
+	IDError     framework.MsgID = 105
+	IDReconnect framework.MsgID = 106
 )
 
 // Kick codes (Kicked.Code), stable for clients to branch on.
@@ -76,13 +89,16 @@ const (
 	ErrCodeUnavailable = "unavailable" // the player's game node did not answer
 	ErrCodeNoHandler   = "no_handler"  // no handler for that message type
 	ErrCodeInternal    = "internal"    // a handler failed unexpectedly
+	// ErrCodeDraining: a draining game node refused a new player; the
+	// gate attaches the session to another node.
+	ErrCodeDraining = "draining"
 )
 
 // RegisterClient registers the gate's own client protocol messages.
 func RegisterClient(r *framework.Registry) error {
 	return registerAll(r, map[framework.MsgID]any{
 		IDAuth: (*Auth)(nil), IDAuthOK: (*AuthOK)(nil), IDKicked: (*Kicked)(nil),
-		IDPing: (*Ping)(nil), IDPong: (*Pong)(nil), IDError: (*Error)(nil),
+		IDPing: (*Ping)(nil), IDPong: (*Pong)(nil), IDError: (*Error)(nil), IDReconnect: (*Reconnect)(nil),
 	})
 }
 

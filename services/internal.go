@@ -16,10 +16,14 @@ type (
 		ID          uint64
 	}
 	// Attach asks the game node to create (or resume) the player's actor
-	// for a new session. The reply is Attached.
+	// for a session. The reply is Attached. Moved is set when the session
+	// is not new but its player moves here from another game node that
+	// saved and released it (a handoff): the client notices nothing, so
+	// Config.OnAttach does not run.
 	Attach struct {
 		PlayerID uint64
 		Session  SessionRef
+		Moved    bool
 	}
 	// Attached answers Attach with the actor that now serves the session.
 	Attached struct {
@@ -32,6 +36,34 @@ type (
 		PlayerID    uint64
 		Incarnation uint64 // the gate's, as in SessionRef
 		SessionID   uint64
+	}
+	// Hold asks the gate to hold the session's client requests because
+	// its player is about to move to another game node. The gate answers
+	// the player's actor with Held, after every request it forwarded
+	// before.
+	Hold struct {
+		SessionID uint64
+	}
+	// Held tells the player's actor that the gate holds the session's
+	// requests: nothing more comes from the session until Handed.
+	Held struct {
+		SessionID uint64
+	}
+	// Handed tells the gate the player's actor saved and released the
+	// player: attach the session to Target (a game node; "" lets the gate
+	// pick one) and send it the held requests. Aborted: the actor could
+	// not hand off and keeps the player; send the held requests back to it.
+	Handed struct {
+		SessionID uint64
+		Target    string
+		Aborted   bool
+	}
+	// NotHere tells the gate that a game node has no actor for a request
+	// of the session (the node restarted, or the player moved): the gate
+	// attaches the session again, wherever the player is now.
+	NotHere struct {
+		SessionID uint64
+		Actor     framework.Addr
 	}
 	// ClientRequest carries one client frame to the player's actor.
 	ClientRequest struct {
@@ -95,6 +127,10 @@ const (
 	IDJoinGroup     framework.MsgID = 207
 	IDLeaveGroup    framework.MsgID = 208
 	IDBroadcast     framework.MsgID = 209
+	IDHold          framework.MsgID = 230
+	IDHeld          framework.MsgID = 231
+	IDHanded        framework.MsgID = 232
+	IDNotHere       framework.MsgID = 233
 )
 
 // GameActorManager is the actor on every game node that receives Attach.
@@ -122,6 +158,7 @@ func RegisterInternal(r *framework.Registry) error {
 		IDAttach: (*Attach)(nil), IDAttached: (*Attached)(nil), IDDetach: (*Detach)(nil),
 		IDClientRequest: (*ClientRequest)(nil), IDToClient: (*ToClient)(nil), IDToClients: (*ToClients)(nil),
 		IDKick: (*Kick)(nil), IDJoinGroup: (*JoinGroup)(nil), IDLeaveGroup: (*LeaveGroup)(nil),
-		IDBroadcast: (*Broadcast)(nil),
+		IDBroadcast: (*Broadcast)(nil), IDHold: (*Hold)(nil), IDHeld: (*Held)(nil), IDHanded: (*Handed)(nil),
+		IDNotHere: (*NotHere)(nil),
 	})
 }

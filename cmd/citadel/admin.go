@@ -39,6 +39,19 @@ func (s *server) startAdmin() error {
 		mux.HandleFunc("/plugins/swap", s.pluginsHandler)
 		mux.HandleFunc("/plugins/rollback", s.pluginsHandler)
 	}
+	mux.HandleFunc("/drain", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST /drain: hand this process's players (game) and clients (gate) to the other nodes, then stop", http.StatusMethodNotAllowed)
+			return
+		}
+		select {
+		case s.drainReq <- struct{}{}:
+		default: // asked already
+		}
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintf(w, "draining: players and clients move to the other nodes (at most %v a second, for up to %v), then this process stops; /readyz answers 503 meanwhile\n",
+			s.cfg.DrainRate, s.cfg.DrainTimeout)
+	})
 	if s.broker != nil {
 		h, err := s.broker.AdminHandler("/nsqadmin")
 		if err != nil {

@@ -178,6 +178,25 @@ func (c *config) validate() error {
 		bad("member-ttl", c.MemberTTL, "want at least twice -node-heartbeat (%v)", 2*hb)
 	}
 
+	if c.DrainRate < 0 {
+		bad("drain-rate", c.DrainRate, "want more than 0")
+	}
+	if c.DrainTimeout < 0 {
+		bad("drain-timeout", c.DrainTimeout, "want 0 or more")
+	}
+	if c.RebalanceRate < 0 {
+		bad("rebalance-rate", c.RebalanceRate, "want 0 (off) or more")
+	}
+	if c.HoldTimeout != 0 && c.HoldTimeout < time.Second {
+		bad("hold-timeout", c.HoldTimeout, "want at least 1s")
+	}
+	if c.DrainRate == 0 {
+		c.DrainRate = 200
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = time.Minute
+	}
+
 	// Store, tables, plugins.
 	switch c.Store {
 	case "", "bbolt":

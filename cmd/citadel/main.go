@@ -90,7 +90,11 @@ func run(args []string) error {
 	tradeOfferTTL := fs.Duration("trade-offer-ttl", time.Minute, "how long a sample game trade offer waits for the other player's answer")
 	leaseTTL := fs.Duration("lease-ttl", 5*time.Second, "how long a node's lease in the store lasts without renewal (renewed every fifth of it): how long the cluster waits before another node may take over the players of a node that stopped answering")
 	nodeHeartbeat := fs.Duration("node-heartbeat", time.Second, "how often each node announces itself to the cluster (and probes its own NSQ channel)")
-	memberTTL := fs.Duration("member-ttl", 3*time.Second, "how long a node may stay silent before the others count it as gone (gates then kick its sessions; its players wait for its lease, -lease-ttl); at least twice -node-heartbeat")
+	memberTTL := fs.Duration("member-ttl", 3*time.Second, "how long a node may stay silent before the others suspect it: new players go elsewhere, its sessions' requests wait; only its lease running out (-lease-ttl) makes it gone; at least twice -node-heartbeat")
+	drainRate := fs.Float64("drain-rate", 200, "on a drain (SIGTERM, POST /drain): players a game node hands to other game nodes, and clients a gate sends to other gates, per second")
+	drainTimeout := fs.Duration("drain-timeout", time.Minute, "how long a drain may take; then the players left are saved and their clients told to log in again")
+	rebalanceRate := fs.Float64("rebalance-rate", 100, "players per second moved, with their connections open, to a game node that joins or comes back (0: off)")
+	holdTimeout := fs.Duration("hold-timeout", 30*time.Second, "how long a gate holds a session's requests while its player moves or its game node is suspect; then the session is closed")
 	storeKind := fs.String("store", "bbolt", "player and account store: bbolt (a file in -data) or postgres (-pg)")
 	pgDSN := fs.String("pg", "", "PostgreSQL DSN for -store=postgres")
 	heartbeat := fs.Duration("heartbeat", 10*time.Second, "client heartbeat interval (idle timeout is 3x)")
@@ -147,6 +151,7 @@ func run(args []string) error {
 		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
 		BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval, TradeOfferTTL: *tradeOfferTTL, LeaseTTL: *leaseTTL,
 		NodeHeartbeat: *nodeHeartbeat, MemberTTL: *memberTTL,
+		DrainRate: *drainRate, DrainTimeout: *drainTimeout, RebalanceRate: *rebalanceRate, HoldTimeout: *holdTimeout,
 		Store: *storeKind, PostgresDSN: *pgDSN, Heartbeat: *heartbeat, MaxFrame: *maxFrame, ClientRate: *clientRate,
 		MaxConns: *maxConns, MaxPending: *maxPending, AuthTimeout: *authTimeout, HandshakeTimeout: *handshakeTimeout, SendQueueBytes: *sendQueueBytes,
 		TablesPath: *tablesPath, TablesWatch: *tablesWatch,
@@ -217,6 +222,10 @@ func run(args []string) error {
 	var failed error
 	select {
 	case <-ctx.Done():
+		stop()
+		drainFirst(log, srv)
+	case <-srv.drainRequested():
+		drainFirst(log, srv)
 	case failed = <-srv.failed():
 		log.Error("stopping", "err", failed)
 	}
@@ -232,6 +241,17 @@ func run(args []string) error {
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+// drainFirst hands the process's work to the other nodes before the stop
+// (a second SIGTERM or SIGINT cuts it short).
+func drainFirst(log *slog.Logger, srv *server) {
+	log.Info("draining before the stop: moving players and clients to other nodes", "timeout", srv.cfg.DrainTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), srv.cfg.DrainTimeout)
+	defer cancel()
+	again, stopAgain := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopAgain()
+	srv.drain(again)
 }
 
 // shareHint says how another process gets the same secret (never the

@@ -64,7 +64,11 @@ type config struct {
 	PluginsDir                            string // one folder per plugin; empty: none
 	PluginsWatch                          time.Duration
 	LeaseTTL                              time.Duration // how long a node's lease lasts without renewal
-	NodeHeartbeat, MemberTTL              time.Duration // membership: heartbeat interval, and silence before a node counts as gone (0: framework defaults)
+	NodeHeartbeat, MemberTTL              time.Duration // membership: heartbeat interval, and silence before a node is suspect (0: framework defaults)
+	DrainRate                             float64       // players (game) or clients (gate) moved per second on a drain
+	DrainTimeout                          time.Duration // how long a drain may take before the rest are stopped as without one
+	RebalanceRate                         float64       // players per second moved to a game node that joins; 0 turns it off
+	HoldTimeout                           time.Duration // how long a gate holds a session's requests while its player moves or its node is suspect
 	BuildPlugins                          bool          // build the example plugins into PluginsDir if missing
 
 	// Secrets: a value from the environment wins over its file; a file
@@ -110,6 +114,10 @@ type server struct {
 	failOnce sync.Once
 	admin    *http.Server
 	ready    atomic.Bool
+	// drainReq is signalled by POST /drain; draining is set once a drain
+	// began (/readyz then fails: take no new work here).
+	drainReq chan struct{}
+	draining atomic.Bool
 
 	// Where the secrets came from (paths or variable names), for the
 	// start-up lines; the ticket key only for login and gate roles.
@@ -133,7 +141,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			*path = filepath.Join(cfg.DataDir, name)
 		}
 	}
-	s = &server{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry()}
+	s = &server{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry(), drainReq: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			if stopErr := s.stop(context.Background()); stopErr != nil {
@@ -258,7 +266,8 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			}
 		}
 		if s.game, err = sample.New(n, s.store, sample.Options{Saver: s.saver, Lease: lease, SaveInterval: cfg.SaveInterval,
-			Grace: cfg.Grace, Metrics: s.metrics, Tables: s.tables, Plugins: s.plugins, TradeOfferTTL: cfg.TradeOfferTTL}); err != nil {
+			Grace: cfg.Grace, Metrics: s.metrics, Tables: s.tables, Plugins: s.plugins, TradeOfferTTL: cfg.TradeOfferTTL,
+			DrainRate: cfg.DrainRate, RebalanceRate: rebalanceRate(cfg.RebalanceRate)}); err != nil {
 			return s, err
 		}
 		if err := n.Start(ctx); err != nil {
@@ -286,7 +295,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			Heartbeat: cfg.Heartbeat, MaxFrame: cfg.MaxFrame, Metrics: s.metrics,
 			MaxConns: cfg.MaxConns, MaxPending: cfg.MaxPending, AuthTimeout: cfg.AuthTimeout,
 			HandshakeTimeout: cfg.HandshakeTimeout, SendQueueBytes: cfg.SendQueueBytes,
-			MsgRate: rate.Limit(cfg.ClientRate), MsgBurst: max(1, int(2*cfg.ClientRate))})
+			MsgRate: rate.Limit(cfg.ClientRate), MsgBurst: max(1, int(2*cfg.ClientRate)), HoldTimeout: cfg.HoldTimeout})
 		if err != nil {
 			return s, err
 		}
@@ -465,6 +474,9 @@ func writeNodes[T any](w http.ResponseWriter, nodes []T, errOf func(T) string) {
 // and every login or gate node sees what it needs to send players
 // somewhere (a gate; a game node).
 func (s *server) readiness() error {
+	if s.draining.Load() {
+		return errors.New("not ready: draining (players and clients are moving to other nodes before this process stops)")
+	}
 	if !s.ready.Load() {
 		return errors.New("not ready: starting or stopping")
 	}
@@ -493,6 +505,48 @@ func (s *server) readiness() error {
 	}
 	return nil
 }
+
+// rebalanceRate turns -rebalance-rate 0 (off) into game.Config's "off".
+func rebalanceRate(r float64) float64 {
+	if r <= 0 {
+		return -1
+	}
+	return r
+}
+
+// drain moves this process's work to the other nodes before it stops: a
+// game node hands its players off, a gate sends its clients to other
+// gates, both at most DrainRate a second and within ctx. Where no other
+// node takes the work, it says so and the stop that follows saves and
+// closes as without a drain.
+func (s *server) drain(ctx context.Context) {
+	if !s.draining.CompareAndSwap(false, true) {
+		return
+	}
+	var wg sync.WaitGroup
+	if s.game != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.game.Drain(ctx); err != nil {
+				s.log.Warn("game node drain incomplete", "err", err)
+			}
+		}()
+	}
+	if s.gate != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.gate.Drain(ctx, s.cfg.DrainRate); err != nil {
+				s.log.Warn("gate drain incomplete", "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// drainRequested is signalled by POST /drain.
+func (s *server) drainRequested() <-chan struct{} { return s.drainReq }
 
 // stop shuts down in reverse: stop accepting (login, gate), let players
 // save (game node drain), then the mq and the store.

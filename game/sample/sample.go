@@ -72,6 +72,8 @@ type Options struct {
 	// TradeOfferTTL is how long a trade offer waits for an answer.
 	// Default 60s.
 	TradeOfferTTL time.Duration
+	// DrainRate and RebalanceRate: see game.Config.
+	DrainRate, RebalanceRate float64
 }
 
 // Register adds the client protocol and the sample game's messages to reg.
@@ -115,6 +117,7 @@ func New(node *framework.Node, st store.Store, opts Options) (*game.Service[Stat
 		Node: node, Store: st, Lease: opts.Lease, Saver: opts.Saver, SaveInterval: opts.SaveInterval, Router: r,
 		NewState: func(id uint64) *State { return newState(opts.Tables.Current(), id) },
 		OnAttach: onAttach, Grace: opts.Grace, Metrics: opts.Metrics, Tables: opts.Tables, Plugins: opts.Plugins,
+		DrainRate: opts.DrainRate, RebalanceRate: opts.RebalanceRate,
 	})
 }
 
