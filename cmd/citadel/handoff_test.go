@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/citadel-go/citadel/client"
+	"github.com/citadel-go/citadel/services"
+)
+
+// Players move between game nodes with their connections open: to a node
+// that joins (rebalance), and back when it drains. Every request of every
+// player is answered, none fails, and the move counter, saved with the
+// state, goes up by exactly one per acknowledged move: nothing is lost or
+// applied twice across a handoff.
+func TestPlayersMoveLiveOnJoinAndDrain(t *testing.T) {
+	shared := clusterStore(t)
+	srv1 := startTestServer(t, func(c *config) { shared(c); c.RebalanceRate, c.ClientRate = 200, 1000 })
+	const players = 16
+	conns := make([]*client.Conn, players)
+	for i := range conns {
+		conns[i] = player(t, srv1, fmt.Sprintf("mover%d", i), client.TCP, true)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var calls atomic.Int64
+	errs := make(chan error, players)
+	for i, c := range conns {
+		var info *services.PlayerInfo
+		select {
+		case m := <-c.Pushes():
+			info, _ = m.(*services.PlayerInfo)
+		case <-time.After(10 * time.Second):
+		}
+		if info == nil {
+			t.Fatalf("player %d: no PlayerInfo pushed on attach", i)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var last int64 = -1
+			x, y := info.X, info.Y
+			step := int32(1)
+			if x > 0 {
+				step = -1
+			}
+			tx := x
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				if tx == x {
+					tx = x + step
+				} else {
+					tx = x
+				}
+				r, err := c.Call(ctx, &services.Move{X: tx, Y: y})
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("player %d move %d: %v", i, n, err)
+					return
+				}
+				mv := r.(*services.Moved)
+				if last >= 0 && mv.Moves != last+1 {
+					errs <- fmt.Errorf("player %d: move counter went from %d to %d on one acknowledged move", i, last, mv.Moves)
+					return
+				}
+				last = mv.Moves
+				calls.Add(1)
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	attached := func(srv *server) float64 {
+		return metricValue(t, srv.Admin, `citadel_game_players{state="attached"}`)
+	}
+	waitCalls := func(n int64) {
+		for deadline := time.Now().Add(30 * time.Second); calls.Load() < n; time.Sleep(20 * time.Millisecond) {
+			if len(errs) > 0 {
+				t.Fatal(<-errs)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d moves answered, want %d", calls.Load(), n)
+			}
+		}
+	}
+	waitCalls(players * 5)
+
+	// A second game node joins: the players the ring maps to it move there.
+	srv2 := startTestServer(t, func(c *config) {
+		shared(c)
+		c.Roles, c.NodeID, c.RebalanceRate = []string{services.Game}, "2", 200
+		c.NSQD, c.NSQDHTTPExt = []string{srv1.broker.TCPAddr()}, []string{srv1.broker.HTTPAddr()}
+		c.ClusterKeyFile = srv1.cfg.ClusterKeyFile
+	})
+	eventuallyTrue(t, "players rebalanced to game-2", func() bool { return attached(srv2) > 0 })
+	moved := attached(srv2)
+	at := calls.Load()
+	waitCalls(at + players*5)
+
+	// It drains: every player goes back, connections open.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	srv2.drain(ctx)
+	cancel()
+	if got := attached(srv2); got != 0 {
+		t.Fatalf("%v players still on game-2 after its drain", got)
+	}
+	if srv2.readiness() == nil {
+		t.Fatal("/readyz must fail while a node drains")
+	}
+	at = calls.Load()
+	waitCalls(at + players*5)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := attached(srv1); got != players {
+		t.Fatalf("game-1 has %v attached players, want all %d", got, players)
+	}
+	handoffs := metricValue(t, srv1.Admin, `citadel_gate_handoffs_total{outcome="moved"}`)
+	kicks := metricValue(t, srv1.Admin, `citadel_gate_kicks_total{code="game_unavailable"}`)
+	t.Logf("%v players rebalanced to game-2 and back; %v handoffs; %d moves answered", moved, handoffs, calls.Load())
+	if handoffs < 2*moved || kicks > 0 {
+		t.Fatalf("handoffs %v (want ≥ %v), kicks %v (want none)", handoffs, 2*moved, kicks)
+	}
+}
