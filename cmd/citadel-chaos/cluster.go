@@ -313,6 +313,11 @@ func (c *cluster) scrapeGames(ctx context.Context) {
 	for _, g := range c.liveGames() {
 		g.scrape(ctx)
 	}
+	for _, g := range c.list("gate") {
+		if g.alive() {
+			g.scrape(ctx)
+		}
+	}
 }
 
 // stop ends the scenario's cluster as an operator would: SIGTERM to login

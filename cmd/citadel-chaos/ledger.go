@@ -74,11 +74,18 @@ type player struct {
 	items    map[string]int32
 	first    map[string]int32 // inventory at the first login: what the player started with
 	acks     []time.Time      // every acknowledged operation
+	waits    []wait           // how long each acknowledged move took
 	failures []failure        // every involuntary loss of the session or a call
 	losses   []lossEvent
 	disorder []string // acknowledgements that broke the counter's order
 	nMoves   int
 	nTrades  int
+}
+
+// wait is one acknowledged move's round trip, as the player saw it.
+type wait struct {
+	at time.Time
+	d  time.Duration
 }
 
 // failure is a call or session the player lost without asking to.
@@ -303,7 +310,9 @@ func (p *player) push(m any, source string) bool {
 func (p *player) move(ctx context.Context, s *session) bool {
 	next := p.begin()
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	sent := time.Now()
 	r, err := s.c.Call(cctx, &services.Move{X: next.x, Y: next.y})
+	took := time.Since(sent)
 	cancel()
 	p.drain(s)
 	if err != nil {
@@ -321,7 +330,14 @@ func (p *player) move(ctx context.Context, s *session) bool {
 		p.fail(failureCause("move", err))
 		return false
 	}
-	return p.acknowledged(next, r, time.Now())
+	now := time.Now()
+	if !p.acknowledged(next, r, now) {
+		return false
+	}
+	p.mu.Lock()
+	p.waits = append(p.waits, wait{now, took})
+	p.mu.Unlock()
+	return true
 }
 
 // begin records a step about to be sent: the state it leads to, pending

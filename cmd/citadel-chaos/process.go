@@ -275,6 +275,10 @@ func (p *proc) waitReady(ctx context.Context) error {
 // exist (any metric whose name contains "fenc").
 var scrapedMetrics = []string{"citadel_game_save_conflicts_total", "citadel_save_stale_total"}
 
+// labelledMetrics are scraped per label set: handoffs by outcome, kicks
+// by code.
+var labelledMetrics = []string{"citadel_game_handoffs_total", "citadel_gate_handoffs_total", "citadel_gate_kicks_total"}
+
 // scrape reads the process's /metrics and keeps the counters the report
 // shows, summed over their labels.
 func (p *proc) scrape(ctx context.Context) {
@@ -293,7 +297,10 @@ func (p *proc) scrape(ctx context.Context) {
 		if _, err := fmt.Sscan(strings.TrimSpace(rest), &v); err != nil {
 			continue
 		}
-		if strings.Contains(base, "fenc") || contains(scrapedMetrics, base) {
+		switch {
+		case contains(labelledMetrics, base):
+			m[name] += v
+		case strings.Contains(base, "fenc") || contains(scrapedMetrics, base):
 			m[base] += v
 		}
 	}

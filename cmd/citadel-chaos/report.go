@@ -26,7 +26,12 @@ type result struct {
 	staleCommits int   // records that went back between two reads: an older copy's (fenced epoch's) save won
 	epochs       bool  // the records carry an epoch (the check covered it)
 
-	stuck    int // players who could not play longer than the lease TTL + 2s
+	// live: the scenario moves players with their connections open, so
+	// no player may lose a call or its session.
+	live     bool
+	lostCall int             // calls or sessions players lost (live scenarios)
+	pauses   []time.Duration // per player: the longest acknowledged move during the scenario
+	stuck    int             // players who could not play longer than the lease TTL + 2s
 	maxGap   time.Duration
 	failover []time.Duration
 
@@ -59,6 +64,9 @@ func (r *result) violations() []string {
 	add(r.itemsUnequal, "store reads whose item totals were off")
 	add(r.staleCommits, "stale commits (a stored record went back: an older copy's save, or an epoch after it was fenced)")
 	add(r.stuck, "players unable to play for longer than the lease TTL + 2s")
+	if r.live {
+		add(r.lostCall, "calls or sessions players lost (a live move, drain or pause must not cost any)")
+	}
 	add(len(r.unclean), "processes that did not stop cleanly on SIGTERM")
 	return v
 }
@@ -99,6 +107,11 @@ func printTable(w io.Writer, results []*result, cfg *config) {
 			fmt.Sprintf("%d/%d", r.itemsDelta, r.itemsUnequal), r.staleCommits, r.stuck, fmtDur(r.maxGap),
 			fmtDur(quantile(r.failover, 0.5))+" / "+fmtDur(quantile(r.failover, 1)), verdict)
 	}
+	for _, r := range results {
+		if r.live && r.setupErr == nil {
+			fmt.Fprintf(w, "%-17s %s\n", r.name, r.pauseLine())
+		}
+	}
 	epochs := false
 	for _, r := range results {
 		epochs = epochs || r.epochs
@@ -125,9 +138,18 @@ func printTable(w io.Writer, results []*result, cfg *config) {
 `, cfg.saveInterval, lossSlack, cfg.leaseTTL+2*time.Second)
 }
 
+// pauseLine reports a live scenario's per-player pauses.
+func (r *result) pauseLine() string {
+	return fmt.Sprintf("per-player pause (longest acknowledged move of each of %d players, from the first fault on): p50 %s, p99 %s, max %s; lost calls or sessions: %d",
+		len(r.pauses), fmtDur(quantile(r.pauses, 0.5)), fmtDur(quantile(r.pauses, 0.99)), fmtDur(quantile(r.pauses, 1)), r.lostCall)
+}
+
 // printDetails writes what each failed scenario's violations were.
 func printDetails(w io.Writer, r *result) {
 	fmt.Fprintf(w, "\n%s:\n", r.name)
+	if r.live {
+		fmt.Fprintf(w, "  %s\n", r.pauseLine())
+	}
 	for _, v := range r.violations() {
 		fmt.Fprintf(w, "  VIOLATION %s\n", v)
 	}

@@ -30,7 +30,7 @@ const (
 // the outcome. Whatever happens, every process it started is gone when it
 // returns.
 func runScenario(ctx context.Context, cfg *config, b bins, sc scenario, logf func(string, ...any)) *result {
-	r := &result{name: sc.name, failures: map[string]int{}}
+	r := &result{name: sc.name, failures: map[string]int{}, live: sc.live}
 	logf("scenario %s: %s", sc.name, sc.desc)
 	dir := filepath.Join(cfg.dir, sc.name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -212,6 +212,10 @@ func check(r *result, cfg *config, l *ledger, faults []fault, smp *sampler, recs
 		p.observe(rec.moves, rec.x, rec.y, "store", nil, time.Now())
 	}
 	stuckAfter := cfg.leaseTTL + 2*time.Second
+	from := playStart
+	if len(faults) > 0 {
+		from = faults[0].at
+	}
 	for _, p := range l.players {
 		p.mu.Lock()
 		r.acked += len(p.acks)
@@ -242,7 +246,17 @@ func check(r *result, cfg *config, l *ledger, faults []fault, smp *sampler, recs
 		}
 		for _, f := range p.failures {
 			r.failures[f.cause]++
+			if !f.at.Before(playStart) {
+				r.lostCall++
+			}
 		}
+		var longest time.Duration
+		for _, w := range p.waits {
+			if !w.at.Before(from) && !w.at.After(playEnd) {
+				longest = max(longest, w.d)
+			}
+		}
+		r.pauses = append(r.pauses, longest)
 		gap, from := maxGap(p.acks, playStart, playEnd)
 		r.maxGap = max(r.maxGap, gap)
 		if gap > stuckAfter {

@@ -22,7 +22,12 @@ import (
 const (
 	freezeFor   = 10 * time.Second // SIGSTOP to SIGCONT: a long GC pause or a partition
 	foreignFor  = 5 * time.Second  // a foreign consumer on a node's channel
-	nsqdDownFor = 10 * time.Second // a killed nsqd stays down this long before its restart
+	shortFreeze = 3 * time.Second  // SIGSTOP shorter than the lease: the node is only suspect
+	// rebalanceFor lets players move back to a restarted game node before
+	// the next one restarts.
+	rebalanceFor = 5 * time.Second
+	drainLimit   = 90 * time.Second // SIGTERM to exit of a draining process
+	nsqdDownFor  = 10 * time.Second // a killed nsqd stays down this long before its restart
 )
 
 // fault is one thing done to the cluster.
@@ -44,6 +49,7 @@ const (
 	faultKillNSQD    = "SIGKILL nsqd"
 	faultRestart     = "restart"
 	faultForeignCons = "foreign consumer"
+	faultDrain       = "SIGTERM (drain)"
 )
 
 // env is what a scenario's faults act on.
@@ -184,35 +190,78 @@ func (e *env) foreign(ctx context.Context, i int, d time.Duration) error {
 }
 
 // scenario is a named fault script; run returns after its last action.
+// A live scenario moves players with their connections open: no player
+// may lose a call or its session.
 type scenario struct {
 	name, desc string
 	run        func(ctx context.Context, e *env) error
+	live       bool
 }
 
 var scenarios = []scenario{
 	{"kill-game", "SIGKILL a game node; its players log in again on the others", func(ctx context.Context, e *env) error {
 		return e.killGame(0)
-	}},
+	}, false},
 	{"stop-game", "SIGSTOP a game node for 10s, then SIGCONT (a long GC pause or partition)", func(ctx context.Context, e *env) error {
 		return e.stopGame(ctx, 0, freezeFor)
-	}},
+	}, false},
 	{"kill-gate", "SIGKILL a gate; its players log in again through the other", func(ctx context.Context, e *env) error {
 		return e.killGate(0)
-	}},
+	}, false},
 	{"kill-nsqd", "SIGKILL an nsqd, restart it 10s later", func(ctx context.Context, e *env) error {
 		return e.killNSQD(ctx, 0, nsqdDownFor)
-	}},
+	}, false},
 	{"restart-game", "SIGKILL a game node, restart it once its players moved (failback)", func(ctx context.Context, e *env) error {
 		if err := e.killGame(0); err != nil {
 			return err
 		}
 		sleep(ctx, e.recoverWait())
 		return e.restart(ctx, e.c.proc("game", 0))
-	}},
+	}, false},
 	{"foreign-consumer", "an NSQ consumer from outside takes a game node's messages for 5s", func(ctx context.Context, e *env) error {
 		return e.foreign(ctx, 0, foreignFor)
-	}},
-	{"mixed", "every fault above, overlapping, in a random order (-seed)", runMixed},
+	}, false},
+	{"mixed", "every fault above, overlapping, in a random order (-seed)", runMixed, false},
+	{"rolling-restart", "SIGTERM each game node in turn (it drains: its players move live), restart it (players rebalance back)", func(ctx context.Context, e *env) error {
+		for i := range e.c.list("game") {
+			if err := e.drainRestart(ctx, "game", i); err != nil {
+				return err
+			}
+			sleep(ctx, rebalanceFor)
+		}
+		return nil
+	}, true},
+	{"join-game", "a game node drains away, then joins again: players rebalance to it live", func(ctx context.Context, e *env) error {
+		return e.drainRestart(ctx, "game", len(e.c.list("game"))-1)
+	}, true},
+	{"stop-game-3s", "SIGSTOP a game node for 3s under load: suspect only, nobody kicked", func(ctx context.Context, e *env) error {
+		return e.stopGame(ctx, 0, shortFreeze)
+	}, true},
+	{"drain-gate", "SIGTERM a gate (it drains: clients reconnect to the other gate and resume), restart it", func(ctx context.Context, e *env) error {
+		return e.drainRestart(ctx, "gate", 0)
+	}, true},
+}
+
+// drainRestart SIGTERMs process i of kind (it drains before it exits) and
+// starts it again once it has.
+func (e *env) drainRestart(ctx context.Context, kind string, i int) error {
+	p := e.c.proc(kind, i)
+	at := time.Now()
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(drainLimit):
+		return fmt.Errorf("%s did not exit within %v of SIGTERM", p.name, drainLimit)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	e.mu.Lock()
+	e.faults = append(e.faults, fault{kind: faultDrain, target: p.name, at: at, end: time.Now()})
+	e.mu.Unlock()
+	e.logf("  fault: %s %s (took %v)", faultDrain, p.name, time.Since(at).Round(10*time.Millisecond))
+	return e.restart(ctx, p)
 }
 
 // shortScenarios run in -short mode (the test, CI).
