@@ -65,22 +65,26 @@ func (e *KickedError) Error() string { return fmt.Sprintf("kicked (%s): %s", e.C
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("client: connection closed")
 
-// Conn is an authenticated connection to a gate.
+// Conn is an authenticated connection to a gate. When the gate drains it
+// sends Reconnect: the Conn finishes the requests in flight, connects to
+// the gate named there, resumes the player and carries on; callers notice
+// only a short pause (Moves counts these).
 type Conn struct {
 	opts    Options
 	reg     *framework.Registry
 	player  uint64
 	resumed bool
 
-	wmu    sync.Mutex
-	tcp    net.Conn
-	ws     *websocket.Conn
+	wmu    sync.Mutex           // held by writers, and by a move to another gate
+	link   atomic.Pointer[link] // the current connection (changed under wmu; readLoop has its own)
 	wbuf   []byte
 	closed atomic.Bool
+	moving atomic.Bool
+	moves  atomic.Uint64
 
 	seq     atomic.Uint32
 	pmu     sync.Mutex
-	pending map[uint32]chan result
+	pending map[uint32]*call
 
 	pushes  chan any
 	dropped atomic.Uint64
@@ -94,6 +98,57 @@ type Conn struct {
 type result struct {
 	msg any
 	err error
+}
+
+// call is a request waiting for its reply; sent once it is on the wire.
+type call struct {
+	ch   chan result
+	sent bool
+}
+
+// link is one transport connection to a gate.
+type link struct {
+	tcp net.Conn
+	ws  *websocket.Conn
+	// retired: replaced by a connection to another gate; its end is not
+	// the Conn's.
+	retired atomic.Bool
+}
+
+func (l *link) close() {
+	if l.tcp != nil {
+		l.tcp.Close()
+	} else {
+		l.ws.Close()
+	}
+}
+
+// dial opens a transport connection to a gate.
+func dial(ctx context.Context, opts Options, gate, tcpAddr, wsURL string) (*link, error) {
+	switch opts.Transport {
+	case TCP:
+		if tcpAddr == "" {
+			return nil, fmt.Errorf("client: gate %s has no TCP listener", gate)
+		}
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", tcpAddr)
+		if err != nil {
+			return nil, err
+		}
+		return &link{tcp: conn}, nil
+	case WebSocket:
+		if wsURL == "" {
+			return nil, fmt.Errorf("client: gate %s has no WebSocket listener", gate)
+		}
+		d := websocket.Dialer{TLSClientConfig: opts.TLS, HandshakeTimeout: opts.DialTimeout}
+		conn, _, err := d.DialContext(ctx, wsURL, opts.Header)
+		if err != nil {
+			return nil, err
+		}
+		conn.SetReadLimit(int64(opts.MaxFrame))
+		return &link{ws: conn}, nil
+	}
+	return nil, fmt.Errorf("client: unknown transport %q", opts.Transport)
 }
 
 // Connect dials the gate in a login response and authenticates with its
@@ -116,34 +171,14 @@ func Connect(ctx context.Context, lr *services.LoginResponse, opts Options) (*Co
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
-	c := &Conn{opts: opts, reg: opts.Registry, pending: make(map[uint32]chan result),
+	c := &Conn{opts: opts, reg: opts.Registry, pending: make(map[uint32]*call),
 		pushes: make(chan any, opts.PushBuffer), done: make(chan struct{})}
-	switch opts.Transport {
-	case TCP:
-		if lr.Gate.TCP == "" {
-			return nil, fmt.Errorf("client: gate %s has no TCP listener", lr.Gate.Node)
-		}
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", lr.Gate.TCP)
-		if err != nil {
-			return nil, err
-		}
-		c.tcp = conn
-	case WebSocket:
-		if lr.Gate.WS == "" {
-			return nil, fmt.Errorf("client: gate %s has no WebSocket listener", lr.Gate.Node)
-		}
-		d := websocket.Dialer{TLSClientConfig: opts.TLS, HandshakeTimeout: opts.DialTimeout}
-		conn, _, err := d.DialContext(ctx, lr.Gate.WS, opts.Header)
-		if err != nil {
-			return nil, err
-		}
-		conn.SetReadLimit(int64(opts.MaxFrame))
-		c.ws = conn
-	default:
-		return nil, fmt.Errorf("client: unknown transport %q", opts.Transport)
+	l, err := dial(ctx, opts, lr.Gate.Node, lr.Gate.TCP, lr.Gate.WS)
+	if err != nil {
+		return nil, err
 	}
-	go c.readLoop()
+	c.link.Store(l)
+	go c.readLoop(l)
 	r, err := c.Call(ctx, &services.Auth{Ticket: lr.Ticket})
 	if err != nil {
 		c.Close()
@@ -174,6 +209,9 @@ func (c *Conn) Resumed() bool { return c.resumed }
 // Pushes delivers messages the server sent without a request.
 func (c *Conn) Pushes() <-chan any { return c.pushes }
 
+// Moves counts the times the Conn moved to another gate (Reconnect).
+func (c *Conn) Moves() uint64 { return c.moves.Load() }
+
 // DroppedPushes counts pushes dropped because Pushes was not read.
 func (c *Conn) DroppedPushes() uint64 { return c.dropped.Load() }
 
@@ -200,13 +238,10 @@ func (c *Conn) Send(msg any) error { return c.write(0, msg) }
 // Call sends msg and waits for the reply with the same seq. An Error reply
 // is returned as *ServerError.
 func (c *Conn) Call(ctx context.Context, msg any) (any, error) {
-	seq := c.seq.Add(1)
-	if seq == 0 {
-		seq = c.seq.Add(1)
-	}
+	seq := c.nextSeq()
 	ch := make(chan result, 1)
 	c.pmu.Lock()
-	c.pending[seq] = ch
+	c.pending[seq] = &call{ch: ch}
 	c.pmu.Unlock()
 	defer func() {
 		c.pmu.Lock()
@@ -226,6 +261,14 @@ func (c *Conn) Call(ctx context.Context, msg any) (any, error) {
 	}
 }
 
+func (c *Conn) nextSeq() uint32 {
+	seq := c.seq.Add(1)
+	if seq == 0 {
+		seq = c.seq.Add(1)
+	}
+	return seq
+}
+
 func (c *Conn) write(seq uint32, msg any) error {
 	id, body, err := c.reg.Marshal(msg)
 	if err != nil {
@@ -234,38 +277,48 @@ func (c *Conn) write(seq uint32, msg any) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.wbuf = wire.AppendPayload(c.wbuf[:0], seq, body)
-	return c.writeFrameLocked(id, c.wbuf)
+	if err := c.writeFrameLocked(c.link.Load(), id, c.wbuf); err != nil {
+		return err
+	}
+	if seq != 0 {
+		c.pmu.Lock()
+		if p := c.pending[seq]; p != nil {
+			p.sent = true
+		}
+		c.pmu.Unlock()
+	}
+	return nil
 }
 
-func (c *Conn) writeFrameLocked(id framework.MsgID, payload []byte) error {
+func (c *Conn) writeFrameLocked(l *link, id framework.MsgID, payload []byte) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
 	var err error
-	if c.tcp != nil {
+	if l.tcp != nil {
 		var frame []byte
 		if frame, err = wire.AppendTCP(make([]byte, 0, wire.LenSize+wire.IDSize+len(payload)), id, payload, c.opts.MaxFrame); err == nil {
-			c.tcp.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			_, err = c.tcp.Write(frame)
+			l.tcp.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			_, err = l.tcp.Write(frame)
 		}
 	} else {
 		var msg []byte
 		if msg, err = wire.AppendWS(nil, id, payload, c.opts.MaxFrame); err == nil {
-			c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			err = c.ws.WriteMessage(websocket.BinaryMessage, msg)
+			l.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			err = l.ws.WriteMessage(websocket.BinaryMessage, msg)
 		}
 	}
 	return err
 }
 
-func (c *Conn) readLoop() {
+func (c *Conn) readLoop(l *link) {
 	var (
 		err error
 		br  *bufio.Reader
 		buf []byte
 	)
-	if c.tcp != nil {
-		br = bufio.NewReaderSize(c.tcp, 16<<10)
+	if l.tcp != nil {
+		br = bufio.NewReaderSize(l.tcp, 16<<10)
 	}
 	for {
 		var f wire.Frame
@@ -274,7 +327,7 @@ func (c *Conn) readLoop() {
 		} else {
 			var kind int
 			var msg []byte
-			if kind, msg, err = c.ws.ReadMessage(); err == nil {
+			if kind, msg, err = l.ws.ReadMessage(); err == nil {
 				if kind != websocket.BinaryMessage {
 					err = fmt.Errorf("client: unexpected WebSocket message type %d", kind)
 				} else {
@@ -294,6 +347,10 @@ func (c *Conn) readLoop() {
 			err = &KickedError{Code: k.Code, Reason: k.Reason}
 			break
 		}
+		if r, ok := msg.(*services.Reconnect); ok && seq == 0 {
+			go c.move(l, r)
+			continue
+		}
 		if seq == 0 {
 			select {
 			case c.pushes <- msg:
@@ -303,16 +360,22 @@ func (c *Conn) readLoop() {
 			continue
 		}
 		c.pmu.Lock()
-		ch := c.pending[seq]
+		p := c.pending[seq]
 		c.pmu.Unlock()
-		if ch == nil {
+		if p == nil {
 			continue // the caller gave up
 		}
 		if e, ok := msg.(*services.Error); ok {
-			ch <- result{err: &ServerError{Code: e.Code, Message: e.Message}}
+			p.ch <- result{err: &ServerError{Code: e.Code, Message: e.Message}}
 		} else {
-			ch <- result{msg: msg}
+			p.ch <- result{msg: msg}
 		}
+	}
+	for c.moving.Load() { // a move under way decides whether this end matters
+		time.Sleep(5 * time.Millisecond)
+	}
+	if l.retired.Load() {
+		return // moved to another gate: this connection's end is no news
 	}
 	if c.closed.Load() {
 		err = ErrClosed
@@ -341,13 +404,84 @@ func (c *Conn) finish(err error) {
 	c.errOnce.Do(func() {
 		c.err = err
 		c.closed.Store(true)
-		if c.tcp != nil {
-			c.tcp.Close()
-		} else {
-			c.ws.Close()
-		}
+		c.link.Load().close()
 		close(c.done)
 	})
+}
+
+// moveWait bounds how long a move to another gate waits for the replies
+// to requests already sent on the old connection.
+const moveWait = 5 * time.Second
+
+// move follows a Reconnect from the gate of link from: requests sent so
+// far are answered on the old connection; new ones wait until the player
+// is resumed on the new gate, then go there. If the new gate cannot be
+// reached, the Conn stays on the old one (which closes when its gate
+// stops; the caller logs in again then, as without a Reconnect).
+func (c *Conn) move(from *link, r *services.Reconnect) {
+	if !c.moving.CompareAndSwap(false, true) {
+		return
+	}
+	defer c.moving.Store(false)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.link.Load() != from || c.closed.Load() {
+		return
+	}
+	for deadline := time.Now().Add(moveWait); c.inFlight() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.DialTimeout)
+	defer cancel()
+	l, err := dial(ctx, c.opts, r.Gate, r.TCP, r.WS)
+	if err != nil {
+		return
+	}
+	go c.readLoop(l)
+	seq := c.nextSeq()
+	ch := make(chan result, 1)
+	c.pmu.Lock()
+	c.pending[seq] = &call{ch: ch, sent: true}
+	c.pmu.Unlock()
+	defer func() {
+		c.pmu.Lock()
+		delete(c.pending, seq)
+		c.pmu.Unlock()
+	}()
+	_, body, err := c.reg.Marshal(&services.Auth{Ticket: r.Ticket})
+	if err == nil {
+		err = c.writeFrameLocked(l, services.IDAuth, wire.AppendPayload(nil, seq, body))
+	}
+	var res result
+	if err == nil {
+		select {
+		case res = <-ch:
+		case <-ctx.Done():
+			res.err = ctx.Err()
+		}
+	}
+	if _, ok := res.msg.(*services.AuthOK); err != nil || res.err != nil || !ok {
+		l.retired.Store(true)
+		l.close()
+		return
+	}
+	c.link.Store(l)
+	from.retired.Store(true)
+	from.close()
+	c.moves.Add(1)
+}
+
+// inFlight counts the requests sent and not answered yet.
+func (c *Conn) inFlight() int {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	n := 0
+	for _, p := range c.pending {
+		if p.sent {
+			n++
+		}
+	}
+	return n
 }
 
 func (c *Conn) heartbeat(every time.Duration) {
@@ -372,8 +506,8 @@ func (c *Conn) heartbeat(every time.Duration) {
 // Close ends the connection (a WebSocket gets a normal close frame first).
 func (c *Conn) Close() error {
 	c.wmu.Lock()
-	if c.ws != nil && !c.closed.Load() {
-		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""),
+	if l := c.link.Load(); l.ws != nil && !c.closed.Load() {
+		l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""),
 			time.Now().Add(time.Second))
 	}
 	c.closed.Store(true)

@@ -140,8 +140,9 @@ func printTable(w io.Writer, results []*result, cfg *config) {
 
 // pauseLine reports a live scenario's per-player pauses.
 func (r *result) pauseLine() string {
+	ms := func(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
 	return fmt.Sprintf("per-player pause (longest acknowledged move of each of %d players, from the first fault on): p50 %s, p99 %s, max %s; lost calls or sessions: %d",
-		len(r.pauses), fmtDur(quantile(r.pauses, 0.5)), fmtDur(quantile(r.pauses, 0.99)), fmtDur(quantile(r.pauses, 1)), r.lostCall)
+		len(r.pauses), ms(quantile(r.pauses, 0.5)), ms(quantile(r.pauses, 0.99)), ms(quantile(r.pauses, 1)), r.lostCall)
 }
 
 // printDetails writes what each failed scenario's violations were.
