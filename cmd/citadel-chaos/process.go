@@ -277,7 +277,10 @@ var scrapedMetrics = []string{"citadel_game_save_conflicts_total", "citadel_save
 
 // labelledMetrics are scraped per label set: handoffs by outcome, kicks
 // by code.
-var labelledMetrics = []string{"citadel_game_handoffs_total", "citadel_gate_handoffs_total", "citadel_gate_kicks_total"}
+var labelledMetrics = []string{"citadel_game_handoffs_total", "citadel_gate_handoffs_total", "citadel_gate_kicks_total", holdBuckets}
+
+// holdBuckets is the gates' histogram of how long sessions were held.
+const holdBuckets = "citadel_gate_hold_seconds_bucket"
 
 // scrape reads the process's /metrics and keeps the counters the report
 // shows, summed over their labels.

@@ -31,9 +31,14 @@ type result struct {
 	live     bool
 	lostCall int             // calls or sessions players lost (live scenarios)
 	pauses   []time.Duration // per player: the longest acknowledged move during the scenario
-	stuck    int             // players who could not play longer than the lease TTL + 2s
-	maxGap   time.Duration
-	failover []time.Duration
+	calm     []time.Duration // per player: the longest before the first fault (the baseline)
+	// holds: sessions the gates held (a handoff, a suspect node), and the
+	// bucket bounds of the 50th and 99th percentile of how long.
+	holds            int
+	holdP50, holdP99 time.Duration
+	stuck            int // players who could not play longer than the lease TTL + 2s
+	maxGap           time.Duration
+	failover         []time.Duration
 
 	counters string   // the game nodes' save conflict counters (and fenced saves, once counted)
 	unclean  []string // processes that did not stop cleanly on SIGTERM
@@ -141,8 +146,10 @@ func printTable(w io.Writer, results []*result, cfg *config) {
 // pauseLine reports a live scenario's per-player pauses.
 func (r *result) pauseLine() string {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
-	return fmt.Sprintf("per-player pause (longest acknowledged move of each of %d players, from the first fault on): p50 %s, p99 %s, max %s; lost calls or sessions: %d",
-		len(r.pauses), ms(quantile(r.pauses, 0.5)), ms(quantile(r.pauses, 0.99)), ms(quantile(r.pauses, 1)), r.lostCall)
+	return fmt.Sprintf("per-player pause (longest acknowledged move of each of %d players, from the first fault on): p50 %s, p99 %s, max %s "+
+		"(before the first fault: p50 %s, p99 %s, max %s); gates held %d sessions, hold p50 ≤ %s, p99 ≤ %s; lost calls or sessions: %d",
+		len(r.pauses), ms(quantile(r.pauses, 0.5)), ms(quantile(r.pauses, 0.99)), ms(quantile(r.pauses, 1)),
+		ms(quantile(r.calm, 0.5)), ms(quantile(r.calm, 0.99)), ms(quantile(r.calm, 1)), r.holds, ms(r.holdP50), ms(r.holdP99), r.lostCall)
 }
 
 // printDetails writes what each failed scenario's violations were.

@@ -135,7 +135,12 @@ func runScenario(ctx context.Context, cfg *config, b bins, sc scenario, logf fun
 	check(r, cfg, l, e.faultsByTime(), smp, recs, playStart, playEnd)
 	r.errLogs, r.errQuote = c.errorLogs()
 	var counters []string
-	for k, v := range c.counters() {
+	all := c.counters()
+	r.holdP50, r.holdP99, r.holds = holdQuantiles(all)
+	for k, v := range all {
+		if strings.HasPrefix(k, holdBuckets) {
+			continue
+		}
 		counters = append(counters, fmt.Sprintf("%s %g", k, v))
 	}
 	sort.Strings(counters)
@@ -146,6 +151,39 @@ func runScenario(ctx context.Context, cfg *config, b bins, sc scenario, logf fun
 	}
 	logf("  %s in %v", verdict, time.Since(started).Round(time.Second))
 	return r
+}
+
+// holdQuantiles reads the gates' hold histogram (summed over processes):
+// the upper bound of the bucket holding the 50th and 99th percentile.
+func holdQuantiles(m map[string]float64) (p50, p99 time.Duration, n int) {
+	type bucket struct{ le, count float64 }
+	var bs []bucket
+	for k, v := range m {
+		rest, ok := strings.CutPrefix(k, holdBuckets+`{le="`)
+		if !ok {
+			continue
+		}
+		le, _, _ := strings.Cut(rest, `"`)
+		var f float64
+		if _, err := fmt.Sscan(le, &f); err != nil {
+			f = 1e9 // +Inf
+		}
+		bs = append(bs, bucket{f, v})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	if len(bs) == 0 || bs[len(bs)-1].count == 0 {
+		return 0, 0, 0
+	}
+	total := bs[len(bs)-1].count
+	at := func(q float64) time.Duration {
+		for _, b := range bs {
+			if b.count >= q*total {
+				return time.Duration(b.le * float64(time.Second))
+			}
+		}
+		return 0
+	}
+	return at(0.5), at(0.99), int(total)
 }
 
 // waitPlaying waits until every player has logged in and made a move.
@@ -250,13 +288,17 @@ func check(r *result, cfg *config, l *ledger, faults []fault, smp *sampler, recs
 				r.lostCall++
 			}
 		}
-		var longest time.Duration
+		var longest, before time.Duration
 		for _, w := range p.waits {
-			if !w.at.Before(from) && !w.at.After(playEnd) {
+			switch {
+			case !w.at.Before(from) && !w.at.After(playEnd):
 				longest = max(longest, w.d)
+			case w.at.Before(from) && !w.at.Before(playStart):
+				before = max(before, w.d)
 			}
 		}
 		r.pauses = append(r.pauses, longest)
+		r.calm = append(r.calm, before)
 		gap, from := maxGap(p.acks, playStart, playEnd)
 		r.maxGap = max(r.maxGap, gap)
 		if gap > stuckAfter {

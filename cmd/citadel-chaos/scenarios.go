@@ -265,7 +265,7 @@ func (e *env) drainRestart(ctx context.Context, kind string, i int) error {
 }
 
 // shortScenarios run in -short mode (the test, CI).
-var shortScenarios = []string{"kill-game", "stop-game", "kill-gate", "restart-game"}
+var shortScenarios = []string{"kill-game", "stop-game", "kill-gate", "restart-game", "rolling-restart", "join-game", "stop-game-3s", "drain-gate"}
 
 func findScenario(name string) (scenario, bool) {
 	for _, s := range scenarios {
