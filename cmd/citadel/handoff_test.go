@@ -133,3 +133,68 @@ func TestPlayersMoveLiveOnJoinAndDrain(t *testing.T) {
 		t.Fatalf("handoffs %v (want ≥ %v), kicks %v (want none)", handoffs, 2*moved, kicks)
 	}
 }
+
+// A draining gate sends its clients to another gate (Reconnect); the SDK
+// follows with no error for the caller: requests in flight are answered,
+// the same player resumes on the other gate with its state, and the old
+// connection closes. Clients of the other gate notice nothing.
+func TestGateDrainMovesClientsToAnotherGate(t *testing.T) {
+	srv1 := startTestServer(t, func(c *config) { c.ClientRate = 1000 })
+	startTestServer(t, func(c *config) {
+		c.Roles, c.NodeID = []string{services.Gate}, "2"
+		c.NSQD, c.NSQDHTTPExt = []string{srv1.broker.TCPAddr()}, []string{srv1.broker.HTTPAddr()}
+		c.ClusterKeyFile, c.TicketKeyFile = srv1.cfg.ClusterKeyFile, srv1.cfg.TicketKeyFile
+	})
+	eventuallyTrue(t, "login sees two gates", func() bool {
+		return len(srv1.nodes[0].Members().Alive(services.Gate)) == 2
+	})
+	const players = 8
+	conns := make([]*client.Conn, players)
+	for i := range conns {
+		conns[i] = player(t, srv1, fmt.Sprintf("traveller%d", i), client.TCP, true)
+	}
+	onFirst := srv1.gate.Sessions()
+	if onFirst == 0 || onFirst == players {
+		t.Fatalf("login put %d of %d players on gate-1; want some on each gate", onFirst, players)
+	}
+	infos := make([]*services.PlayerInfo, players)
+	for i, c := range conns {
+		infos[i] = (<-c.Pushes()).(*services.PlayerInfo)
+	}
+	// Each step moves every player where it stands: the counter, saved
+	// with the state, must go up by one on whichever gate it is.
+	step := func() {
+		for i, c := range conns {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			r, err := c.Call(ctx, &services.Move{X: infos[i].X, Y: infos[i].Y})
+			cancel()
+			if err != nil {
+				t.Fatalf("player %d: %v", i, err)
+			}
+			if m, ok := r.(*services.Moved); !ok || m.Moves != infos[i].Moves+1 {
+				t.Fatalf("player %d: after %d moves, Move answered %+v", i, infos[i].Moves, r)
+			}
+			infos[i].Moves++
+		}
+	}
+	step()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv1.gate.Drain(ctx, 100); err != nil {
+		t.Fatalf("gate drain: %v", err)
+	}
+	if n := srv1.gate.Sessions(); n != 0 {
+		t.Fatalf("%d sessions left on the drained gate", n)
+	}
+	step()
+	moved := 0
+	for i, c := range conns {
+		if c.Err() != nil {
+			t.Fatalf("player %d's connection ended: %v", i, c.Err())
+		}
+		moved += int(c.Moves())
+	}
+	if moved != onFirst {
+		t.Fatalf("%d clients moved to gate-2, want the %d that were on gate-1", moved, onFirst)
+	}
+}
