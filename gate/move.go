@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,10 @@ func (g *Gate) forward(s *session, req *services.ClientRequest) {
 	defer s.mu.Unlock()
 	if s.holding {
 		if len(s.heldReqs) < g.cfg.MaxHeldRequests && s.heldReqBytes+len(req.Payload) <= g.cfg.SendQueueBytes {
+			// The payload lies in the connection's read buffer, which the
+			// next frame overwrites (a request sent at once is encoded
+			// before that).
+			req.Payload = bytes.Clone(req.Payload)
 			s.heldReqs = append(s.heldReqs, req)
 			s.heldReqBytes += len(req.Payload)
 			return
