@@ -28,7 +28,7 @@ func TestPlayersMoveLiveOnJoinAndDrain(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var calls atomic.Int64
-	errs := make(chan error, players)
+	errs := make(chan error, 2*players)
 	for i, c := range conns {
 		var info *services.PlayerInfo
 		select {
@@ -39,6 +39,29 @@ func TestPlayersMoveLiveOnJoinAndDrain(t *testing.T) {
 		if info == nil {
 			t.Fatalf("player %d: no PlayerInfo pushed on attach", i)
 		}
+		// A second stream of requests on the same connection, so that
+		// frames arrive back to back while a session is held: each echo
+		// must come back as it was sent.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				data := []byte(fmt.Sprintf("player %d echo %d", i, n))
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				r, err := c.Call(ctx, &services.Echo{Data: data})
+				cancel()
+				if e, ok := r.(*services.Echo); err != nil || !ok || string(e.Data) != string(data) {
+					errs <- fmt.Errorf("player %d echo %d: sent %q, got %+v, %v", i, n, data, r, err)
+					return
+				}
+				time.Sleep(3 * time.Millisecond)
+			}
+		}()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
