@@ -12,6 +12,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"debug/elf"
 	"encoding/json"
 	"errors"
@@ -147,7 +148,6 @@ func citadelFlags(t *testing.T) map[string]flagSpec {
 }
 
 var (
-	nsqFlagsMu    sync.Mutex
 	nsqFlagSpecs  = map[string]map[string]flagSpec{}
 	nsqToolsShort = "the NSQ daemons' flags come from building them (go tool); not with -short"
 )
@@ -156,8 +156,6 @@ var (
 // version go.mod pins, the one the nsqio/nsq image must have.
 func nsqFlags(t *testing.T, daemon string) map[string]flagSpec {
 	t.Helper()
-	nsqFlagsMu.Lock()
-	defer nsqFlagsMu.Unlock()
 	if specs, ok := nsqFlagSpecs[daemon]; ok {
 		return specs
 	}
@@ -220,7 +218,7 @@ func (v *checkedValue) Set(s string) error {
 		_, err = strconv.ParseFloat(s, 64)
 	}
 	if err != nil {
-		return fmt.Errorf("not a %s", v.kind)
+		return fmt.Errorf("not a %s", cmp.Or(v.kind, "bool"))
 	}
 	v.got[v.name] = append(v.got[v.name], s)
 	return nil
@@ -512,8 +510,8 @@ func splitCommands(words []string) [][]string {
 
 // entrypointFlags are the flags the image's ENTRYPOINT passes citadel
 // before those of compose's command: or Kubernetes' args:.
-func entrypointFlags(t *testing.T) []string {
-	im := loadDockerfile(t)
+func entrypointFlags(t *testing.T, im *image) []string {
+	t.Helper()
 	if len(im.entrypoint) == 0 {
 		t.Fatal("Dockerfile has no ENTRYPOINT")
 	}
@@ -1258,8 +1256,17 @@ func (m *k8s) secretFiles(spec *corev1.PodSpec, c *corev1.Container) map[string]
 func TestDeployKubernetes(t *testing.T) {
 	m := loadK8s(t)
 	specs := citadelFlags(t)
-	entry := entrypointFlags(t)
 	im := loadDockerfile(t)
+	entry := entrypointFlags(t, im)
+	// A problem of a pod template shows in every pod it makes: say it once.
+	said := map[string]bool{}
+	errorf := func(format string, a ...any) {
+		t.Helper()
+		if msg := fmt.Sprintf(format, a...); !said[msg] {
+			said[msg] = true
+			t.Error(msg)
+		}
+	}
 
 	if len(m.namespaces) != 1 {
 		t.Fatalf("deploy/k8s defines %d Namespaces; want one that holds everything", len(m.namespaces))
@@ -1473,7 +1480,7 @@ func TestDeployKubernetes(t *testing.T) {
 			// A citadel container.
 			citadelImages[c.Image] = true
 			if len(c.Command) > 0 {
-				t.Errorf("%s: command %q replaces the image's ENTRYPOINT and the flags it sets; give args only", where, c.Command)
+				errorf("%s: command %q replaces the image's ENTRYPOINT and the flags it sets; give args only", where, c.Command)
 			}
 			grace := time.Duration(ptrOr(spec.TerminationGracePeriodSeconds, 30)) * time.Second
 			files := m.secretFiles(spec, c)
@@ -1483,7 +1490,7 @@ func TestDeployKubernetes(t *testing.T) {
 				for _, e := range c.Env {
 					v := env[e.Name]
 					if v.err != nil {
-						t.Errorf("%s: %v", where, v.err)
+						errorf("%s: %v", where, v.err)
 					}
 					if v.secret {
 						plain[e.Name] = "" // a Secret reference: allowed, and never a value in the file
@@ -1498,7 +1505,7 @@ func TestDeployKubernetes(t *testing.T) {
 				for _, a := range c.Args {
 					e, errs := expand(a, env)
 					for _, err := range errs {
-						t.Errorf("%s: %v", where, err)
+						errorf("%s: %v", where, err)
 					}
 					args = append(args, e)
 				}
@@ -1506,14 +1513,14 @@ func TestDeployKubernetes(t *testing.T) {
 					for _, s := range m.secrets {
 						for k, v := range s.StringData {
 							if len(strings.TrimSpace(v)) >= 8 && strings.Contains(a, strings.TrimSpace(v)) {
-								t.Errorf("%s: argument %q holds the value of Secret %s key %s", where, a, s.Name, k)
+								errorf("%s: argument %q holds the value of Secret %s key %s", where, a, s.Name, k)
 							}
 						}
 					}
 				}
 				flags, err := parseArgs(specs, args)
 				if err != nil {
-					t.Errorf("%s: pod %s: citadel %q: %v", where, p.name, args[len(entry):], err)
+					errorf("%s: pod %s: citadel %q: %v", where, p.name, args[len(entry):], err)
 					continue
 				}
 				pr := &citadelProc{where: fmt.Sprintf("%s pod %s", where, p.name), specs: specs, flags: flags, env: plain, reach: m.reach(ns),
@@ -1524,7 +1531,7 @@ func TestDeployKubernetes(t *testing.T) {
 						return nil
 					}}
 				for _, err := range checkProc(pr, args) {
-					t.Errorf("%s: %v", pr.where, err)
+					errorf("%s: %v", pr.where, err)
 				}
 				procs = append(procs, pr)
 				// A gate's public addresses lead to it: a load balancer
@@ -1539,7 +1546,7 @@ func TestDeployKubernetes(t *testing.T) {
 					continue // the rest is the same for every pod of the workload
 				}
 				if d := pr.drainTimeout(); grace <= d+shutdownBudget {
-					t.Errorf("%s: terminationGracePeriodSeconds %v is not above -drain-timeout %v plus %v for the shutdown that follows: the kubelet would kill it mid-drain", where, grace, d, shutdownBudget)
+					errorf("%s: terminationGracePeriodSeconds %v is not above -drain-timeout %v plus %v for the shutdown that follows: the kubelet would kill it mid-drain", where, grace, d, shutdownBudget)
 				}
 				// Probes on the admin port.
 				admin := pr.get("admin")
@@ -1549,17 +1556,17 @@ func TestDeployKubernetes(t *testing.T) {
 					probe      *corev1.Probe
 				}{{"readinessProbe", "/readyz", c.ReadinessProbe}, {"livenessProbe", "/healthz", c.LivenessProbe}} {
 					if pb.probe == nil || pb.probe.HTTPGet == nil || pb.probe.HTTPGet.Path != pb.path {
-						t.Errorf("%s: want a %s httpGet %s on the admin port", where, pb.name, pb.path)
+						errorf("%s: want a %s httpGet %s on the admin port", where, pb.name, pb.path)
 						continue
 					}
 					if got, ok := containerPort(spec, pb.probe.HTTPGet.Port); !ok || got != adminPort {
-						t.Errorf("%s: %s on port %s, not the admin port %d (-admin %s)", where, pb.name, pb.probe.HTTPGet.Port.String(), adminPort, admin)
+						errorf("%s: %s on port %s, not the admin port %d (-admin %s)", where, pb.name, pb.probe.HTTPGet.Port.String(), adminPort, admin)
 					}
 				}
 				// Every port it declares is one the image exposes.
 				for _, cp := range c.Ports {
 					if !im.expose[int(cp.ContainerPort)] {
-						t.Errorf("%s: containerPort %d, which the Dockerfile does not EXPOSE", where, cp.ContainerPort)
+						errorf("%s: containerPort %d, which the Dockerfile does not EXPOSE", where, cp.ContainerPort)
 					}
 				}
 			}
@@ -1824,7 +1831,7 @@ func parsePort(s string) (composePort, error) {
 func TestDeployCompose(t *testing.T) {
 	c := loadCompose(t)
 	specs := citadelFlags(t)
-	entry := entrypointFlags(t)
+	entry := entrypointFlags(t, loadDockerfile(t))
 	root := repoRoot(t)
 	generated := genSecrets(t)
 
