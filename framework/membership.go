@@ -513,19 +513,28 @@ func (m *Membership) Get(service, node string) (Member, bool) {
 }
 
 // Pick maps key (a player ID) to a node of service that takes new work
-// (neither suspect nor draining) with a consistent hash, so that a change
-// in the service's nodes moves as few keys as possible. ok is false when
-// no such node exists.
+// (neither suspect nor draining; a suspect one if that is all there is)
+// with a consistent hash, so that a change in the service's nodes moves as
+// few keys as possible. ok is false when no such node exists.
 func (m *Membership) Pick(service, key string) (Member, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r, ok := m.rings[service]
 	if !ok {
-		var nodes []string
+		var nodes, suspect []string
 		for k, e := range m.members {
-			if k.service == service && !e.m.Suspect && !e.m.Draining {
+			switch {
+			case k.service != service || e.m.Draining:
+			case e.m.Suspect:
+				suspect = append(suspect, k.node)
+			default:
 				nodes = append(nodes, k.node)
 			}
+		}
+		if len(nodes) == 0 {
+			// Every node is suspect (or this one is too slow to hear them):
+			// one that may be only slow is better than none.
+			nodes = suspect
 		}
 		r = NewRing(nodes, DefaultReplicas)
 		m.rings[service] = r

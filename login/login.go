@@ -414,7 +414,17 @@ func (s *Service) pickGate() (pick, bool) {
 	defer s.assignMu.Unlock()
 	var best *framework.Member
 	var bestLoad int64
-	for _, g := range s.cfg.Node.Members().Alive(services.Gate) {
+	gates := s.cfg.Node.Members().Alive(services.Gate)
+	if len(gates) == 0 {
+		// Every gate is suspect (or this node hears them late): one that
+		// may be only slow is better than refusing the login.
+		for _, g := range s.cfg.Node.Members().All(services.Gate) {
+			if !g.Draining {
+				gates = append(gates, g)
+			}
+		}
+	}
+	for _, g := range gates {
 		if !usable(g) {
 			continue
 		}

@@ -168,8 +168,14 @@ func TestGateDrainMovesClientsToAnotherGate(t *testing.T) {
 		c.NSQD, c.NSQDHTTPExt = []string{srv1.broker.TCPAddr()}, []string{srv1.broker.HTTPAddr()}
 		c.ClusterKeyFile, c.TicketKeyFile = srv1.cfg.ClusterKeyFile, srv1.cfg.TicketKeyFile
 	})
-	eventuallyTrue(t, "login sees two gates", func() bool {
-		return len(srv1.nodes[0].Members().Alive(services.Gate)) == 2
+	eventuallyTrue(t, "every node sees two gates with addresses", func() bool {
+		for _, n := range srv1.nodes {
+			gates := n.Members().Alive(services.Gate)
+			if len(gates) != 2 || gates[0].Meta[services.MetaTCP] == "" || gates[1].Meta[services.MetaTCP] == "" {
+				return false
+			}
+		}
+		return true
 	})
 	const players = 8
 	conns := make([]*client.Conn, players)
@@ -177,8 +183,8 @@ func TestGateDrainMovesClientsToAnotherGate(t *testing.T) {
 		conns[i] = player(t, srv1, fmt.Sprintf("traveller%d", i), client.TCP, true)
 	}
 	onFirst := srv1.gate.Sessions()
-	if onFirst == 0 || onFirst == players {
-		t.Fatalf("login put %d of %d players on gate-1; want some on each gate", onFirst, players)
+	if onFirst == 0 {
+		t.Fatalf("login put none of %d players on gate-1", players)
 	}
 	infos := make([]*services.PlayerInfo, players)
 	for i, c := range conns {
