@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -226,4 +227,25 @@ func TestGateDrainMovesClientsToAnotherGate(t *testing.T) {
 	if moved != onFirst {
 		t.Fatalf("%d clients moved to gate-2, want the %d that were on gate-1", moved, onFirst)
 	}
+}
+
+// A second gate process under a name a running gate uses refuses to
+// start, saying how to fix it: the two would split the name's messages.
+func TestDuplicateGateNameRefused(t *testing.T) {
+	srv1 := startTestServer(t, nil)
+	cfg := testConfig(t)
+	cfg.Roles, cfg.NodeID = []string{services.Gate}, "1"
+	cfg.NSQD, cfg.NSQDHTTPExt = []string{srv1.broker.TCPAddr()}, []string{srv1.broker.HTTPAddr()}
+	cfg.ClusterKeyFile, cfg.TicketKeyFile = srv1.cfg.ClusterKeyFile, srv1.cfg.TicketKeyFile
+	srv2, err := start(context.Background(), cfg)
+	if srv2 != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv2.stop(ctx)
+	}
+	if err == nil || !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), "-id") {
+		t.Fatalf("a second gate-1 started (err %v); want a refusal naming -id", err)
+	}
+	// The first one still serves.
+	player(t, srv1, "still-here", client.TCP, true)
 }
