@@ -281,7 +281,12 @@ func (m *Membership) apply(hb heartbeat, now time.Time) {
 		// Another node found this node's lease over: the lease keeper
 		// fences it; until then it is still itself.
 	case hb.Leaving:
-		m.dead[k] = hb.Epoch
+		if !hb.Obituary {
+			// Gone for good. A buried node is not: if the store was wrong
+			// about it (it was only slow), its next heartbeat brings it
+			// back, and it can be asked for its players again.
+			m.dead[k] = hb.Epoch
+		}
 		if ok && cur.m.Epoch == hb.Epoch {
 			delete(m.members, k)
 			events = append(events, MemberEvent{MemberLeft, cur.m})
@@ -326,10 +331,10 @@ func (m *Membership) apply(hb heartbeat, now time.Time) {
 }
 
 // Bury announces that a suspect member is dead because its store lease is
-// over (ended, expired, or superseded): every node drops it (MemberLeft)
-// and never takes it back. Only the store may say so: a node without a
-// lease is dropped after DeadAfter instead, and a node still beating is
-// never buried.
+// over (ended, expired, or superseded): every node drops it (MemberLeft).
+// Only the store may say so: a node without a lease is dropped after
+// DeadAfter instead. A buried node that beats again joins again (a node
+// whose lease really ended stops on its own).
 func (m *Membership) Bury(member Member) error {
 	hb := heartbeat{Service: member.Service, Node: member.Node, Epoch: member.Epoch, Leaving: true, Obituary: true, Leased: true}
 	m.apply(hb, time.Now())

@@ -132,8 +132,8 @@ func TestMembershipJoinLeaveExpireAndPick(t *testing.T) {
 
 // A node that stops beating is only suspect: Pick avoids it, messages
 // still reach it, nobody is told it left; when it beats again it is back.
-// A node with a store lease leaves only when buried (its lease is over),
-// and a buried incarnation's late heartbeats never bring it back.
+// A node with a store lease leaves only when buried (its lease is over);
+// a goodbye's incarnation never comes back.
 func TestSilentNodeIsSuspectUntilBuried(t *testing.T) {
 	broker := startBroker(t, mq.BrokerConfig{})
 	short := func(c *NodeConfig) { c.DeadAfter = 300 * time.Millisecond }
@@ -208,10 +208,18 @@ func TestSilentNodeIsSuspectUntilBuried(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 3*time.Second, "game-1 left", func() bool { _, ok := gate.Members().Get("game", "game-1"); return !ok && saw("left game-1") })
+
+	// A goodbye is final: a late heartbeat of that incarnation is ignored.
+	g1.members.publish(g1.members.heartbeat(true))
+	eventually(t, 3*time.Second, "the goodbye is applied", func() bool {
+		gate.members.mu.Lock()
+		defer gate.members.mu.Unlock()
+		return gate.members.dead[nodeKey{"game", "game-1"}] == 7
+	})
 	g1.members.publish(g1.members.heartbeat(false))
 	time.Sleep(300 * time.Millisecond)
 	if _, ok := gate.Members().Get("game", "game-1"); ok {
-		t.Fatal("a buried incarnation came back with a late heartbeat")
+		t.Fatal("an incarnation that said goodbye came back with a late heartbeat")
 	}
 }
 

@@ -413,6 +413,11 @@ func (s *Service[S]) rebalance(node string) {
 	}
 }
 
+// clockSlack is how far this host's clock may be off the store's before a
+// suspect node's lease is judged over by the store's expiry (it is judged
+// over anyway once it was not renewed for a whole TTL).
+const clockSlack = 500 * time.Millisecond
+
 // watchSuspect buries a suspect game node once the store shows its lease
 // is over (ended, superseded, or not renewed for a whole lease TTL), so
 // gates attach its sessions elsewhere; a node that beats again is left
@@ -438,9 +443,13 @@ func (s *Service[S]) watchSuspect(m framework.Member) {
 				}
 				switch {
 				case l.Incarnation != m.Epoch || l.Ended:
+				case time.Now().After(l.Expires.Add(clockSlack)):
+					// Expired by this clock too, with room for the clocks
+					// of this host and the store's to differ.
 				case !l.Expires.Equal(seen):
-					// Renewed since the last look (or first look): count the
-					// TTL from now, by this clock, not the store's.
+					// Renewed since the last look (or the first look):
+					// whatever the clocks say, a lease not renewed for a
+					// whole TTL from now on is over.
 					seen, seenAt, over = l.Expires, time.Now(), false
 				default:
 					over = time.Since(seenAt) > ttl
