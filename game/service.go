@@ -416,7 +416,7 @@ func (s *Service[S]) rebalance(node string) {
 // clockSlack is how far this host's clock may be off the store's before a
 // suspect node's lease is judged over by the store's expiry (it is judged
 // over anyway once it was not renewed for a whole TTL).
-const clockSlack = 500 * time.Millisecond
+const clockSlack = 250 * time.Millisecond
 
 // watchSuspect buries a suspect game node once the store shows its lease
 // is over (ended, superseded, or not renewed for a whole lease TTL), so
@@ -466,7 +466,7 @@ func (s *Service[S]) watchSuspect(m framework.Member) {
 		select {
 		case <-s.stopRebalance:
 			return
-		case <-time.After(ttl / 5):
+		case <-time.After(min(ttl/10, 250*time.Millisecond)):
 		}
 	}
 }
