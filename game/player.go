@@ -201,6 +201,13 @@ func (p *Player[S]) Receive(c *framework.Context) {
 		if err := p.flush(ctx); err != nil {
 			p.log.Error("save on stop failed: changes since the last commit are lost", "err", err)
 		}
+		if p.attached && p.save.owned && p.svc.alone() {
+			// Nobody can take the player: say why, rather than leave the
+			// client waiting for a node that may not come back. (With
+			// another game node, its gate attaches the session there.)
+			p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.Kick{SessionID: p.session.ID, Code: services.KickShutdown,
+				Reason: "the game server is stopping and no other one takes players now; log in again shortly"})
+		}
 	}
 }
 

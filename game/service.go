@@ -328,7 +328,7 @@ func (s *Service[S]) Drain(ctx context.Context) error {
 	lim := rate.NewLimiter(rate.Limit(s.cfg.DrainRate), max(1, int(s.cfg.DrainRate/10)))
 	start := time.Now()
 	for pass := 1; ; pass++ {
-		if len(members.Alive(services.Game)) == 0 {
+		if s.alone() {
 			return errors.New("game: no other game node takes players; they will be saved and told to log in again")
 		}
 		ids, err := s.playerIDs(ctx)
@@ -354,6 +354,17 @@ func (s *Service[S]) Drain(ctx context.Context) error {
 		case <-time.After(min(s.cfg.HandoffTimeout, time.Second)):
 		}
 	}
+}
+
+// alone reports whether no other game node takes players now.
+func (s *Service[S]) alone() bool {
+	self := s.cfg.Node.Addr().Node
+	for _, m := range s.cfg.Node.Members().Alive(services.Game) {
+		if m.Node != self {
+			return false
+		}
+	}
+	return true
 }
 
 // Draining reports whether Drain has begun.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -248,4 +249,47 @@ func TestDuplicateGateNameRefused(t *testing.T) {
 	}
 	// The first one still serves.
 	player(t, srv1, "still-here", client.TCP, true)
+}
+
+// The only game node stops: its players are saved and their clients told
+// why at once (server_shutdown), not left waiting for a node that may not
+// come back.
+func TestLastGameNodeStoppingKicksWithAReason(t *testing.T) {
+	fcfg := testConfig(t)
+	fcfg.Roles = []string{services.Login, services.Gate}
+	front, err := start(context.Background(), fcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		front.stop(ctx)
+	})
+	cfg := testConfig(t)
+	cfg.Roles, cfg.NodeID = []string{services.Game}, "2"
+	cfg.NSQD, cfg.NSQDHTTPExt = []string{front.broker.TCPAddr()}, []string{front.broker.HTTPAddr()}
+	cfg.ClusterKeyFile = front.cfg.ClusterKeyFile
+	back, err := start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, front)
+	waitReady(t, back)
+	c := player(t, front, "last-one", client.TCP, true)
+	<-c.Pushes() // PlayerInfo: attached
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := back.stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the client was not told its only game node stopped")
+	}
+	var ke *client.KickedError
+	if !errors.As(c.Err(), &ke) || ke.Code != services.KickShutdown {
+		t.Fatalf("client saw %v, want a %s kick", c.Err(), services.KickShutdown)
+	}
 }
