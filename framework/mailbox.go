@@ -104,12 +104,16 @@ func (m *mailbox) claimLocked() bool {
 }
 
 // pop moves the oldest envelopes, up to len(dst), into dst and returns how
-// many. When the queue is empty it returns 0 and marks the consumer
-// stopped: the caller's goroutine must exit, the next push starts another.
-// Taking several per lock keeps a busy actor's cost per message low.
-func (m *mailbox) pop(dst []envelope) int {
+// many. When the queue is empty it returns 0, and with stop it also marks
+// the consumer stopped: the caller's goroutine must exit, the next push
+// starts another. Taking several per lock keeps a busy actor's cost per
+// message low.
+func (m *mailbox) pop(dst []envelope, stop bool) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.n == 0 && !stop {
+		return 0
+	}
 	if m.n == 0 {
 		m.running = false
 		m.ring, m.head = nil, 0 // idle: give the ring back

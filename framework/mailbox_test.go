@@ -23,7 +23,7 @@ func TestMailboxIsFIFOBoundedAndStartsOneConsumerAtATime(t *testing.T) {
 	var buf [16]envelope
 	next := 0
 	for next < 1001 {
-		k := m.pop(buf[:])
+		k := m.pop(buf[:], true)
 		if k == 0 {
 			t.Fatalf("pop found the mailbox empty after %d of 1001", next)
 		}
@@ -35,8 +35,18 @@ func TestMailboxIsFIFOBoundedAndStartsOneConsumerAtATime(t *testing.T) {
 		}
 	}
 
-	// Empty: the consumer is told to go, and the burst's ring goes too.
-	if k := m.pop(buf[:]); k != 0 {
+	// Empty: a look without stop keeps the consumer; with stop it is told
+	// to go, and the burst's ring goes too.
+	if k := m.pop(buf[:], false); k != 0 {
+		t.Fatalf("pop on an empty mailbox returned %d", k)
+	}
+	if _, start := m.push(envelope{msg: 0}, false); start {
+		t.Fatal("a consumer that only looked was replaced")
+	}
+	if k := m.pop(buf[:], true); k != 1 {
+		t.Fatalf("pop returned %d, want the 1 queued", k)
+	}
+	if k := m.pop(buf[:], true); k != 0 {
 		t.Fatalf("pop on an empty mailbox returned %d", k)
 	}
 	m.mu.Lock()
