@@ -184,9 +184,8 @@ func (r *runner) connect(ctx context.Context, i int) (*client.Conn, error) {
 			return nil, err
 		}
 	}
-	// Pushes are not read (the clients idle): a one-slot buffer keeps
-	// their memory small; the rest are counted as dropped.
-	return client.Connect(ctx, lr, client.Options{Registry: r.reg, PushBuffer: 1, DialTimeout: 30 * time.Second})
+	// Idle clients read no pushes: they are only counted, not decoded.
+	return client.Connect(ctx, lr, client.Options{Registry: r.reg, IgnorePushes: true, PushBuffer: 1, DialTimeout: 30 * time.Second})
 }
 
 // count adds err to m under key and keeps the first error of each kind

@@ -132,6 +132,9 @@ func TestHoldsIdleConnectionsOverSeveralProcesses(t *testing.T) {
 		!strings.Contains(out, "summary: connections=30 up_at_end=30 auth_failed=0 kicked=0 lost=0") || !strings.Contains(out, "result: ok") {
 		t.Fatalf("exit %d", code)
 	}
+	if !strings.Contains(out, "pushes=30 ") { // each player's PlayerInfo, counted, not decoded
+		t.Fatal("pushes not counted")
+	}
 	if !regexp.MustCompile(`max_rtt=[0-9.]*[1-9][0-9.]*ms`).MatchString(out) {
 		t.Fatal("no heartbeat round trip reported: the connections did not ping")
 	}

@@ -6,19 +6,22 @@
 #   process B: citadel -role gate -id 2      process C: citadel -role gate -id 3
 #   citadel-load: N idle authenticated connections, a third on each gate,
 #                 over as many processes as the open-file limit needs
-#   citadel-bot:  BOTS bots playing the sample game for PLAY seconds
+#   citadel-bot:  BOTS bots playing the sample game for PLAY seconds, each
+#                 pausing up to twice THINK between actions
 #
 # It reads each process's Go heap and stacks (after forced collections)
 # before and after the connections are up, then lets the bots play, and
 # reports kicks by code (/metrics), membership events (logs) and the
-# tools' summaries. Every process it starts is stopped at the end.
+# tools' summaries, and the CPU time each process used while the bots
+# played. Every process it starts is stopped at the end.
 #
-# Usage: cmd/citadel-load/run-30k.sh [N [BOTS [PLAY]]]   (from the repository root)
+# Usage: cmd/citadel-load/run-30k.sh [N [BOTS [PLAY [THINK]]]]   (from the repository root)
 set -euo pipefail
 
 N=${1:-30000}
 BOTS=${2:-200}
 PLAY=${3:-150}
+THINK=${4:-500ms}
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/citadel-30k.XXXXXX")
 echo "run folder: $OUT"
 
@@ -30,6 +33,7 @@ CITADEL_TICKET_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 export CITADEL_TICKET_KEY
 
 pids=()
+declare -A pid admin gate token before after cpu0 cpu1
 stop_all() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -43,6 +47,7 @@ start() {
 	shift
 	"$OUT/bin/citadel" "$@" >"$OUT/$name.out" 2>"$OUT/$name.log" &
 	pids+=($!)
+	pid[$name]=$!
 	for _ in $(seq 600); do
 		grep -q '^  admin  ' "$OUT/$name.out" 2>/dev/null && return
 		sleep 0.1
@@ -69,7 +74,6 @@ for id in 2 3; do
 	start "g$id" -role gate -id "$id" -data "$OUT/g$id" "${common[@]}" \
 		-cluster-key-file "$OUT/a/cluster.key" -nsqd "${nsqd% *}" -nsqd-http "${nsqd#* }"
 done
-declare -A admin gate token
 for p in a g2 g3; do
 	admin[$p]=$(field "$p" admin)
 	gate[$p]=$(field "$p" "gate TCP")
@@ -89,7 +93,6 @@ mem() {
 		$1=="go_goroutines"{g=$2} $1=="process_resident_memory_bytes"{r=$2}
 		END{printf "%.0f %.0f %.0f %.0f\n", h, s, g, r}'
 }
-declare -A before after
 for p in a g2 g3; do before[$p]=$(mem "$p"); done
 
 "$OUT/bin/citadel-load" -n "$N" -every 10s \
@@ -104,7 +107,18 @@ grep "connections up after" "$OUT/load.out"
 sleep 5 # let load reports and pushes settle
 for p in a g2 g3; do after[$p]=$(mem "$p"); done
 
-"$OUT/bin/citadel-bot" -login "$login" -n "$BOTS" -d "${PLAY}s" >"$OUT/bots.out" 2>&1 || true
+# cpu PID...: CPU seconds the processes have used so far.
+hz=$(getconf CLK_TCK)
+cpu() {
+	for p in "$@"; do cat "/proc/$p/stat"; done 2>/dev/null |
+		sed 's/^.*) //' | awk -v hz="$hz" '{t += $12 + $13} END{printf "%.1f", t/hz}'
+}
+pid[load]=$(pgrep -d ' ' -P "$loadpid") # the citadel-load copies holding the connections
+for p in a g2 g3 load; do cpu0[$p]=$(cpu ${pid[$p]}); done
+play0=$(date +%s)
+"$OUT/bin/citadel-bot" -login "$login" -n "$BOTS" -d "${PLAY}s" -think "$THINK" >"$OUT/bots.out" 2>&1 || true
+play1=$(date +%s)
+for p in a g2 g3 load; do cpu1[$p]=$(cpu ${pid[$p]}); done
 tail -n 12 "$OUT/bots.out"
 kill -TERM "$loadpid"
 wait "$loadpid" || true
@@ -129,6 +143,11 @@ echo
 echo "kicks by code (citadel_gate_kicks_total), after the run:"
 for p in a g2 g3; do
 	echo "  $p: $(curl -s "${admin[$p]}/metrics" | awk '/^citadel_gate_kicks_total/{printf "%s ", $0; k=1} END{if(!k) printf "none"}')"
+done
+echo
+echo "CPU while the bots played ($((play1 - play0)) s wall, 2 cores = $((2 * (play1 - play0))) CPU s available):"
+for p in a g2 g3 load; do
+	awk -v p="$p" -v a="${cpu0[$p]}" -v b="${cpu1[$p]}" -v w=$((play1 - play0)) 'BEGIN{printf "  %-4s %.1f CPU s (%.0f%% of one core)\n", p, b-a, 100*(b-a)/w}'
 done
 echo
 echo "membership events in the logs (member expired / left):"
