@@ -84,11 +84,12 @@ login=$(field a "login HTTP")
 
 # mem P: "heap stack goroutines rss" of process P after forced collections
 # (each halves at most the stacks of idle goroutines, so several).
+# A process that has died reads as zeros.
 mem() {
 	for _ in 1 2 3 4 5 6; do
-		curl -s -o /dev/null -H @<(printf 'Authorization: Bearer %s' "$(cat "${token[$1]}")") "${admin[$1]}/debug/pprof/heap?gc=1"
+		curl -s -o /dev/null -H @<(printf 'Authorization: Bearer %s' "$(cat "${token[$1]}")") "${admin[$1]}/debug/pprof/heap?gc=1" || true
 	done
-	curl -s "${admin[$1]}/metrics" | awk '
+	{ curl -s "${admin[$1]}/metrics" || true; } | awk '
 		$1=="go_memstats_heap_inuse_bytes"{h=$2} $1=="go_memstats_stack_inuse_bytes"{s=$2}
 		$1=="go_goroutines"{g=$2} $1=="process_resident_memory_bytes"{r=$2}
 		END{printf "%.0f %.0f %.0f %.0f\n", h, s, g, r}'
@@ -101,9 +102,10 @@ loadpid=$!
 pids+=("$loadpid")
 for _ in $(seq 3000); do
 	grep -q "connections up after" "$OUT/load.out" && break
+	kill -0 "$loadpid" 2>/dev/null || break
 	sleep 0.2
 done
-grep "connections up after" "$OUT/load.out"
+grep "connections up after" "$OUT/load.out" || true
 sleep 5 # let load reports and pushes settle
 for p in a g2 g3; do after[$p]=$(mem "$p"); done
 
@@ -120,7 +122,7 @@ play0=$(date +%s)
 play1=$(date +%s)
 for p in a g2 g3 load; do cpu1[$p]=$(cpu ${pid[$p]}); done
 tail -n 12 "$OUT/bots.out"
-kill -TERM "$loadpid"
+kill -TERM "$loadpid" 2>/dev/null || true
 wait "$loadpid" || true
 tail -n 8 "$OUT/load.out"
 
@@ -142,7 +144,11 @@ conns=$((N / 3))
 echo
 echo "kicks by code (citadel_gate_kicks_total), after the run:"
 for p in a g2 g3; do
-	echo "  $p: $(curl -s "${admin[$p]}/metrics" | awk '/^citadel_gate_kicks_total/{printf "%s ", $0; k=1} END{if(!k) printf "none"}')"
+	if m=$(curl -sf "${admin[$p]}/metrics"); then
+		echo "  $p: $(awk '/^citadel_gate_kicks_total/{printf "%s ", $0; k=1} END{if(!k) printf "none"}' <<<"$m")"
+	else
+		echo "  $p: the process is gone (see $OUT/$p.log)"
+	fi
 done
 echo
 echo "CPU while the bots played ($((play1 - play0)) s wall, 2 cores = $((2 * (play1 - play0))) CPU s available):"
