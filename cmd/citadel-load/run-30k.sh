@@ -112,10 +112,10 @@ for p in a g2 g3; do after[$p]=$(mem "$p"); done
 # cpu PID...: CPU seconds the processes have used so far.
 hz=$(getconf CLK_TCK)
 cpu() {
-	for p in "$@"; do cat "/proc/$p/stat"; done 2>/dev/null |
+	{ for p in "$@"; do cat "/proc/$p/stat"; done 2>/dev/null || true; } |
 		sed 's/^.*) //' | awk -v hz="$hz" '{t += $12 + $13} END{printf "%.1f", t/hz}'
 }
-pid[load]=$(pgrep -d ' ' -P "$loadpid") # the citadel-load copies holding the connections
+pid[load]=$(pgrep -d ' ' -P "$loadpid" || true) # the citadel-load copies holding the connections
 for p in a g2 g3 load; do cpu0[$p]=$(cpu ${pid[$p]}); done
 play0=$(date +%s)
 "$OUT/bin/citadel-bot" -login "$login" -n "$BOTS" -d "${PLAY}s" -think "$THINK" >"$OUT/bots.out" 2>&1 || true
