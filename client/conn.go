@@ -44,6 +44,11 @@ type Options struct {
 	DialTimeout time.Duration
 	// NoHeartbeat turns off the automatic Ping (tests of idle timeouts).
 	NoHeartbeat bool
+	// IgnorePushes counts pushes (DroppedPushes) without decoding or
+	// delivering them: for idle clients in load tests, which would
+	// otherwise spend their CPU decoding what nobody reads. Kicked is
+	// and Reconnect are still decoded.
+	IgnorePushes bool
 }
 
 // ServerError is an Error reply to a Call.
@@ -337,6 +342,12 @@ func (c *Conn) readLoop(l *link) {
 		}
 		if err != nil {
 			break
+		}
+		if c.opts.IgnorePushes && f.ID != services.IDKicked && f.ID != services.IDReconnect {
+			if seq, _, serr := wire.SplitPayload(f.Payload); serr == nil && seq == 0 {
+				c.dropped.Add(1)
+				continue
+			}
 		}
 		seq, msg, _, derr := wire.Decode(c.reg, f.ID, f.Payload)
 		if derr != nil {

@@ -125,7 +125,7 @@ func (c *Context) Self() Addr { return c.proc.addr }
 func (c *Context) Node() *Node { return c.proc.node }
 
 // Logger returns a logger tagged with the actor's address.
-func (c *Context) Logger() *slog.Logger { return c.proc.log }
+func (c *Context) Logger() *slog.Logger { return c.proc.logger() }
 
 // Message returns the message being handled.
 func (c *Context) Message() any { return c.env.msg }
@@ -260,6 +260,8 @@ type Timer struct {
 	repeat  bool
 	mu      sync.Mutex
 	stopped bool
+
+	prev, next *Timer // the actor's list of running timers (guarded by proc.mu)
 }
 
 // Stop cancels the timer; a delivery already in the mailbox still arrives.

@@ -3,6 +3,9 @@ package framework
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -435,5 +438,124 @@ func TestInlineSelfSend(t *testing.T) {
 		if g := receive(t, got, time.Second); g != want {
 			t.Fatalf("got %d, want %d", g, want)
 		}
+	}
+}
+
+// An idle actor holds no goroutine: each burst of messages runs on a
+// goroutine that exits when the mailbox is empty. Messages are still
+// handled one at a time and in each sender's order across those
+// goroutines.
+func TestIdleActorsHoldNoGoroutine(t *testing.T) {
+	n := newNode(t, nil, "game", "g1", nil)
+	const actors, senders, perSender = 300, 4, 50
+	base := runtime.NumGoroutine()
+	type seen struct {
+		busy atomic.Int32
+		next [senders]int // next N expected from each sender
+	}
+	var handled, overlaps, outOfOrder atomic.Int64
+	addrs := make([]Addr, actors)
+	for i := range addrs {
+		s := &seen{}
+		a, err := n.Spawn(fmt.Sprintf("a%d", i), func() Actor {
+			return ActorFunc(func(c *Context) {
+				m, ok := c.Message().(*Seq)
+				if !ok {
+					return
+				}
+				if !s.busy.CompareAndSwap(0, 1) {
+					overlaps.Add(1)
+				}
+				from, _ := strconv.Atoi(m.From)
+				if m.N != s.next[from] {
+					outOfOrder.Add(1)
+				}
+				s.next[from] = m.N + 1
+				runtime.Gosched() // give a second goroutine the chance to overlap
+				s.busy.Store(0)
+				handled.Add(1)
+			})
+		}, SpawnOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = a
+	}
+	var wg sync.WaitGroup
+	for s := 0; s < senders; s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perSender; i++ {
+				for _, a := range addrs {
+					if err := n.Send(a, &Seq{From: strconv.Itoa(s), N: i}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				if i%10 == 0 {
+					time.Sleep(time.Millisecond) // let actors go idle between bursts
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, 30*time.Second, "every message handled", func() bool { return handled.Load() == actors*senders*perSender })
+	if o := overlaps.Load(); o != 0 {
+		t.Fatalf("%d messages were handled while another of the same actor was", o)
+	}
+	if o := outOfOrder.Load(); o != 0 {
+		t.Fatalf("%d messages were handled out of their sender's order", o)
+	}
+	eventually(t, 30*time.Second, "idle actors' goroutines gone", func() bool { return runtime.NumGoroutine() < base+actors/10 })
+
+	// An idle actor still stops (a goroutine runs its Stopped) and its
+	// timers with it.
+	stopped, ready := make(chan struct{}), make(chan struct{})
+	a, err := n.Spawn("timed", func() Actor {
+		return ActorFunc(func(c *Context) {
+			switch c.Message().(type) {
+			case Started:
+				var ts []*Timer
+				for i := 0; i < 6; i++ {
+					tm, err := c.SendAfter(time.Hour, &Tick{})
+					if err != nil {
+						t.Error(err)
+					}
+					ts = append(ts, tm)
+				}
+				ts[0].Stop()
+				ts[3].Stop()
+				ts[5].Stop()
+				close(ready)
+			case Stopped:
+				close(stopped)
+			}
+		})
+	}, SpawnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := n.procs.Load("timed")
+	p := v.(*process)
+	receive(t, ready, 10*time.Second)
+	p.mu.Lock()
+	running := 0
+	for tm := p.timers; tm != nil; tm = tm.next {
+		running++
+	}
+	p.mu.Unlock()
+	if running != 3 {
+		t.Fatalf("%d timers listed as running, want 3 (6 started, 3 stopped)", running)
+	}
+	if err := n.StopActor(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	<-stopped
+	p.mu.Lock()
+	left := p.timers
+	p.mu.Unlock()
+	if left != nil {
+		t.Fatal("timers still listed after the actor stopped")
 	}
 }

@@ -2,29 +2,28 @@ package framework
 
 import "sync"
 
-// mailbox is an actor's bounded FIFO queue. Unlike a buffered channel it
-// holds only what is queued: its ring grows on demand up to the bound and
-// is released when the actor catches up, so ten thousand idle actors with a
-// bound of 1024 cost a few hundred bytes each, not 80 KiB of envelopes the
-// garbage collector must scan on every cycle.
+// mailbox is an actor's bounded FIFO queue. It also decides when the
+// actor's goroutine runs: a push that finds no goroutine handling the
+// actor's messages asks the caller to start one, and that goroutine exits
+// as soon as the queue is empty. So an idle actor holds no goroutine (no
+// stack) and no ring: ten thousand idle player actors cost their state and
+// a few hundred bytes each, not 8 KiB of stack and 640 bytes of envelopes.
 type mailbox struct {
 	mu      sync.Mutex
 	ring    []envelope // len is a power of two (or 0)
 	head, n int
-	peak    int // the most queued since the consumer last waited
 	limit   int
-	parked  bool          // the consumer waits on wake
-	wake    chan struct{} // capacity 1
+	running bool          // a goroutine handles the actor's messages (or is being started)
+	closed  bool          // the actor has exited: nothing more is taken
 	space   chan struct{} // closed when a slot frees up; nil if nobody waits
 }
 
-// idleRing is the smallest ring. A larger one is dropped when the actor
-// goes idle (waits for a message) after using at most a quarter of it since
-// it last waited, so a burst's memory goes back once the bursts stop.
-const idleRing = 8
+// firstRing is the ring allocated for a burst: most bursts of a player
+// actor are one message.
+const firstRing = 2
 
 func newMailbox(limit int) *mailbox {
-	return &mailbox{limit: limit, wake: make(chan struct{}, 1)}
+	return &mailbox{limit: limit}
 }
 
 // pushResult says what push did.
@@ -33,42 +32,54 @@ type pushResult int
 const (
 	pushed pushResult = iota
 	pushFull
+	pushClosed
 )
 
 // push appends env unless the queue holds limit envelopes (force ignores
-// the limit: for the stop signal).
-func (m *mailbox) push(env envelope, force bool) pushResult {
+// the limit: for the stop signal). start reports that no goroutine was
+// running: the caller must start one (it is now marked running).
+func (m *mailbox) push(env envelope, force bool) (res pushResult, start bool) {
 	m.mu.Lock()
-	if m.n >= m.limit && !force {
-		m.mu.Unlock()
-		return pushFull
+	defer m.mu.Unlock()
+	switch {
+	case m.closed:
+		return pushClosed, false
+	case m.n >= m.limit && !force:
+		return pushFull, false
 	}
 	m.appendLocked(env)
-	m.wakeLocked()
-	return pushed
+	return pushed, m.claimLocked()
 }
 
 // pushDropOldest appends env, removing the oldest envelope first if the
 // queue is full; it returns the removed one.
-func (m *mailbox) pushDropOldest(env envelope) (dropped envelope, ok bool) {
+func (m *mailbox) pushDropOldest(env envelope) (dropped envelope, ok, start, closed bool) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return envelope{}, false, false, true
+	}
 	if m.n >= m.limit && m.n > 0 {
 		dropped, ok = m.popLocked(), true
 	}
 	m.appendLocked(env)
-	m.wakeLocked()
-	return dropped, ok
+	return dropped, ok, m.claimLocked(), false
 }
 
-// pushWait appends env, waiting for room until done is closed; false means
-// done was closed first.
-func (m *mailbox) pushWait(env envelope, done <-chan struct{}) bool {
+// pushWait appends env, waiting for room until done is closed; pushed is
+// false if done was closed (or the actor exited) first.
+func (m *mailbox) pushWait(env envelope, done <-chan struct{}) (ok, start bool) {
 	for {
 		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return false, false
+		}
 		if m.n < m.limit {
 			m.appendLocked(env)
-			m.wakeLocked()
-			return true
+			start = m.claimLocked()
+			m.mu.Unlock()
+			return true, start
 		}
 		if m.space == nil {
 			m.space = make(chan struct{})
@@ -78,49 +89,60 @@ func (m *mailbox) pushWait(env envelope, done <-chan struct{}) bool {
 		select {
 		case <-space:
 		case <-done:
-			return false
+			return false, false
 		}
 	}
 }
 
-// pop waits for envelopes and moves the oldest ones, up to len(dst), into
-// dst; it returns how many. Taking several per lock keeps a busy actor's
-// cost per message low.
-func (m *mailbox) pop(dst []envelope) int {
+// claimLocked marks the consumer running and reports whether it was not.
+func (m *mailbox) claimLocked() bool {
+	if m.running {
+		return false
+	}
+	m.running = true
+	return true
+}
+
+// pop moves the oldest envelopes, up to len(dst), into dst and returns how
+// many. When the queue is empty it returns 0, and with stop it also marks
+// the consumer stopped: the caller's goroutine must exit, the next push
+// starts another. Taking several per lock keeps a busy actor's cost per
+// message low.
+func (m *mailbox) pop(dst []envelope, stop bool) int {
 	m.mu.Lock()
-	for m.n == 0 {
-		if len(m.ring) > idleRing && 4*m.peak <= len(m.ring) {
-			m.ring, m.head = nil, 0 // bursts are over: give their memory back
-		}
-		m.peak = 0
-		m.parked = true
-		m.mu.Unlock()
-		<-m.wake
-		m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n == 0 && !stop {
+		return 0
+	}
+	if m.n == 0 {
+		m.running = false
+		m.ring, m.head = nil, 0 // idle: give the ring back
+		return 0
 	}
 	k := 0
 	for k < len(dst) && m.n > 0 {
 		dst[k] = m.popLocked()
 		k++
 	}
-	m.mu.Unlock()
 	return k
 }
 
-// drain removes and returns everything queued.
-func (m *mailbox) drain() []envelope {
+// close takes nothing more and returns everything queued.
+func (m *mailbox) close() []envelope {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.closed = true
 	out := make([]envelope, 0, m.n)
 	for m.n > 0 {
 		out = append(out, m.popLocked())
 	}
+	m.ring = nil
 	return out
 }
 
 func (m *mailbox) appendLocked(env envelope) {
 	if m.n == len(m.ring) {
-		size := max(idleRing, 2*len(m.ring))
+		size := max(firstRing, 2*len(m.ring))
 		ring := make([]envelope, size)
 		for i := 0; i < m.n; i++ {
 			ring[i] = m.ring[(m.head+i)&(len(m.ring)-1)]
@@ -129,7 +151,6 @@ func (m *mailbox) appendLocked(env envelope) {
 	}
 	m.ring[(m.head+m.n)&(len(m.ring)-1)] = env
 	m.n++
-	m.peak = max(m.peak, m.n)
 }
 
 func (m *mailbox) popLocked() envelope {
@@ -142,17 +163,4 @@ func (m *mailbox) popLocked() envelope {
 		m.space = nil
 	}
 	return env
-}
-
-// wakeLocked releases m.mu and wakes the consumer if it is parked.
-func (m *mailbox) wakeLocked() {
-	parked := m.parked
-	m.parked = false
-	m.mu.Unlock()
-	if parked {
-		select {
-		case m.wake <- struct{}{}:
-		default:
-		}
-	}
 }

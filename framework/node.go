@@ -463,17 +463,23 @@ func (n *Node) spawn(parent *process, name string, prod Producer, opts SpawnOpti
 	}
 	addr := n.ActorAddr(name)
 	p := &process{
-		node: n, addr: addr, producer: prod, opts: opts,
-		kind:    n.stats.kind(opts.Kind),
-		log:     n.log.With("actor", name, "kind", opts.Kind),
-		parent:  parent,
-		mailbox: newMailbox(opts.MailboxSize),
-		done:    make(chan struct{}),
+		node: n, addr: addr, opts: opts,
+		kind:   n.stats.kind(opts.Kind),
+		parent: parent,
+		done:   make(chan struct{}),
+	}
+	if opts.RestartOnPanic {
+		// Otherwise the producer is not kept: its closure may hold what
+		// the actor needed only to start.
+		p.producer = prod
 	}
 	p.ctx.proc = p
 	if opts.Inline {
 		// Senders that find it by name before Started has run only queue.
-		p.mailbox, p.draining = nil, true
+		p.draining = true
+	} else {
+		p.mailbox = newMailbox(opts.MailboxSize)
+		p.mailbox.running = true // the goroutine started below; senders only queue
 	}
 	if _, loaded := n.procs.LoadOrStore(name, p); loaded {
 		return Addr{}, fmt.Errorf("framework: spawn %s: %w", addr, ErrActorExists)
@@ -493,7 +499,7 @@ func (n *Node) spawn(parent *process, name string, prod Producer, opts SpawnOpti
 		p.inlineMu.Lock()
 		p.drainLocked()
 	} else {
-		go p.run()
+		go p.start()
 	}
 	return addr, nil
 }

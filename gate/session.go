@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -430,6 +431,12 @@ func (g *Gate) writeNow(s *session, data []byte) {
 	})
 	if err == nil && werr == syscall.EAGAIN {
 		n, werr = 0, nil
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The send goroutine's write deadline has passed since it last
+		// wrote (RawConn.Write then fails before writing): the socket is
+		// fine; the send goroutine writes the frame with a fresh deadline.
+		n, err = 0, nil
 	}
 	if err != nil || werr != nil { // the connection is gone; its reader ends the session
 		if c, ok := s.out.(cellnet.Session).Raw().(net.Conn); ok {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -27,10 +28,7 @@ import (
 // process's own memory statistics measure the gate. CITADEL_BENCH_CONNS
 // overrides the count.
 func BenchmarkGateMemoryPerConnection(b *testing.B) {
-	conns := 10000
-	if v := os.Getenv("CITADEL_BENCH_CONNS"); v != "" {
-		conns, _ = strconv.Atoi(v)
-	}
+	conns := memoryBenchConns()
 	raiseFileLimit(b, conns+1000)
 	key := hex.EncodeToString(ticket.NewKey())
 	gameData := b.TempDir()
@@ -38,15 +36,44 @@ func BenchmarkGateMemoryPerConnection(b *testing.B) {
 	gate := runCitadelEnv(b, []string{envTicketKey + "=" + key}, "-role", "gate", "-data", b.TempDir(), "-log-level", "warn",
 		"-cluster-key-file", filepath.Join(gameData, "cluster.key"), "-nsqd", game.nsqd, "-nsqd-http", game.nsqdHTTP, "-gate-tcp", "127.0.0.1:0", "-gate-ws", "",
 		"-admin", "127.0.0.1:0", "-heartbeat", "10m", "-max-conns", strconv.Itoa(conns+100))
+	memoryPerConnection(b, gate, key, conns)
+}
+
+// BenchmarkAllInOneMemoryPerConnection: Go heap and stacks of one
+// all-in-one process (login, gate, game node with the sample game,
+// embedded NSQ and bbolt) per idle, authenticated TCP connection, each
+// with its player actor, at 10,000 connections (target: at most 24 KiB
+// each). CITADEL_BENCH_CONNS overrides the count.
+func BenchmarkAllInOneMemoryPerConnection(b *testing.B) {
+	conns := memoryBenchConns()
+	raiseFileLimit(b, conns+1000)
+	key := hex.EncodeToString(ticket.NewKey())
+	p := startProcessEnv(b, b.TempDir(), []string{envTicketKey + "=" + key}, "-heartbeat", "10m", "-max-conns", strconv.Itoa(conns+100))
+	p.waitReady(b)
+	memoryPerConnection(b, p, key, conns)
+}
+
+func memoryBenchConns() int {
+	if v, err := strconv.Atoi(os.Getenv("CITADEL_BENCH_CONNS")); err == nil && v > 0 {
+		return v
+	}
+	return 10000
+}
+
+// memoryPerConnection opens conns TCP connections to p's gate (node
+// gate-1), authenticates each with a ticket signed with key for players
+// 1..conns, and reports the growth of p's Go heap and stacks per
+// connection, read after forced collections.
+func memoryPerConnection(b *testing.B, p *process, key string, conns int) {
 	signer, _ := ticket.NewSigner(mustHex(b, key))
 	reg := clientRegistry(b)
 
-	before := gateMemory(b, gate)
+	before := processMemory(b, p)
 	b.ResetTimer()
 	var open []net.Conn
 	start := time.Now()
 	for i := 0; i < conns; i++ {
-		c, err := net.Dial("tcp", gate.gateTCP)
+		c, err := net.Dial("tcp", p.gateTCP)
 		if err != nil {
 			b.Fatalf("connection %d: %v", i, err)
 		}
@@ -64,15 +91,39 @@ func BenchmarkGateMemoryPerConnection(b *testing.B) {
 	}
 	b.StopTimer()
 	time.Sleep(time.Second) // let pushes and load reports settle
-	after := gateMemory(b, gate)
+	after := processMemory(b, p)
 	per := float64(after.heap+after.stack-before.heap-before.stack) / float64(conns)
 	b.ReportMetric(per/1024, "KiB/conn")
 	b.ReportMetric(float64(after.heap-before.heap)/float64(conns)/1024, "heap-KiB/conn")
 	b.ReportMetric(float64(after.stack-before.stack)/float64(conns)/1024, "stack-KiB/conn")
 	b.ReportMetric(float64(after.rss-before.rss)/float64(conns)/1024, "rss-KiB/conn")
 	b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(conns), "goroutines/conn")
+	if dir := os.Getenv("CITADEL_BENCH_PROFILE"); dir != "" {
+		saveProfiles(b, p, dir)
+	}
 	for _, c := range open {
 		c.Close()
+	}
+}
+
+// saveProfiles writes p's heap profile and goroutine dump into dir (for
+// finding where the memory per connection goes).
+func saveProfiles(b *testing.B, p *process, dir string) {
+	for name, path := range map[string]string{"heap.pprof": "/debug/pprof/heap", "goroutines.txt": "/debug/pprof/goroutine?debug=1"} {
+		req, _ := http.NewRequest(http.MethodGet, p.admin+path, nil)
+		req.Header.Set("Authorization", "Bearer "+p.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -107,10 +158,10 @@ func awaitAuth(b *testing.B, conns []net.Conn, reg interface{}) {
 
 type memStats struct{ heap, stack, rss, goroutines int64 }
 
-// gateMemory asks the process to collect garbage (the pprof heap endpoint
+// processMemory asks the process to collect garbage (the pprof heap endpoint
 // with gc=1) until idle stacks have shrunk, then reads its Go memory
 // statistics from /metrics.
-func gateMemory(b *testing.B, p *process) memStats {
+func processMemory(b *testing.B, p *process) memStats {
 	// Several cycles: each GC halves at most the stacks that use under a
 	// quarter of their size, so idle sessions' stacks settle over a few.
 	for i := 0; i < 6; i++ {
