@@ -46,7 +46,7 @@ type Options struct {
 	NoHeartbeat bool
 	// IgnorePushes counts pushes (DroppedPushes) without decoding or
 	// delivering them: for idle clients in load tests, which would
-	// otherwise spend their CPU decoding what nobody reads. Kicked is
+	// otherwise spend their CPU decoding what nobody reads. Kicked
 	// and Reconnect are still decoded.
 	IgnorePushes bool
 }
