@@ -108,7 +108,7 @@ func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, oth
 	}
 	release := func(commit bool, state []byte, version uint64) {
 		if err := p.ctx.Send(peerAddr, &exchangeRelease{From: p.ctx.Self(), Commit: commit, State: state, Version: version}); err != nil {
-			p.log.Error("cannot release exchange partner; it settles with the store when its lock expires", "peer", peer, "err", err)
+			p.logger().Error("cannot release exchange partner; it settles with the store when its lock expires", "peer", peer, "err", err)
 		}
 	}
 	if err != nil {
@@ -154,7 +154,7 @@ func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, oth
 		// the store knows. Nobody else writes this player meanwhile, so its
 		// next version is the exchange's.
 		if committed, rerr := p.readBack(); rerr != nil {
-			p.log.Error("cannot tell whether the exchange committed; its partner settles it with the store", "peer", peer, "err", rerr)
+			p.logger().Error("cannot tell whether the exchange committed; its partner settles it with the store", "peer", peer, "err", rerr)
 			return framework.NewError(CodeExchange, "the exchange could not be confirmed; check your inventory")
 		} else if committed {
 			err = nil
@@ -167,7 +167,7 @@ func (p *Player[S]) Exchange(ctx context.Context, peer uint64, fn func(self, oth
 		if errors.As(err, &fe) && slices.Contains(fe.IDs, p.ID) {
 			p.fence("an exchange commit was refused: another node owns this player now")
 		}
-		p.log.Warn("exchange not committed; nothing changed", "peer", peer, "err", err)
+		p.logger().Warn("exchange not committed; nothing changed", "peer", peer, "err", err)
 		return framework.NewError(CodeExchange, "the exchange could not be saved; nothing changed")
 	}
 	p.State = self
@@ -241,7 +241,7 @@ func (p *Player[S]) onExchangeRelease(m *exchangeRelease) {
 		st := new(S)
 		if err := bounded.Unmarshal(m.State, st); err != nil {
 			// Cannot happen for state we encoded; the store has it anyway.
-			p.log.Error("exchange state does not decode; reloading is needed", "err", err)
+			p.logger().Error("exchange state does not decode; reloading is needed", "err", err)
 		} else {
 			p.State = st
 			p.save.version = max(p.save.version, m.Version)
@@ -260,9 +260,9 @@ func (p *Player[S]) onExchangeExpired(m *exchangeExpired) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
 	defer cancel()
 	if err := p.settleLock(ctx, "the initiator went silent"); err != nil {
-		p.log.Error("cannot settle an expired exchange lock; asking the store again", "err", err)
+		p.logger().Error("cannot settle an expired exchange lock; asking the store again", "err", err)
 		if _, err := p.ctx.SendAfter(time.Second, m); err != nil {
-			p.log.Error("cannot retry the expired exchange", "err", err)
+			p.logger().Error("cannot retry the expired exchange", "err", err)
 		}
 	}
 }
@@ -292,10 +292,10 @@ func (p *Player[S]) settleLock(ctx context.Context, why string) error {
 		p.save.version = rec.Version
 		p.save.savedGen = p.save.gen
 		p.save.since = time.Time{}
-		p.log.Warn("exchange settled with the store: it had committed", "why", why,
+		p.logger().Warn("exchange settled with the store: it had committed", "why", why,
 			"initiator", p.exchange.lockedBy.String(), "version", rec.Version)
 	default:
-		p.log.Warn("exchange settled with the store: it had not committed, and now cannot", "why", why,
+		p.logger().Warn("exchange settled with the store: it had not committed, and now cannot", "why", why,
 			"initiator", p.exchange.lockedBy.String())
 	}
 	p.unlock()

@@ -29,7 +29,7 @@ type Player[S any] struct {
 
 	svc      *Service[S]
 	ctx      *framework.Context
-	log      *slog.Logger
+	log      *slog.Logger // built by logger(), on the actor's goroutine
 	session  services.SessionRef
 	attached bool
 	attaches int
@@ -52,7 +52,16 @@ type moveState struct {
 func (p *Player[S]) Context() *framework.Context { return p.ctx }
 
 // Logger returns a logger tagged with the player.
-func (p *Player[S]) Logger() *slog.Logger { return p.log }
+func (p *Player[S]) Logger() *slog.Logger { return p.logger() }
+
+// logger builds the player's logger on first use: most players never log,
+// and a tagged logger costs a few hundred bytes each.
+func (p *Player[S]) logger() *slog.Logger {
+	if p.log == nil {
+		p.log = p.svc.log.With("player", p.ID)
+	}
+	return p.log
+}
 
 // Session returns the attached session, if any.
 func (p *Player[S]) Session() (services.SessionRef, bool) { return p.session, p.attached }
@@ -143,7 +152,7 @@ func (p *Player[S]) Receive(c *framework.Context) {
 		if !p.exchange.lockedBy.IsZero() && p.exchange.lockedBy.Node == m.Node && p.exchange.lockedInc <= m.Incarnation {
 			ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
 			if err := p.settleLock(ctx, "the initiator's node left"); err != nil {
-				p.log.Error("cannot settle the exchange of a node that left; its lock expires", "err", err)
+				p.logger().Error("cannot settle the exchange of a node that left; its lock expires", "err", err)
 			}
 			cancel()
 		}
@@ -157,12 +166,12 @@ func (p *Player[S]) Receive(c *framework.Context) {
 		p.onHeld(m)
 	case *moveExpired:
 		if p.move.target != "" && m.gen == p.move.gen {
-			p.log.Warn("the gate did not answer a handoff; keeping the player", "target", p.move.target)
+			p.logger().Warn("the gate did not answer a handoff; keeping the player", "target", p.move.target)
 			p.move.target = ""
 		}
 	case *gateEnded:
 		if p.attached && p.session.Gate.Node == m.Node && p.session.Incarnation < m.Incarnation {
-			p.log.Info("the gate of this player's session restarted; waiting for a reconnect", "gate", m.Node)
+			p.logger().Info("the gate of this player's session restarted; waiting for a reconnect", "gate", m.Node)
 			p.detach()
 		}
 	case *services.Detach:
@@ -181,7 +190,7 @@ func (p *Player[S]) Receive(c *framework.Context) {
 			err := p.handoff(ctx)
 			cancel()
 			if err != nil {
-				p.log.Error("save at end of grace failed; staying online to retry", "err", err)
+				p.logger().Error("save at end of grace failed; staying online to retry", "err", err)
 				c.SendAfter(p.svc.cfg.Grace, &graceOver{gen: p.gen})
 				return
 			}
@@ -199,7 +208,7 @@ func (p *Player[S]) Receive(c *framework.Context) {
 		ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
 		defer cancel()
 		if err := p.flush(ctx); err != nil {
-			p.log.Error("save on stop failed: changes since the last commit are lost", "err", err)
+			p.logger().Error("save on stop failed: changes since the last commit are lost", "err", err)
 		}
 		if p.attached && p.save.owned && p.svc.alone() {
 			// Nobody can take the player: say why, rather than leave the
@@ -221,7 +230,7 @@ func (p *Player[S]) onReleaseRequest(m *releaseRequest) {
 	if p.State == nil || !p.save.owned || !p.exchange.lockedBy.IsZero() {
 		return
 	}
-	p.log.Info("another node asked for this player; handing it off")
+	p.logger().Info("another node asked for this player; handing it off")
 	if p.attached && p.session == m.Session {
 		// The same session, attached again elsewhere (its gate gave up on
 		// a handoff, or thought this node gone): not a second login.
@@ -235,7 +244,7 @@ func (p *Player[S]) onReleaseRequest(m *releaseRequest) {
 	err := p.handoff(ctx)
 	cancel()
 	if err != nil {
-		p.log.Error("handoff failed; keeping the player", "err", err)
+		p.logger().Error("handoff failed; keeping the player", "err", err)
 		return
 	}
 	p.ctx.Send(p.ctx.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.gen})
@@ -251,7 +260,7 @@ func (p *Player[S]) fence(why string) {
 	}
 	p.save.owned = false
 	p.svc.fenced.Inc()
-	p.log.Error("player fenced: stopping without saving", "why", why)
+	p.logger().Error("player fenced: stopping without saving", "why", why)
 	if p.attached {
 		p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.Kick{SessionID: p.session.ID, Code: services.KickUnavailable,
 			Reason: "your player is now served by another server; log in again"})
@@ -267,7 +276,7 @@ func (p *Player[S]) detach() {
 	p.svc.players.WithLabelValues("attached").Dec()
 	p.svc.players.WithLabelValues("grace").Inc()
 	if _, err := p.ctx.SendAfter(p.svc.cfg.Grace, &graceOver{gen: p.gen}); err != nil {
-		p.log.Error("cannot start grace timer", "err", err)
+		p.logger().Error("cannot start grace timer", "err", err)
 	}
 }
 
@@ -284,7 +293,7 @@ func (p *Player[S]) start() {
 		case errors.Is(err, store.ErrOwned), errors.Is(err, store.ErrFenced):
 			code, level = services.ErrCodeUnavailable, slog.LevelWarn
 		}
-		p.log.Log(context.Background(), level, "cannot take the player; refusing the login", "err", err)
+		p.logger().Log(context.Background(), level, "cannot take the player; refusing the login", "err", err)
 		p.first.resp.Error(framework.NewError(code, fmt.Sprintf("player %d cannot be served here now: %v", p.ID, err)))
 		p.ctx.Send(p.ctx.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.first.gen})
 		return
@@ -374,7 +383,7 @@ func (p *Player[S]) onHeld(m *services.Held) {
 	err := p.handoff(ctx)
 	cancel()
 	if err != nil {
-		p.log.Error("handoff failed; keeping the player", "err", err)
+		p.logger().Error("handoff failed; keeping the player", "err", err)
 		p.svc.handoffs.WithLabelValues("failed").Inc()
 		p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.Handed{SessionID: p.session.ID, Aborted: true})
 		return
@@ -414,7 +423,7 @@ func (p *Player[S]) request(m *services.ClientRequest) {
 	case resp != nil:
 		p.svc.requests.WithLabelValues(h.name, "ok").Inc()
 		if err := p.toClient(m.Seq, resp); err != nil {
-			p.log.Error("reply failed", "msg", h.name, "err", err)
+			p.logger().Error("reply failed", "msg", h.name, "err", err)
 		}
 	default:
 		p.svc.requests.WithLabelValues(h.name, "ok").Inc()
@@ -427,7 +436,7 @@ func (p *Player[S]) invoke(h handler[S], payload []byte) (resp any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			p.svc.requests.WithLabelValues(h.name, "panic").Inc()
-			p.log.Error("handler panicked", "msg", h.name, "panic", fmt.Sprint(r))
+			p.logger().Error("handler panicked", "msg", h.name, "panic", fmt.Sprint(r))
 			resp, err = nil, errors.New("handler panicked")
 		}
 	}()
@@ -437,14 +446,14 @@ func (p *Player[S]) invoke(h handler[S], payload []byte) (resp any, err error) {
 func (p *Player[S]) replyError(seq uint32, err error) {
 	var re *framework.RemoteError
 	if !errors.As(err, &re) {
-		p.log.Error("handler failed", "err", err)
+		p.logger().Error("handler failed", "err", err)
 		re = framework.NewError(services.ErrCodeInternal, "internal error")
 	}
 	if seq == 0 {
 		return
 	}
 	if e := p.toClient(seq, &services.Error{Code: re.Code, Message: re.Message}); e != nil && !errors.Is(e, ErrDetached) {
-		p.log.Error("error reply failed", "err", e)
+		p.logger().Error("error reply failed", "err", e)
 	}
 }
 
@@ -482,7 +491,7 @@ func (m *manager[S]) Receive(c *framework.Context) {
 		first := &attachReq{session: msg.Session, resp: r, gen: 1, moved: msg.Moved}
 		id := msg.PlayerID
 		addr, err := c.Node().Spawn(playerActorName(id), func() framework.Actor {
-			return &Player[S]{ID: id, svc: m.svc, first: first, log: m.svc.log.With("player", id)}
+			return &Player[S]{ID: id, svc: m.svc, first: first}
 		}, framework.SpawnOptions{Kind: "player", MailboxSize: m.svc.cfg.MailboxSize})
 		if err != nil {
 			r.Error(err)

@@ -50,7 +50,7 @@ func (p *Player[S]) tickPeriod() time.Duration {
 func (p *Player[S]) scheduleSaves() {
 	iv := p.tickPeriod()
 	if _, err := p.ctx.SendAfter(time.Duration(rand.Int64N(int64(iv)))+time.Millisecond, &saveTick{}); err != nil {
-		p.log.Error("cannot schedule saves", "err", err)
+		p.logger().Error("cannot schedule saves", "err", err)
 	}
 }
 
@@ -60,7 +60,7 @@ func (p *Player[S]) onSaveTick() {
 		p.snapshot(context.Background(), false)
 	}
 	if _, err := p.ctx.SendAfter(p.tickPeriod(), &saveTick{}); err != nil && p.State != nil {
-		p.log.Error("cannot schedule the next save", "err", err)
+		p.logger().Error("cannot schedule the next save", "err", err)
 	}
 }
 
@@ -79,7 +79,7 @@ func (p *Player[S]) collect() {
 	case errors.Is(err, store.ErrFenced):
 		p.fence("a save was refused: another node owns this player now")
 	default:
-		p.log.Error("save failed; the state stays dirty and is saved again", "version", t.Version, "err", err)
+		p.logger().Error("save failed; the state stays dirty and is saved again", "version", t.Version, "err", err)
 	}
 }
 
