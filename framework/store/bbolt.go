@@ -342,6 +342,21 @@ func (s *Bolt) update(fn func(tx *bolt.Tx) error) error {
 	return s.db.Update(fn)
 }
 
+// batch runs fn in a write transaction shared with concurrent callers
+// (bbolt's Batch: one commit and one fsync for all of them; fn may run
+// again alone if another's fails, so it must only read and write tx).
+// Logins that acquire players by the thousand then take a handful of
+// commits, not one each, and a lease renewal queued behind them (an
+// Update of its own) waits for a few commits, not thousands: a lapsed
+// lease would stop the node.
+func (s *Bolt) batch(fn func(tx *bolt.Tx) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.db.Batch(fn)
+}
+
 // view runs fn in a read transaction of an open store.
 func (s *Bolt) view(fn func(tx *bolt.Tx) error) error {
 	if err := s.enter(); err != nil {
@@ -438,7 +453,7 @@ func (s *Bolt) Leases(ctx context.Context) ([]Lease, error) {
 // Acquire implements Store.
 func (s *Bolt) Acquire(ctx context.Context, id uint64, o Owner) (Record, error) {
 	var rec Record
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
 		now := time.Now()
 		nodes, owners := tx.Bucket(bucketNodes), tx.Bucket(bucketOwners)
 		self, err := readNode(nodes, o.Node, now)
@@ -488,7 +503,7 @@ func (s *Bolt) Release(ctx context.Context, rec Record) error {
 	if err := checkRelease(rec); err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error {
+	return s.batch(func(tx *bolt.Tx) error {
 		owners := tx.Bucket(bucketOwners)
 		cur, err := readClaim(owners, rec.ID)
 		if err != nil {
