@@ -54,6 +54,10 @@ func OpenBolt(path string) (*Bolt, error) {
 		}
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	// A lone Acquire waits at most this long for company (bbolt's default
+	// is 10ms): calls that arrive while a commit is under way still share
+	// the next one.
+	db.MaxBatchDelay = time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketAccounts, bucketPlayers, bucketOwners, bucketNodes, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
