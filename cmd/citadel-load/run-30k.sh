@@ -156,8 +156,8 @@ for p in a g2 g3 load; do
 	awk -v p="$p" -v a="${cpu0[$p]}" -v b="${cpu1[$p]}" -v w=$((play1 - play0)) 'BEGIN{printf "  %-4s %.1f CPU s (%.0f%% of one core)\n", p, b-a, 100*(b-a)/w}'
 done
 echo
-echo "membership events in the logs (member expired / left):"
+echo "membership events in the logs (suspect: missed heartbeats; left: a node counted gone):"
 for p in a g2 g3; do
-	printf '  %-3s expired=%s left=%s\n' "$p" "$(grep -c 'member expired' "$OUT/$p.log" || true)" \
+	printf '  %-3s suspect=%s left=%s\n' "$p" "$(grep -c 'member suspect' "$OUT/$p.log" || true)" \
 		"$(grep 'membership changed' "$OUT/$p.log" | grep -c 'event=left' || true)"
 done
