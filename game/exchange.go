@@ -59,8 +59,9 @@ const (
 	// attempts, so an early settle can cost an exchange but never half of
 	// one.
 	exchangeLockSlack = time.Second
-	// maxStash and maxStashBytes bound the client requests a locked player
-	// holds; beyond them the client is told to retry.
+	// maxStash and maxStashBytes bound the messages a locked player holds
+	// (client requests, mail, timers); beyond them the sender is told to
+	// retry.
 	maxStash      = 1024
 	maxStashBytes = 256 << 10
 )
@@ -70,8 +71,8 @@ type exchangeState struct {
 	lockedBy  framework.Addr // the initiator holding this player, if any
 	lockedInc uint64         // the incarnation of the initiator's node
 	version   uint64         // this player's committed version when it locked
-	stash     []*services.ClientRequest
-	stashed   int // bytes of the stashed payloads
+	stash     []any          // client requests, mail and timer messages, in order
+	stashed   int            // bytes of the stashed payloads
 }
 
 // Exchange changes this player's state and another online player's state
@@ -307,9 +308,27 @@ func (p *Player[S]) unlock() {
 	p.exchange.lockedBy, p.exchange.lockedInc = framework.Addr{}, 0
 	stash := p.exchange.stash
 	p.exchange.stash, p.exchange.stashed = nil, 0
-	for _, r := range stash {
-		p.request(r)
+	for _, m := range stash {
+		switch m := m.(type) {
+		case *services.ClientRequest:
+			p.request(m)
+		case *mail:
+			p.onMail(m)
+		default:
+			p.onTimer(m)
+		}
 	}
+}
+
+// stash keeps a message for when the exchange ends, or calls full if the
+// player holds too many already.
+func (p *Player[S]) stash(m any, size int, full func()) {
+	if len(p.exchange.stash) >= maxStash || p.exchange.stashed+size > maxStashBytes {
+		full()
+		return
+	}
+	p.exchange.stash = append(p.exchange.stash, m)
+	p.exchange.stashed += size
 }
 
 func registerExchange(r *framework.Registry) error {

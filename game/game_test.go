@@ -39,6 +39,9 @@ type rigConfig struct {
 	id    string
 	bus   *mq.BusConfig
 	store *store.Bolt
+	// routes adds handlers; onActivate is Config.OnActivate.
+	routes     func(*game.Router[counter])
+	onActivate func(*game.Player[counter])
 }
 
 type rig struct {
@@ -66,6 +69,9 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 	reg.MustRegister(10003, (*Fail)(nil))
 	reg.MustRegister(10004, (*Give)(nil))
 	reg.MustRegister(10005, (*Versions)(nil))
+	reg.MustRegister(10006, (*Gift)(nil))
+	reg.MustRegister(10007, (*Tick)(nil))
+	reg.MustRegister(10008, (*Arm)(nil))
 	var err error
 	bolt := rc.store
 	if bolt == nil {
@@ -118,6 +124,9 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 		}
 		return &Versions{First: first, Second: p.Tables().Version, Current: rc.tables.Current().Version}, nil
 	})
+	if rc.routes != nil {
+		rc.routes(r)
+	}
 	if err := game.Handle(r, func(p *game.Player[counter], m *Inc) (*Count, error) { return nil, nil }); err == nil {
 		t.Fatal("a second handler for Inc was accepted")
 	}
@@ -127,7 +136,7 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 	}
 	svc, err := game.New(game.Config[counter]{Node: node, Store: st, Lease: lease, Saver: saver, Router: r, Grace: grace,
 		SaveInterval: rc.saveInterval, Tables: rc.tables, ExchangeTimeout: rc.exchange,
-		NewState: func(uint64) *counter { return &counter{} },
+		NewState: func(uint64) *counter { return &counter{} }, OnActivate: rc.onActivate,
 		OnAttach: func(p *game.Player[counter]) { p.Push(&Count{N: p.State.N}) }})
 	if err != nil {
 		t.Fatal(err)

@@ -61,12 +61,13 @@ type (
 	listPlayers struct{}
 	// playerList answers listPlayers.
 	playerList struct{ ids []uint64 }
+	// mail (in mail.go) takes a ToPlayer from the manager to the player.
 )
 
 func registerLocal(r *framework.Registry) error {
 	for id, m := range map[framework.MsgID]any{300: (*attachReq)(nil), 301: (*graceOver)(nil), 302: (*retire)(nil),
 		303: (*saveTick)(nil), 304: (*gateEnded)(nil), 305: (*gameEnded)(nil), 306: (*leaseLost)(nil), 307: (*releaseRequest)(nil),
-		308: (*moveReq)(nil), 309: (*moveExpired)(nil), 320: (*listPlayers)(nil), 321: (*playerList)(nil)} {
+		308: (*moveReq)(nil), 309: (*moveExpired)(nil), 320: (*listPlayers)(nil), 321: (*playerList)(nil), 322: (*mail)(nil)} {
 		if err := r.Register(id, m); err != nil {
 			return err
 		}

@@ -39,6 +39,9 @@ type Player[S any] struct {
 	first    *attachReq  // the attach that spawned the actor
 	tables   *tables.Set // pinned for the message being handled
 	move     moveState
+	// elsewhere: the node that owns the player, found when a message
+	// started this actor (activate); the messages go there.
+	elsewhere store.Owner
 }
 
 // moveState is a handoff in progress: the actor asked its gate to hold
@@ -133,15 +136,12 @@ func (p *Player[S]) Receive(c *framework.Context) {
 		p.attach(m)
 	case *services.ClientRequest:
 		if !p.exchange.lockedBy.IsZero() {
-			if len(p.exchange.stash) < maxStash && p.exchange.stashed+len(m.Payload) <= maxStashBytes {
-				p.exchange.stash = append(p.exchange.stash, m) // handled when the exchange ends
-				p.exchange.stashed += len(m.Payload)
-			} else {
-				p.replyError(m.Seq, framework.NewError(CodePeerBusy, "the player is in an exchange; retry"))
-			}
+			p.stash(m, len(m.Payload), func() { p.replyError(m.Seq, framework.NewError(CodePeerBusy, "the player is in an exchange; retry")) })
 			return
 		}
 		p.request(m)
+	case *mail:
+		p.onMail(m)
 	case *exchangeLock:
 		p.onExchangeLock(m)
 	case *exchangeRelease:
@@ -197,26 +197,33 @@ func (p *Player[S]) Receive(c *framework.Context) {
 			c.Send(c.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.gen})
 		}
 	case framework.Stopped:
-		if p.State == nil {
-			return
-		}
-		if p.attached {
-			p.svc.players.WithLabelValues("attached").Dec()
-		} else {
-			p.svc.players.WithLabelValues("grace").Dec()
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
-		defer cancel()
-		if err := p.flush(ctx); err != nil {
-			p.logger().Error("save on stop failed: changes since the last commit are lost", "err", err)
-		}
-		if p.attached && p.save.owned && p.svc.alone() {
-			// Nobody can take the player: say why, rather than leave the
-			// client waiting for a node that may not come back. (With
-			// another game node, its gate attaches the session there.)
-			p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.Kick{SessionID: p.session.ID, Code: services.KickShutdown,
-				Reason: "the game server is stopping and no other one takes players now; log in again shortly"})
-		}
+		p.stopped()
+	default:
+		p.onTimer(m)
+	}
+}
+
+// stopped saves the player as its actor stops.
+func (p *Player[S]) stopped() {
+	if p.State == nil {
+		return
+	}
+	if p.attached {
+		p.svc.players.WithLabelValues("attached").Dec()
+	} else {
+		p.svc.players.WithLabelValues("grace").Dec()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.svc.cfg.SaveTimeout)
+	defer cancel()
+	if err := p.flush(ctx); err != nil {
+		p.logger().Error("save on stop failed: changes since the last commit are lost", "err", err)
+	}
+	if p.attached && p.save.owned && p.svc.alone() {
+		// Nobody can take the player: say why, rather than leave the
+		// client waiting for a node that may not come back. (With
+		// another game node, its gate attaches the session there.)
+		p.ctx.SendTo(p.session.Gate, p.session.Incarnation, &services.Kick{SessionID: p.session.ID, Code: services.KickShutdown,
+			Reason: "the game server is stopping and no other one takes players now; log in again shortly"})
 	}
 }
 
@@ -275,12 +282,21 @@ func (p *Player[S]) detach() {
 	p.attached = false
 	p.svc.players.WithLabelValues("attached").Dec()
 	p.svc.players.WithLabelValues("grace").Inc()
+	p.detached()
+}
+
+// detached starts the grace period of a player with no session.
+func (p *Player[S]) detached() {
 	if _, err := p.ctx.SendAfter(p.svc.cfg.Grace, &graceOver{gen: p.gen}); err != nil {
 		p.logger().Error("cannot start grace timer", "err", err)
 	}
 }
 
 func (p *Player[S]) start() {
+	if p.first == nil {
+		p.activate() // started for a message, not a session
+		return
+	}
 	st, rec, err := p.svc.acquire(p.ID)
 	if err != nil {
 		// A damaged record must not be replaced by a fresh player: refuse
@@ -298,12 +314,21 @@ func (p *Player[S]) start() {
 		p.ctx.Send(p.ctx.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.first.gen})
 		return
 	}
-	p.State = st
-	p.save.version, p.save.epoch, p.save.owned = rec.Version, rec.Epoch, true
+	p.loaded(st, rec)
 	p.svc.players.WithLabelValues("grace").Inc() // attach moves it to attached
 	p.attach(p.first)
 	p.first = nil
+}
+
+// loaded takes the player's state once this node owns the player, and
+// runs Config.OnActivate.
+func (p *Player[S]) loaded(st *S, rec store.Record) {
+	p.State = st
+	p.save.version, p.save.epoch, p.save.owned = rec.Version, rec.Epoch, true
 	p.scheduleSaves()
+	if p.svc.cfg.OnActivate != nil {
+		p.svc.cfg.OnActivate(p)
+	}
 }
 
 func (p *Player[S]) attach(m *attachReq) {
@@ -506,6 +531,8 @@ func (m *manager[S]) Receive(c *framework.Context) {
 		if e, ok := m.players[msg.id]; ok {
 			c.Send(e.addr, msg)
 		}
+	case *services.ToPlayer:
+		m.onMail(c, msg)
 	case *listPlayers:
 		ids := make([]uint64, 0, len(m.players))
 		for id := range m.players {

@@ -12,6 +12,8 @@ import (
 type Router[S any] struct {
 	reg      *framework.Registry
 	handlers map[framework.MsgID]handler[S]
+	// mail: handlers of messages from other actors and timers, by type.
+	mail map[reflect.Type]mailHandler[S]
 }
 
 type handler[S any] struct {
@@ -23,7 +25,7 @@ type handler[S any] struct {
 // type handlers use (the same registry the gate validates client frames
 // against).
 func NewRouter[S any](reg *framework.Registry) *Router[S] {
-	return &Router[S]{reg: reg, handlers: make(map[framework.MsgID]handler[S])}
+	return &Router[S]{reg: reg, handlers: make(map[framework.MsgID]handler[S]), mail: make(map[reflect.Type]mailHandler[S])}
 }
 
 // Handle registers fn for client messages of type *Req. fn runs on the

@@ -59,6 +59,12 @@ type Config[S any] struct {
 	// OnAttach runs on the player's actor after a session attaches (new or
 	// resumed), e.g. to push the player's state and rejoin chat groups.
 	OnAttach func(p *Player[S])
+	// OnActivate runs on the player's actor once its state is loaded, on
+	// whichever node the actor starts: a login, a handoff from another
+	// node, or a message from an actor (SendToPlayer) for a player online
+	// nowhere. Arm the player's timers here (Player.Every); no session is
+	// attached yet.
+	OnActivate func(p *Player[S])
 	// Grace is how long a disconnected player's actor waits for a
 	// reconnect before it saves and stops. Default 30s.
 	Grace time.Duration
@@ -114,6 +120,7 @@ type Service[S any] struct {
 	conflicts prometheus.Counter
 	fenced    prometheus.Counter
 	handoffs  *prometheus.CounterVec
+	mail      *prometheus.CounterVec
 	// acquireWaits: logins that waited for another node's hold on their player.
 	acquireWaits *prometheus.CounterVec
 }
@@ -203,13 +210,17 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 			Name: "citadel_game_handoffs_total",
 			Help: "Players handed between game nodes with their session open, by direction and outcome: out (saved, released, the gate told), in (attached here from another node), failed (the save and release failed; the player stayed).",
 		}, []string{"outcome"}),
+		mail: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "citadel_game_mail_total",
+			Help: "Messages from actors to players (SendToPlayer, CallPlayer), by result: ok, error (refused or failed; a call gets the error), forwarded (passed on to the node that owns the player), activated (the player was online nowhere and was loaded for it).",
+		}, []string{"result"}),
 		fenced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "citadel_game_fenced_total",
 			Help: "Player actors stopped because the store said another node owns the player now (fenced), or this node lost its lease.",
 		}),
 	}
 	if cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{s.requests, s.attaches, s.players, s.conflicts, s.fenced, s.acquireWaits, s.handoffs} {
+		for _, c := range []prometheus.Collector{s.requests, s.attaches, s.players, s.conflicts, s.fenced, s.acquireWaits, s.handoffs, s.mail} {
 			if err := cfg.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("game: register metrics: %w", err)
 			}

@@ -65,6 +65,20 @@ type (
 		SessionID uint64
 		Actor     framework.Addr
 	}
+	// ToPlayer carries a message from any actor to a player's actor, by
+	// the player's ID: the game node that receives it delivers it to the
+	// player's actor there, starts one (loading the player) if the player
+	// is not online anywhere, or passes it once to the node that owns the
+	// player (Hops counts that). The reply, if it was a request, is the
+	// handler's.
+	ToPlayer struct {
+		PlayerID uint64
+		Hops     uint8
+		MsgID    framework.MsgID
+		Payload  []byte
+	}
+	// Delivered answers a ToPlayer request whose handler replied nothing.
+	Delivered struct{}
 	// ClientRequest carries one client frame to the player's actor.
 	ClientRequest struct {
 		SessionID uint64
@@ -131,6 +145,8 @@ const (
 	IDHeld          framework.MsgID = 231
 	IDHanded        framework.MsgID = 232
 	IDNotHere       framework.MsgID = 233
+	IDToPlayer      framework.MsgID = 234
+	IDDelivered     framework.MsgID = 235
 )
 
 // GameActorManager is the actor on every game node that receives Attach.
@@ -159,6 +175,6 @@ func RegisterInternal(r *framework.Registry) error {
 		IDClientRequest: (*ClientRequest)(nil), IDToClient: (*ToClient)(nil), IDToClients: (*ToClients)(nil),
 		IDKick: (*Kick)(nil), IDJoinGroup: (*JoinGroup)(nil), IDLeaveGroup: (*LeaveGroup)(nil),
 		IDBroadcast: (*Broadcast)(nil), IDHold: (*Hold)(nil), IDHeld: (*Held)(nil), IDHanded: (*Handed)(nil),
-		IDNotHere: (*NotHere)(nil),
+		IDNotHere: (*NotHere)(nil), IDToPlayer: (*ToPlayer)(nil), IDDelivered: (*Delivered)(nil),
 	})
 }
