@@ -152,6 +152,15 @@ type (
 		From, To uint64
 		Reason   string
 	}
+	// WorldBonus is pushed to a player the world rewarded: a world event
+	// (Event) gave XPGain experience to every player who hunted since
+	// the last one; XP and Level are the player's after it.
+	WorldBonus struct {
+		Event  string
+		XPGain int64
+		XP     int64
+		Level  int32
+	}
 )
 
 // TradeClosed reasons.
@@ -190,6 +199,7 @@ const (
 	IDTradeDecline framework.MsgID = 1024
 	IDTradeCancel  framework.MsgID = 1025
 	IDTradeClosed  framework.MsgID = 1026
+	IDWorldBonus   framework.MsgID = 1027
 )
 
 // Sample game rules shared by client and server.
@@ -213,6 +223,6 @@ func RegisterSample(r *framework.Registry) error {
 		IDHunt: (*Hunt)(nil), IDHunted: (*Hunted)(nil), IDItemInfo: (*ItemInfo)(nil), IDItemStats: (*ItemStats)(nil),
 		IDTradeOffer: (*TradeOffer)(nil), IDTradeOffered: (*TradeOffered)(nil), IDTradeAccept: (*TradeAccept)(nil),
 		IDTradeDone: (*TradeDone)(nil), IDTradeDecline: (*TradeDecline)(nil), IDTradeCancel: (*TradeCancel)(nil),
-		IDTradeClosed: (*TradeClosed)(nil),
+		IDTradeClosed: (*TradeClosed)(nil), IDWorldBonus: (*WorldBonus)(nil),
 	})
 }

@@ -74,6 +74,9 @@ type Options struct {
 	TradeOfferTTL time.Duration
 	// DrainRate and RebalanceRate: see game.Config.
 	DrainRate, RebalanceRate float64
+	// WorldEventEvery is how often the world rewards the players who
+	// hunted since its last event. Default 1m.
+	WorldEventEvery time.Duration
 }
 
 // Register adds the client protocol and the sample game's messages to reg.
@@ -113,12 +116,23 @@ func New(node *framework.Node, st store.Store, opts Options) (*game.Service[Stat
 		}
 		opts.Tables = h
 	}
-	return game.New(game.Config[State]{
+	if err := registerWorld(node.Registry()); err != nil {
+		return nil, err
+	}
+	game.MustHandleMessage(r, onWorldBonus)
+	svc, err := game.New(game.Config[State]{
 		Node: node, Store: st, Lease: opts.Lease, Saver: opts.Saver, SaveInterval: opts.SaveInterval, Router: r,
 		NewState: func(id uint64) *State { return newState(opts.Tables.Current(), id) },
 		OnAttach: onAttach, Grace: opts.Grace, Metrics: opts.Metrics, Tables: opts.Tables, Plugins: opts.Plugins,
 		DrainRate: opts.DrainRate, RebalanceRate: opts.RebalanceRate,
 	})
+	if err != nil {
+		return nil, err
+	}
+	if err := startWorld(node, opts); err != nil {
+		return nil, err
+	}
+	return svc, nil
 }
 
 // spawnGroup players (consecutive IDs) start together; groups are scattered
@@ -312,6 +326,7 @@ func hunt(p *Player, m *services.Hunt) (*services.Hunted, error) {
 		return nil, err
 	}
 	p.State.LastHunt = now
+	p.Context().Send(p.Context().Node().ActorAddr(worldActor), &hunted{player: p.ID})
 	out := &services.Hunted{Monster: mon.ID, Blows: res.Blows, XPGain: res.XP, Rules: res.Rules}
 	if p.State.Items == nil {
 		p.State.Items = make(map[string]int32)
