@@ -2,7 +2,7 @@
 # plugin built into the plugin folder the binary is pointed at (the server
 # cannot build it at start: the image has no Go toolchain and no source).
 # Build from the repository root:  docker build -t citadel .
-# docs/deploy.md explains the image; cmd/citadel/deploy_test.go runs the
+# docs/deploy.md explains the image; deploy_test.go runs the
 # same go build lines and checks that they give static binaries.
 
 FROM golang:1.26 AS build

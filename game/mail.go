@@ -240,9 +240,11 @@ func (p *Player[S]) deliver(msg any) (reply any, err error) {
 	return reply, err
 }
 
-// onTimer handles a message from one of the player's own timers.
+// onTimer handles a message from one of the player's own timers (or sent
+// straight to the actor's address). One with no handler is ignored: a
+// timer cannot be armed for it.
 func (p *Player[S]) onTimer(msg any) {
-	if p.State == nil || !p.save.owned {
+	if _, ok := p.svc.cfg.Router.mail[reflect.TypeOf(msg)]; !ok || p.State == nil || !p.save.owned {
 		return
 	}
 	if !p.exchange.lockedBy.IsZero() {

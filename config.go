@@ -1,4 +1,4 @@
-package main
+package citadel
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -161,8 +162,8 @@ func (c *config) validate() error {
 	if c.SendQueueBytes < 2*c.MaxFrame {
 		bad("send-queue-bytes", c.SendQueueBytes, "want at least twice -max-frame (%d)", 2*c.MaxFrame)
 	}
-	if c.TradeOfferTTL <= 0 {
-		bad("trade-offer-ttl", c.TradeOfferTTL, "want more than 0")
+	if c.Game == nil && slices.Contains(c.Roles, services.Game) || c.Game == nil && slices.Contains(c.Roles, services.Gate) {
+		errs = append(errs, errors.New("no game: a server with the game or gate role needs one (citadel.Run's game argument)"))
 	}
 	if c.LeaseTTL < time.Second || c.LeaseTTL > time.Hour {
 		bad("lease-ttl", c.LeaseTTL, "want 1s to 1h")

@@ -1,4 +1,4 @@
-package main
+package citadel
 
 // The deploy files (Dockerfile, deploy/compose.yaml, deploy/k8s/*.yaml,
 // deploy/gen-secrets.sh) are checked here offline: no Docker daemon, no
@@ -18,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/citadel-go/citadel/game/sample"
 	"io"
 	"log/slog"
 	"net"
@@ -27,7 +28,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -63,7 +63,7 @@ const (
 // repoRoot is the repository, two levels above this package.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := filepath.Abs(".")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestDeployUsageHelper(t *testing.T) {
 	if os.Getenv("CITADEL_DEPLOY_USAGE_HELPER") != "1" {
 		t.Skip("run by citadelFlags in a child process")
 	}
-	if err := run([]string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+	if err := run(&sample.Game{}, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "run -h:", err)
 		os.Exit(3)
 	}
@@ -518,6 +518,16 @@ func entrypointFlags(t *testing.T, im *image) []string {
 	return im.entrypoint[1:]
 }
 
+// pinnedNSQ is the NSQ version go.mod pins.
+func pinnedNSQ(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/nsqio/nsq").Output()
+	if err != nil {
+		t.Fatalf("go list -m github.com/nsqio/nsq: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // goModVersion is go.mod's go directive, major and minor.
 func goModVersion(t *testing.T) (int, int) {
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "go.mod"))
@@ -620,7 +630,7 @@ func TestDeployDockerfile(t *testing.T) {
 	if v, _ := flags.last("build-plugins"); v != "false" {
 		t.Errorf("Dockerfile: ENTRYPOINT lacks -build-plugins=false: the image has no Go toolchain and no source to build plugins with")
 	}
-	for name, pkg := range examplePlugins {
+	for name, pkg := range (&sample.Game{}).PluginSources() {
 		found := false
 		for _, b := range im.builds {
 			p, _ := im.imagePath(b.out)
@@ -1359,14 +1369,7 @@ func TestDeployKubernetes(t *testing.T) {
 	// Pods: what they refer to exists, they run as non-root, and every
 	// citadel container is a process the cluster can run.
 	var procs []*citadelProc
-	nsqVersion := ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/nsqio/nsq" {
-				nsqVersion = d.Version
-			}
-		}
-	}
+	nsqVersion := pinnedNSQ(t)
 	citadelImages := map[string]bool{}
 	for _, w := range m.workloads {
 		spec := &w.template.Spec
@@ -1956,14 +1959,7 @@ func TestDeployCompose(t *testing.T) {
 	}
 
 	// The NSQ daemons: the pinned version, flags they have, peers that exist.
-	nsqVersion := ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/nsqio/nsq" {
-				nsqVersion = d.Version
-			}
-		}
-	}
+	nsqVersion := pinnedNSQ(t)
 	for _, name := range sortedKeys(c.Services) {
 		s := c.Services[name]
 		if !strings.HasPrefix(s.Image, "nsqio/nsq:") {

@@ -1,4 +1,4 @@
-package main
+package citadel
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func testConfig(t testing.TB) config {
 		LoginAddr: "127.0.0.1:0", GateTCP: "127.0.0.1:0", GateWS: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		BcryptCost: 4, Grace: 2 * time.Second, SaveInterval: time.Second, Heartbeat: 10 * time.Second, MaxFrame: 64 << 10, ClientRate: 100,
 		MaxConns: 10000, MaxPending: 1024, AuthTimeout: 10 * time.Second, HandshakeTimeout: 5 * time.Second,
-		SendQueueBytes: 256 << 10, TradeOfferTTL: time.Minute, LeaseTTL: 5 * time.Second,
+		SendQueueBytes: 256 << 10, LeaseTTL: 5 * time.Second, Game: &sample.Game{},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package citadel
 
 import (
 	"context"
@@ -194,7 +194,7 @@ func TestTradeNeedsConsent(t *testing.T) {
 
 // An offer not accepted in time cannot be accepted.
 func TestTradeOfferExpires(t *testing.T) {
-	srv := startTestServer(t, func(c *config) { c.TradeOfferTTL = 100 * time.Millisecond })
+	srv := startTestServer(t, func(c *config) { c.Game = &sample.Game{TradeOfferTTL: 100 * time.Millisecond} })
 	alice, bob := newTrader(t, srv, "alice"), newTrader(t, srv, "bob")
 	offer := call[*services.TradeOffered](t, alice.Conn, &services.TradeOffer{With: bob.PlayerID(), Give: "potion", Take: "bread"})
 	for time.Now().UnixMilli() <= offer.ExpiresAtMs {

@@ -1,4 +1,4 @@
-package main
+package citadel
 
 // The attacker's tools for attack_test.go: a citadel process watched for
 // memory and liveness, honest players that keep playing through an attack,

@@ -1,4 +1,4 @@
-package main
+package citadel
 
 import (
 	"context"
@@ -20,20 +20,19 @@ import (
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/framework/ticket"
 	"github.com/citadel-go/citadel/game"
-	"github.com/citadel-go/citadel/game/sample"
 	"github.com/citadel-go/citadel/gate"
 	"github.com/citadel-go/citadel/login"
 	"github.com/citadel-go/citadel/mq"
 	"github.com/citadel-go/citadel/plugins"
 	"github.com/citadel-go/citadel/services"
-	"github.com/citadel-go/citadel/tables"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/time/rate"
 )
 
-// config is everything the flags set.
+// config is everything the flags set, and the game.
 type config struct {
+	Game    game.Game
 	Roles   []string // login, gate, game
 	DataDir string
 	NodeID  string // suffix of node IDs ("1" gives login-1, gate-1, game-1)
@@ -50,7 +49,6 @@ type config struct {
 	BcryptCost                            int
 	Grace                                 time.Duration
 	SaveInterval                          time.Duration
-	TradeOfferTTL                         time.Duration
 	Store                                 string // "bbolt" or "postgres"
 	PostgresDSN                           string
 	Heartbeat                             time.Duration
@@ -106,10 +104,10 @@ type server struct {
 	account  *login.Service
 	tlsPair  *tls.Certificate // -tls-cert and -tls-key, loaded at start
 	gate     *gate.Gate
-	game     *game.Service[sample.State]
-	tables   *tables.Holder
+	game     game.Runner
 	plugins  *plugins.Host
-	cancel   context.CancelFunc // background work (table watch)
+	cancel   context.CancelFunc // background work (plugin watch)
+	done     chan struct{}      // closed on stop: the game's background work (table watch) ends
 	leases   []*store.LeaseKeeper
 	failOnce sync.Once
 	admin    *http.Server
@@ -141,7 +139,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			*path = filepath.Join(cfg.DataDir, name)
 		}
 	}
-	s = &server{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry(), drainReq: make(chan struct{}, 1)}
+	s = &server{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry(), drainReq: make(chan struct{}, 1), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			if stopErr := s.stop(context.Background()); stopErr != nil {
@@ -249,25 +247,18 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		if s.saver, err = game.NewSaver(game.SaverConfig{Store: s.store, Logger: s.log, Metrics: s.metrics}); err != nil {
 			return s, err
 		}
-		if s.tables, err = tables.NewHolder(tables.HolderConfig{Path: cfg.TablesPath, Logger: s.log, Metrics: s.metrics}); err != nil {
-			if cfg.TablesPath != "" {
-				return s, fmt.Errorf("-tables %s: %w", cfg.TablesPath, err)
-			}
-			return s, fmt.Errorf("tables: %w", err)
-		}
-		if cfg.TablesWatch > 0 {
-			var watchCtx context.Context
-			watchCtx, s.cancel = context.WithCancel(context.Background())
-			go s.tables.Watch(watchCtx, cfg.TablesWatch)
-		}
 		if cfg.PluginsDir != "" {
 			if err := s.startPlugins(); err != nil {
 				return s, err
 			}
 		}
-		if s.game, err = sample.New(n, s.store, sample.Options{Saver: s.saver, Lease: lease, SaveInterval: cfg.SaveInterval,
-			Grace: cfg.Grace, Metrics: s.metrics, Tables: s.tables, Plugins: s.plugins, TradeOfferTTL: cfg.TradeOfferTTL,
-			DrainRate: cfg.DrainRate, RebalanceRate: rebalanceRate(cfg.RebalanceRate)}); err != nil {
+		if err := cfg.Game.Register(n.Registry()); err != nil {
+			return s, fmt.Errorf("the game's messages: %w", err)
+		}
+		env := game.Env{Store: s.store, Lease: lease, Saver: s.saver, Plugins: s.plugins, Metrics: s.metrics, Logger: s.log,
+			SaveInterval: cfg.SaveInterval, Grace: cfg.Grace, DrainRate: cfg.DrainRate, RebalanceRate: rebalanceRate(cfg.RebalanceRate),
+			TablesPath: cfg.TablesPath, TablesWatch: cfg.TablesWatch, Done: s.done}
+		if s.game, err = cfg.Game.NewService(n, env); err != nil {
 			return s, err
 		}
 		if err := n.Start(ctx); err != nil {
@@ -283,11 +274,14 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			return s, err
 		}
 		clientReg := framework.NewRegistry()
-		if err := sample.Register(clientReg); err != nil {
+		if err := services.RegisterClient(clientReg); err != nil {
 			return s, err
 		}
-		if err := sample.Register(n.Registry()); err != nil {
-			return s, err
+		if err := cfg.Game.Register(clientReg); err != nil {
+			return s, fmt.Errorf("the game's messages: %w", err)
+		}
+		if err := cfg.Game.Register(n.Registry()); err != nil {
+			return s, fmt.Errorf("the game's messages: %w", err)
 		}
 		s.gate, err = gate.New(gate.Config{Node: n, Tickets: signer, Registry: clientReg,
 			TCPAddr: cfg.GateTCP, WSAddr: cfg.GateWS, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
@@ -554,6 +548,11 @@ func (s *server) stop(ctx context.Context) error {
 	s.ready.Store(false)
 	if s.cancel != nil {
 		s.cancel()
+	}
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
 	}
 	var errs []error
 	if s.login != nil {

@@ -1,4 +1,4 @@
-package main
+package citadel
 
 import (
 	"bufio"
@@ -39,7 +39,7 @@ func citadelBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "citadel")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", binPath, "./cmd/citadel").CombinedOutput()
 		if err != nil {
 			buildErr = err
 			binPath = string(out)

@@ -1,4 +1,4 @@
-package main
+package citadel
 
 import (
 	"context"
@@ -15,9 +15,14 @@ import (
 	"github.com/citadel-go/citadel/services"
 )
 
-// examplePlugins are built into the plugin folder on a first run from the
-// source tree, so `go run ./cmd/citadel` plays with the combat plugin.
-var examplePlugins = map[string]string{"combat": "./plugins/examples/combat/v1"}
+// PluginSources is a game whose plugins the server can build: on a first
+// run from the game's source tree (the module the working directory is
+// in), each plugin folder without a build gets one from its package (a
+// path relative to the module root, by plugin name), unless
+// -build-plugins=false.
+type PluginSources interface {
+	PluginSources() map[string]string
+}
 
 // startPlugins starts the plugin host and loads every plugin in the folder.
 func (s *server) startPlugins() error {
@@ -25,8 +30,8 @@ func (s *server) startPlugins() error {
 	if err := os.MkdirAll(cfg.PluginsDir, 0o755); err != nil {
 		return fmt.Errorf("plugins: %w", err)
 	}
-	if cfg.BuildPlugins {
-		for name, pkg := range examplePlugins {
+	if src, ok := cfg.Game.(PluginSources); ok && cfg.BuildPlugins {
+		for name, pkg := range src.PluginSources() {
 			s.buildExample(name, pkg)
 		}
 	}
