@@ -12,10 +12,10 @@ import (
 	"github.com/xuri/excelize/v2"
 )
 
-const srcDir = "../../tables/src"
+const srcDir = "../../game/sample/gamedata/src"
 
-// sources copies tables/src to a temporary folder.
-func sources(t *testing.T) string { return tablestest.Sources(t, nil) }
+// sources copies the sample game's table sources to a temporary folder.
+func sources(t *testing.T) string { return tablestest.Sources(t, srcDir, nil) }
 
 func editCSV(t *testing.T, dir, file, old, new string) {
 	t.Helper()
@@ -62,7 +62,7 @@ func seededOut(t *testing.T) string {
 func TestExportFromTheSources(t *testing.T) {
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"export", "-src", srcDir, "-out", out}, &stdout, &stderr); code != 0 {
+	if code := run([]string{"export", "-src", srcDir, "-out", out, "-package", "gamedata"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 	for _, name := range outputs {
@@ -91,13 +91,13 @@ func TestBadInputsNameTheCellAndWriteNothing(t *testing.T) {
 	}{
 		{"string in an int column", func(t *testing.T, d string) {
 			editCSV(t, d, "Item.csv", "4,sword,Iron Sword,Weapon,120", "4,sword,Iron Sword,Weapon,cheap")
-		}, []string{"Item.csv row 5, column E", "does not match the column's type", "'cheap'"}},
+		}, []string{`Item.csv row 5, column E (Price): "cheap" is not a whole number of type int: write one from -2147483648 to 2147483647`}},
 		{"unknown enum value", func(t *testing.T, d string) {
 			editCSV(t, d, "Item.csv", "4,sword,Iron Sword,Weapon", "4,sword,Iron Sword,Magic")
-		}, []string{"Item.csv row 5, column D", "unknown enum value", "'Magic'"}},
+		}, []string{`Item.csv row 5, column D (Kind): "Magic" is not a value of enum ItemKind: write one of None, Consumable, Weapon, Armor, Material`}},
 		{"duplicate ID", func(t *testing.T, d string) {
 			editCSV(t, d, "Item.csv", "5,shield", "4,shield")
-		}, []string{"Item.csv row 6, column A", "duplicate value"}},
+		}, []string{`Item.csv row 6, column A (ID): duplicate ID "4" (first at row 5): ID is indexed (unique), ItemByID would keep only one of them`}},
 		{"UTF-8 BOM", func(t *testing.T, d string) {
 			data, _ := os.ReadFile(filepath.Join(d, "Level.csv"))
 			os.WriteFile(filepath.Join(d, "Level.csv"), append([]byte("\ufeff"), data...), 0o644)
@@ -110,7 +110,7 @@ func TestBadInputsNameTheCellAndWriteNothing(t *testing.T) {
 		}, []string{"Monster.xlsx [Undead] row 5, column H (Drops)", `Drops "99" is not in Item.ID`}},
 		{"string in an int cell of an .xlsx", func(t *testing.T, d string) {
 			editXLSX(t, d, "Monster.xlsx", "Beasts", "D3", "lots")
-		}, []string{"Monster.xlsx [Beasts] row 3, column D", "'lots'"}},
+		}, []string{`Monster.xlsx [Beasts] row 3, column D (HP): "lots" is not a whole number`}},
 		{"every problem is listed", func(t *testing.T, d string) {
 			editXLSX(t, d, "Monster.xlsx", "Beasts", "H2", "404")
 			editXLSX(t, d, "Monster.xlsx", "Beasts", "I3", "150")
@@ -128,7 +128,7 @@ func TestBadInputsNameTheCellAndWriteNothing(t *testing.T) {
 			dir, out := sources(t), seededOut(t)
 			tc.break_(t, dir)
 			var stdout, stderr bytes.Buffer
-			code := run([]string{"export", "-src", dir, "-out", out}, &stdout, &stderr)
+			code := run([]string{"export", "-src", dir, "-out", out, "-package", "gamedata"}, &stdout, &stderr)
 			if code != 1 {
 				t.Fatalf("exit %d, want 1\n%s%s", code, stdout.String(), stderr.String())
 			}

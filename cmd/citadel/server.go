@@ -21,6 +21,7 @@ import (
 	"github.com/citadel-go/citadel/framework/ticket"
 	"github.com/citadel-go/citadel/game"
 	"github.com/citadel-go/citadel/game/sample"
+	"github.com/citadel-go/citadel/game/sample/gamedata"
 	"github.com/citadel-go/citadel/gate"
 	"github.com/citadel-go/citadel/login"
 	"github.com/citadel-go/citadel/mq"
@@ -107,7 +108,7 @@ type server struct {
 	tlsPair  *tls.Certificate // -tls-cert and -tls-key, loaded at start
 	gate     *gate.Gate
 	game     *game.Service[sample.State]
-	tables   *tables.Holder
+	tables   *tables.Holder[*gamedata.Set]
 	plugins  *plugins.Host
 	cancel   context.CancelFunc // background work (table watch)
 	leases   []*store.LeaseKeeper
@@ -249,7 +250,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		if s.saver, err = game.NewSaver(game.SaverConfig{Store: s.store, Logger: s.log, Metrics: s.metrics}); err != nil {
 			return s, err
 		}
-		if s.tables, err = tables.NewHolder(tables.HolderConfig{Path: cfg.TablesPath, Logger: s.log, Metrics: s.metrics}); err != nil {
+		if s.tables, err = tables.NewHolder(gamedata.Schema, tables.HolderConfig{Path: cfg.TablesPath, Logger: s.log, Metrics: s.metrics}); err != nil {
 			if cfg.TablesPath != "" {
 				return s, fmt.Errorf("-tables %s: %w", cfg.TablesPath, err)
 			}
