@@ -10,6 +10,7 @@ import (
 	"github.com/citadel-go/citadel/tables/export"
 	"github.com/citadel-go/citadel/tables/tablestest"
 	"github.com/xuri/excelize/v2"
+	"golang.org/x/text/encoding/simplifiedchinese"
 )
 
 const srcDir = "../../game/sample/gamedata/src"
@@ -123,6 +124,44 @@ func TestBadInputsNameTheCellAndWriteNothing(t *testing.T) {
 		{"unknown table kind in the index", func(t *testing.T, d string) {
 			editCSV(t, d, "Index.csv", "数据表,Level", "Datta,Level")
 		}, []string{"Index.csv row 5, column A", `unknown table kind "Datta"`}},
+		{"merged .xlsx cells", func(t *testing.T, d string) {
+			path := filepath.Join(d, "Monster.xlsx")
+			f, err := excelize.OpenFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.MergeCell("Beasts", "B2", "C2"); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.SaveAs(path); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}, []string{"Monster.xlsx [Beasts] row 2, column B: cells B2:C2 are merged: tabtoy reads the value only into B2", "unmerge them"}},
+		{"a CSV saved as GBK", func(t *testing.T, d string) {
+			path := filepath.Join(d, "Level.csv")
+			data, _ := os.ReadFile(path)
+			gbk, err := simplifiedchinese.GBK.NewEncoder().Bytes(bytes.Replace(data, []byte("5,100,210\n"), []byte("5,100,210\n# 五级\n"), 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(path, gbk, 0o644)
+		}, []string{"Level.csv row 7: the file is not UTF-8 (it reads as GBK", "iconv -f GBK -t UTF-8 Level.csv", `"CSV UTF-8 (Comma delimited)"`}},
+		{"a CSV row of another length", func(t *testing.T, d string) {
+			editCSV(t, d, "Level.csv", "5,100,210\n", "5,100,210,7\n")
+		}, []string{"Level.csv row 6: this row has 4 cells, the first row 3"}},
+		{"unknown type in the type table", func(t *testing.T, d string) {
+			editCSV(t, d, "Type.csv", "表头,Item,价格,Price,int", "表头,Item,价格,Price,integer")
+		}, []string{`Type.csv row 11, column E: Item.Price: unknown type "integer": want int,`}},
+		{"an enum number used twice", func(t *testing.T, d string) {
+			editCSV(t, d, "Type.csv", "枚举,ItemKind,护甲,Armor,int,,3,", "枚举,ItemKind,护甲,Armor,int,,2,")
+		}, []string{"Type.csv row 5, column G: enum ItemKind already uses the number 2 (at Type.csv row 4, column G)"}},
+		{"a type table without 字段类型", func(t *testing.T, d string) {
+			editCSV(t, d, "Type.csv", "字段名,字段类型", "字段名,类型")
+		}, []string{"Type.csv row 1, column A: the type table needs the column(s) 字段类型 (FieldType)"}},
+		{"a bad value in a key-value table", func(t *testing.T, d string) {
+			editCSV(t, d, "Setting.csv", "MaxLevel,int,最高等级,15,", "MaxLevel,int,最高等级,fifteen,")
+		}, []string{`Setting.csv row 4, column D (MaxLevel): "fifteen" is not a whole number of type int`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, out := sources(t), seededOut(t)
