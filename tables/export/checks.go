@@ -3,7 +3,6 @@ package export
 import (
 	"fmt"
 	"go/token"
-	"math"
 	"strconv"
 	"strings"
 
@@ -23,10 +22,15 @@ type typeRow struct {
 	at                      func(col string) rules.Location
 }
 
-// intRange is what tabtoy's integer types hold.
-var intRange = map[string][2]float64{
-	"int16": {math.MinInt16, math.MaxInt16}, "int32": {math.MinInt32, math.MaxInt32}, "int64": {math.MinInt64, math.MaxInt64},
-	"uint16": {0, math.MaxUint16}, "uint32": {0, math.MaxUint32}, "uint64": {0, math.MaxUint64},
+// intRange is what tabtoy's integer types hold: bit size and bounds as a
+// designer writes them.
+var intRange = map[string]struct {
+	bits     int
+	min, max string
+}{
+	"int16": {16, "-32768", "32767"}, "int32": {32, "-2147483648", "2147483647"},
+	"int64":  {64, "-9223372036854775808", "9223372036854775807"},
+	"uint16": {16, "0", "65535"}, "uint32": {32, "0", "4294967295"}, "uint64": {64, "0", "18446744073709551615"},
 }
 
 // checkTypes checks the type table once all of it is read: names, types,
@@ -136,9 +140,11 @@ func (sc *schema) checkValues(t *table) []rules.Problem {
 				continue
 			}
 			k := c.v
-			if g, _ := sc.goType(c.f); intRange[g] != [2]float64{} {
-				if n, err := strconv.ParseFloat(c.v, 64); err == nil {
-					k = strconv.FormatFloat(n, 'f', -1, 64) // 04 and 4 are one key
+			if g, _ := sc.goType(c.f); intRange[g].bits != 0 {
+				if n, err := strconv.ParseInt(c.v, 10, 64); err == nil {
+					k = strconv.FormatInt(n, 10) // 04 and 4 are one key
+				} else if n, err := strconv.ParseUint(c.v, 10, 64); err == nil {
+					k = strconv.FormatUint(n, 10)
 				}
 			}
 			if firstAt[c.f] == nil {
@@ -205,17 +211,16 @@ func (sc *schema) badValue(f *field, v string, elem bool) string {
 		if v == "" {
 			return ""
 		}
-		bits := map[string]int{"int16": 16, "int32": 32, "int64": 64, "uint16": 16, "uint32": 32, "uint64": 64}[g]
 		var err error
 		if g[0] == 'u' {
-			_, err = strconv.ParseUint(v, 10, bits)
+			_, err = strconv.ParseUint(v, 10, r.bits)
 		} else {
-			_, err = strconv.ParseInt(v, 10, bits)
+			_, err = strconv.ParseInt(v, 10, r.bits)
 		}
 		if err == nil {
 			return ""
 		}
-		return fmt.Sprintf("%s is not a whole number of type %s: write one from %.0f to %.0f%s", what, f.typ, r[0], r[1], spaces)
+		return fmt.Sprintf("%s is not a whole number of type %s: write one from %s to %s%s", what, f.typ, r.min, r.max, spaces)
 	}
 	// an enum
 	if v == "" && !elem {
