@@ -1,8 +1,11 @@
 package export
 
 import (
+	"bytes"
+	"encoding/csv"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -85,14 +88,18 @@ func runTabtoy(dir, index, pkg string, entries []indexEntry, files map[string]he
 		var f helper.TableFile
 		switch strings.ToLower(filepath.Ext(name)) {
 		case ".csv":
-			f = helper.NewCSVFile()
+			csvFile, err := loadCSV(filepath.Join(dir, name))
+			if err != nil {
+				return nil, err
+			}
+			f = csvFile
 		case ".xlsx":
 			f = helper.NewXlsxFile("")
+			if err := f.Load(filepath.Join(dir, name)); err != nil {
+				return nil, err
+			}
 		default:
 			return nil, fmt.Errorf("unsupported file type (want .csv or .xlsx)")
-		}
-		if err := f.Load(filepath.Join(dir, name)); err != nil {
-			return nil, err
 		}
 		files[name] = f
 		return f, nil
@@ -126,6 +133,30 @@ func compile(g *model.Globals) (err error) {
 		}
 	}()
 	return compiler.Compile(g)
+}
+
+// loadCSV reads a CSV for tabtoy. tabtoy's own loader guesses the encoding
+// from the first 1,024 bytes (an HTML sniffer) and, unless they say
+// UTF-8, converts every cell from GBK: a UTF-8 file whose first kilobyte
+// is ASCII has its later Chinese cells garbled, and every cell of a large
+// file goes through the converter. Citadel has already refused anything
+// but UTF-8 (readSheets), so the cells go to tabtoy as they are.
+func loadCSV(path string) (*helper.CSVFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	records, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	f := helper.NewCSVFile()
+	f.Name = strings.TrimSuffix(path, filepath.Ext(path))
+	sheet := f.Sheets()[0]
+	for _, r := range records {
+		sheet.WriteRow(r...)
+	}
+	return f, nil
 }
 
 // fileGetter gives tabtoy its files without a working directory of its own:

@@ -1,6 +1,7 @@
 package export
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,5 +58,39 @@ func TestTabtoyProblemsAreGatheredTableByTable(t *testing.T) {
 	out, problems, err = sc.tabtoy(dir, "Index.csv", "gamedata", nil)
 	if err != nil || out == nil || len(problems) != 0 || !strings.Contains(string(out.json), `"Quest"`) {
 		t.Fatalf("clean tables: err %v, problems %v", err, problems)
+	}
+}
+
+// tabtoy's own CSV loader guesses the encoding from the first kilobyte and
+// converts a file it does not take for UTF-8 from GBK: Chinese text after
+// an ASCII first kilobyte came out garbled ("铁剑" as "閾佸墤"). The cells
+// now reach tabtoy as read.
+func TestChineseAfterTheFirstKilobyteSurvives(t *testing.T) {
+	dir := t.TempDir()
+	var items strings.Builder
+	items.WriteString("ID,Name\n")
+	for id := 1; items.Len() < 2000; id++ {
+		fmt.Fprintf(&items, "%d,Generated item %d\n", id, id)
+	}
+	items.WriteString("9999,铁剑\n")
+	for name, data := range map[string]string{
+		"Index.csv": "模式,表类型,表文件名\n类型表,,Type.csv\n数据表,Item,Item.csv\n",
+		"Type.csv":  "种类,对象类型,标识名,字段名,字段类型,数组切割,值,索引\n表头,Item,编号,ID,int,,,是\n表头,Item,名称,Name,string,,,\n",
+		"Item.csv":  items.String(),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := t.TempDir()
+	if _, err := Run(Options{Src: dir, Out: out, Package: "gamedata"}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(out, JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"Name": "铁剑"`) {
+		t.Fatalf("the Chinese name did not survive the export")
 	}
 }
