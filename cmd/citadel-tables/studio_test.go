@@ -42,14 +42,14 @@ func studio(t *testing.T, files map[string][]byte) string {
 	return dir
 }
 
-// goIn runs the go command in dir, offline (everything comes from the
-// module cache this checkout already uses), and returns its output and
-// exit code.
+// goIn runs the go command in dir and returns its output and exit code.
+// The modules come from the module cache this checkout uses (and the
+// module proxy for any it lacks), checked against Citadel's go.sum.
 func goIn(t *testing.T, dir string, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOPROXY=off")
+	cmd.Env = append(os.Environ(), "GOWORK=off")
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return string(out), ee.ExitCode()
@@ -208,6 +208,11 @@ func main() {
 	}
 	if version == "" {
 		t.Fatalf("export printed no version:\n%s", out)
+	}
+	// The studio's own code now imports Citadel's packages: go.mod gets
+	// the requirements they bring, as a studio's `go mod tidy` would.
+	if out, code := goIn(t, dir, "mod", "tidy"); code != 0 {
+		t.Fatalf("go mod tidy: exit %d:\n%s", code, out)
 	}
 	if out, code := goIn(t, dir, "vet", "./..."); code != 0 {
 		t.Fatalf("go vet of the generated package: exit %d:\n%s", code, out)
