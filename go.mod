@@ -7,6 +7,7 @@ replace github.com/judwhite/go-svc => github.com/mreiferson/go-svc v1.2.2-0.2021
 require (
 	github.com/davyxu/cellnet v0.0.0-20240314085345-916a7eaabb30
 	github.com/davyxu/golog v0.1.0
+	github.com/davyxu/tabtoy v0.0.0-20230217062937-06c0e838d66c
 	github.com/gorilla/websocket v1.4.1
 	github.com/jackc/pgx/v5 v5.7.2
 	github.com/nsqio/go-nsq v1.1.0
@@ -32,7 +33,6 @@ require (
 	github.com/davyxu/golexer v0.1.0 // indirect
 	github.com/davyxu/goobjfmt v0.1.0 // indirect
 	github.com/davyxu/protoplus v0.1.0 // indirect
-	github.com/davyxu/tabtoy v0.0.0-20230217062937-06c0e838d66c // indirect
 	github.com/fatih/color v1.13.0 // indirect
 	github.com/fxamacker/cbor/v2 v2.9.1 // indirect
 	github.com/go-logr/logr v1.4.3 // indirect
@@ -87,7 +87,6 @@ require (
 )
 
 tool (
-	github.com/davyxu/tabtoy
 	github.com/nsqio/nsq/apps/nsqd
 	github.com/nsqio/nsq/apps/nsqlookupd
 )

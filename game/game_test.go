@@ -12,6 +12,7 @@ import (
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/game"
+	"github.com/citadel-go/citadel/game/sample/gamedata"
 	"github.com/citadel-go/citadel/mq"
 	"github.com/citadel-go/citadel/services"
 	"github.com/citadel-go/citadel/tables"
@@ -33,7 +34,7 @@ type (
 type rigConfig struct {
 	saveInterval time.Duration
 	withGive     bool
-	tables       *tables.Holder
+	tables       tables.Source
 	exchange     time.Duration // ExchangeTimeout
 	// A cluster of rigs: the node's ID, its mq, and a store the rigs share.
 	id    string
@@ -118,11 +119,11 @@ func newRig(t *testing.T, grace time.Duration, tweaks ...func(*rigConfig)) *rig 
 	})
 	// Versions reads the tables, reloads them mid-handler, reads again.
 	game.MustHandle(r, func(p *game.Player[counter], m *Versions) (*Versions, error) {
-		first := p.Tables().Version
-		if _, err := rc.tables.Reload(); err != nil {
+		first := p.Tables().TablesInfo().Version
+		if err := rc.tables.Reload(); err != nil {
 			return nil, err
 		}
-		return &Versions{First: first, Second: p.Tables().Version, Current: rc.tables.Current().Version}, nil
+		return &Versions{First: first, Second: p.Tables().TablesInfo().Version, Current: rc.tables.Pin().TablesInfo().Version}, nil
 	})
 	if rc.routes != nil {
 		rc.routes(r)
@@ -452,17 +453,17 @@ func TestExchangeWithALostAcknowledgementIsDone(t *testing.T) {
 func TestHandlerSeesOneTablesVersion(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tables.bin")
-	orig, err := os.ReadFile("../tables/" + export.DataFile)
+	orig, err := os.ReadFile("sample/gamedata/" + export.DataFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(path, orig, 0o644)
-	h, err := tables.NewHolder(tables.HolderConfig{Path: path})
+	h, err := tables.NewHolder(gamedata.Schema, tables.HolderConfig{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A second version: the sources with one price changed.
-	v2, _ := tablestest.Export(t, tablestest.Replace("Item.csv", "2,bread,Bread,Consumable,5,", "2,bread,Bread,Consumable,6,"))
+	v2, _ := tablestest.Export(t, "sample/gamedata/src", tablestest.Replace("Item.csv", "2,bread,Bread,Consumable,5,", "2,bread,Bread,Consumable,6,"))
 	os.WriteFile(path, v2, 0o644)
 
 	r := newRig(t, time.Minute, func(c *rigConfig) { c.tables = h })

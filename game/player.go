@@ -36,8 +36,8 @@ type Player[S any] struct {
 	gen      uint64 // attach generation (from the manager)
 	save     saveState
 	exchange exchangeState
-	first    *attachReq  // the attach that spawned the actor
-	tables   *tables.Set // pinned for the message being handled
+	first    *attachReq // the attach that spawned the actor
+	tables   tables.Set // pinned for the message being handled
 	move     moveState
 	// elsewhere: the node that owns the player, found when a message
 	// started this actor (activate); the messages go there.
@@ -127,7 +127,7 @@ func Broadcast(n *framework.Node, groups []string, msg any) error {
 func (p *Player[S]) Receive(c *framework.Context) {
 	p.ctx = c
 	if h := p.svc.cfg.Tables; h != nil {
-		p.tables = h.Current()
+		p.tables = h.Pin()
 	}
 	switch m := c.Message().(type) {
 	case framework.Started:

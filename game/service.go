@@ -46,10 +46,10 @@ type Config[S any] struct {
 	SaveInterval time.Duration
 	// Router holds the client message handlers.
 	Router *Router[S]
-	// Tables holds the designer tables; optional. Handlers read them with
-	// Player.Tables, and ReloadTablesEverywhere reloads them on every game
-	// node.
-	Tables *tables.Holder
+	// Tables holds the designer tables (a *tables.Holder of the game's
+	// generated Set); optional. Handlers read them with Player.Tables, and
+	// ReloadTablesEverywhere reloads them on every game node.
+	Tables tables.Source
 	// Plugins runs the game logic loaded from plugin binaries; optional.
 	// Handlers reach it with Player.Plugins; SwapPluginEverywhere swaps a
 	// plugin on every game node.

@@ -14,8 +14,9 @@ import (
 // Tables returns the designer tables for the message being handled: the
 // version current when the message arrived, the same for the whole
 // handler however many reloads happen meanwhile. Nil if the service has
-// no tables.
-func (p *Player[S]) Tables() *tables.Set { return p.tables }
+// no tables. It is the game's own generated Set; the game's tables package
+// gives it its type: gamedata.Of(p.Tables()).
+func (p *Player[S]) Tables() tables.Set { return p.tables }
 
 // startTables spawns the node's tables actor, which reloads and reports
 // the node's tables for ReloadTablesEverywhere.
@@ -27,13 +28,13 @@ func (s *Service[S]) startTables() error {
 			switch c.Message().(type) {
 			case *services.ReloadTables:
 				st := services.TablesStatus{Node: node}
-				if _, err := h.Reload(); err != nil {
+				if err := h.Reload(); err != nil {
 					st.Error = err.Error()
 				}
-				st.Version = h.Current().Version
+				st.Version = h.Pin().TablesInfo().Version
 				c.Reply(&st)
 			case *services.QueryTables:
-				c.Reply(&services.TablesStatus{Node: node, Version: h.Current().Version})
+				c.Reply(&services.TablesStatus{Node: node, Version: h.Pin().TablesInfo().Version})
 			}
 		})
 	}, framework.SpawnOptions{Kind: "tables"})

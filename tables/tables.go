@@ -1,18 +1,25 @@
-// Package tables holds the designer tables the game reads: items, monsters,
-// the level curve and server settings.
+// Package tables is the designer-table machinery any Citadel game uses:
+// a game's designers keep tabtoy sources (an index, a type table, CSV and
+// .xlsx data); `citadel-tables export` (package tables/export) checks them
+// and generates the game's own package: tabtoy's Go types, a reader for
+// Citadel's data file generated field by field, the data file itself, and
+// a Schema that ties them to this package. A server loads that data file
+// (built into the binary, or from disk) and swaps in new versions while it
+// runs (Holder).
 //
-// Designers edit the tabtoy sources in tables/src (CSV and .xlsx);
-// `go generate ./tables` (or `go run ./cmd/citadel-tables export`) checks
-// them and regenerates table_gen.go (tabtoy's types), load_gen.go (Citadel's
-// reader), data/tables.json (tabtoy's JSON) and data/tables.bin (what the
-// server loads). The data file is built into the binary, and a server can
-// load a newer one from disk and swap it in while it runs (Holder).
+// A game's generated package (the sample's is game/sample/gamedata)
+// declares
+//
+//	type Set struct {
+//		*Table      // tabtoy's rows and indexes: set.ItemByID[4]
+//		tables.Info // the version and its rules: set.Version
+//	}
+//	var Schema = tables.NewSchema(...)
+//
+// and a server holds it with tables.NewHolder(gamedata.Schema, ...).
 package tables
 
-//go:generate go run ../cmd/citadel-tables export -src src -out .
-
 import (
-	_ "embed"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,26 +31,77 @@ import (
 	"github.com/citadel-go/citadel/tables/rules"
 )
 
-// Set is one loaded and validated version of the tables. It is immutable:
-// a reload makes a new Set.
-type Set struct {
-	*Table
+// Set is one loaded and validated version of a game's tables: the Set type
+// citadel-tables generates for the game, which embeds its tabtoy Table and
+// an Info. A Set is immutable: a reload makes a new one.
+type Set interface {
+	// TablesInfo returns the version's Info (promoted from the embedded
+	// Info).
+	TablesInfo() *Info
+}
+
+// Info is what a loaded version carries beside its rows. A game's
+// generated Set embeds it, so set.Version reads as the set's own.
+type Info struct {
 	// Version is the data's content hash (the same content always has the
 	// same version).
 	Version string
 	// Rules are the checks the data was exported with; they ran again on
 	// load.
 	Rules []rules.Rule
+
+	table any      // the game's *Table, for the rules and Rows
+	names []string // its tables, in data file order
 }
 
+// TablesInfo implements Set for the generated Set that embeds Info.
+func (i *Info) TablesInfo() *Info { return i }
+
 // Rows counts the rows of every table.
-func (s *Set) Rows() map[string]int {
-	out := make(map[string]int, len(tableNames))
-	v := reflect.ValueOf(s.Table).Elem()
-	for _, name := range tableNames {
+func (i *Info) Rows() map[string]int {
+	out := make(map[string]int, len(i.names))
+	v := reflect.ValueOf(i.table).Elem()
+	for _, name := range i.names {
 		out[name] = v.FieldByName(name).Len()
 	}
 	return out
+}
+
+// Table is what tabtoy generates for every game: BuildData builds the
+// indexes (ItemByID, ...) once the rows are in.
+type Table interface {
+	BuildData() error
+}
+
+// Schema is how a game's generated code reads its data files. citadel-tables
+// generates one per game (the Schema variable in load_gen.go); S is the
+// game's generated *Set.
+type Schema[S Set] struct {
+	hash     uint64
+	names    []string
+	embedded []byte
+	decode   func(r *Reader, info Info) (S, error)
+}
+
+// NewSchema is called by generated code. hash identifies the shape of the
+// tables the code was generated for (a data file exported for another
+// shape is refused); names lists the tables in data file order; embedded
+// is the data file built into the binary (nil if none); read reads every
+// table's rows (generated field by field, no reflection); wrap makes the
+// game's Set.
+func NewSchema[T Table, S Set](hash uint64, names []string, embedded []byte, read func(*Reader) T, wrap func(T, Info) S) *Schema[S] {
+	return &Schema[S]{hash: hash, names: names, embedded: embedded, decode: func(r *Reader, info Info) (S, error) {
+		var none S
+		t := read(r)
+		if err := r.finish(); err != nil {
+			return none, err
+		}
+		if err := t.BuildData(); err != nil {
+			return none, fmt.Errorf("tables: building the indexes: %w", err)
+		}
+		info.table, info.names = t, names
+		return wrap(t, info), nil
+	}}
 }
 
 // ValidationError lists what the rules found wrong with a data file.
@@ -65,88 +123,87 @@ func (e *ValidationError) Error() string {
 
 // ErrSchema means a data file was exported for tables of another shape
 // (fields added or changed since this binary was built).
-var ErrSchema = errors.New("tables: data file was exported for a different table schema; rebuild the server with it (go generate ./tables)")
+var ErrSchema = errors.New("tables: data file was exported for a different table schema; " +
+	"export the tables again (citadel-tables export, or go generate in the game's tables package) and rebuild the server")
 
 // Decode reads a data file: it checks its format, checksum and schema,
 // builds the indexes and runs the rules it carries. It never returns a
 // partly valid Set.
-func Decode(data []byte) (*Set, error) {
+func (sc *Schema[S]) Decode(data []byte) (S, error) {
+	var none S
 	const header = 4 + 1 + 8 + 4
 	if len(data) < header || string(data[:4]) != "CTBL" {
-		return nil, errors.New("tables: not a Citadel tables file (no CTBL header)")
+		return none, errors.New("tables: not a Citadel tables file (no CTBL header)")
 	}
 	if data[4] != 1 {
-		return nil, fmt.Errorf("tables: data file format %d; this build reads format 1", data[4])
+		return none, fmt.Errorf("tables: data file format %d; this build reads format 1", data[4])
 	}
-	if binary.BigEndian.Uint64(data[5:13]) != schemaHash {
-		return nil, ErrSchema
+	if binary.BigEndian.Uint64(data[5:13]) != sc.hash {
+		return none, ErrSchema
 	}
 	body := data[header:]
 	if crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)) != binary.BigEndian.Uint32(data[13:17]) {
-		return nil, errors.New("tables: data file checksum mismatch (damaged or truncated)")
+		return none, errors.New("tables: data file checksum mismatch (damaged or truncated)")
 	}
-	r := &reader{s: string(body)}
-	s := &Set{Version: r.str()}
-	for n := r.count(); n > 0 && r.err == nil; n-- {
-		table, field, kind, arg := r.str(), r.str(), r.str(), r.str()
+	r := &Reader{s: string(body)}
+	info := Info{Version: r.Str()}
+	for n := r.Count(); n > 0 && r.err == nil; n-- {
+		table, field, kind, arg := r.Str(), r.Str(), r.Str(), r.Str()
 		rule, err := rules.Parse(table, field, kind, arg, rules.Location{File: "rules"})
 		if err != nil {
-			return nil, fmt.Errorf("tables: data file carries a bad rule: %w", err)
+			return none, fmt.Errorf("tables: data file carries a bad rule: %w", err)
 		}
-		s.Rules = append(s.Rules, rule)
+		info.Rules = append(info.Rules, rule)
 	}
-	t := NewTable()
-	if err := t.ResetData(); err != nil {
-		return nil, err
-	}
-	decodeTables(r, t)
 	if r.err != nil {
-		return nil, r.err
+		return none, r.err
 	}
-	if r.off != len(r.s) {
-		return nil, fmt.Errorf("tables: %d unexpected bytes after the data", len(r.s)-r.off)
+	s, err := sc.decode(r, info)
+	if err != nil {
+		return none, err
 	}
-	if err := t.BuildData(); err != nil {
-		return nil, err
-	}
-	s.Table = t
 	if err := Validate(s); err != nil {
-		return nil, err
+		return none, err
 	}
 	return s, nil
 }
 
+// LoadFile reads and decodes a data file.
+func (sc *Schema[S]) LoadFile(path string) (S, error) {
+	var none S
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return none, fmt.Errorf("tables: %w", err)
+	}
+	s, err := sc.Decode(data)
+	if err != nil {
+		return none, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Embedded decodes the data file built into the binary.
+func (sc *Schema[S]) Embedded() (S, error) {
+	if sc.embedded == nil {
+		var none S
+		return none, errors.New("tables: no tables are built into this binary; give a data file")
+	}
+	return sc.Decode(sc.embedded)
+}
+
 // Validate runs s's rules over its tables; a *ValidationError lists every
 // problem.
-func Validate(s *Set) error {
-	if problems := rules.Check(dataset{s.Table}, s.Rules); len(problems) > 0 {
+func Validate(s Set) error {
+	info := s.TablesInfo()
+	if problems := rules.Check(dataset{info.table}, info.Rules); len(problems) > 0 {
 		return &ValidationError{Problems: problems}
 	}
 	return nil
 }
 
-// LoadFile reads and decodes a data file.
-func LoadFile(path string) (*Set, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("tables: %w", err)
-	}
-	s, err := Decode(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return s, nil
-}
-
-//go:embed data/tables.bin
-var embedded []byte
-
-// Embedded decodes the tables built into the binary.
-func Embedded() (*Set, error) { return Decode(embedded) }
-
-// dataset shows a Table to the rules: fields by reflection, values as
-// strings.
-type dataset struct{ t *Table }
+// dataset shows a game's Table to the rules: fields by reflection, values
+// as strings.
+type dataset struct{ t any }
 
 func (d dataset) table(name string) (reflect.Value, bool) {
 	v := reflect.ValueOf(d.t).Elem().FieldByName(name)

@@ -10,69 +10,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/citadel-go/citadel/game/sample/gamedata"
 	"github.com/citadel-go/citadel/tables"
 	"github.com/citadel-go/citadel/tables/export"
 	"github.com/citadel-go/citadel/tables/tablestest"
 )
 
-// Must show 1: the export from tables/src succeeds, and the generated files
-// in the repository are what it produces now (a designer who edits src and
-// forgets `go generate ./tables` fails this test).
-func TestGeneratedFilesAreUpToDate(t *testing.T) {
-	out := t.TempDir()
-	res, err := export.Run(export.Options{Src: "src", Out: out})
-	if err != nil {
-		t.Fatalf("export from tables/src: %v", err)
-	}
-	for _, name := range []string{export.GoFile, export.ReaderFile, export.JSONFile, export.DataFile} {
-		fresh, err := os.ReadFile(filepath.Join(out, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		committed, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatalf("%s is missing: run go generate ./tables", name)
-		}
-		if !bytes.Equal(fresh, committed) {
-			t.Errorf("tables/%s is out of date with tables/src: run go generate ./tables", name)
-		}
-	}
-	s, err := tables.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Version != res.Version {
-		t.Errorf("built-in tables are version %s, the sources export %s: run go generate ./tables", s.Version, res.Version)
-	}
-}
+// The machinery is tested with the sample game's generated code: a real
+// schema, as a studio's would be.
+const (
+	sampleSrc  = "../game/sample/gamedata/src"
+	sampleData = "../game/sample/gamedata/" + export.DataFile
+)
 
-func TestEmbeddedTablesAreTypedAndIndexed(t *testing.T) {
-	s, err := tables.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sword := s.ItemByKey["sword"]
-	if sword == nil || sword.Power != 12 || sword.Kind != tables.ItemKind_Weapon || sword != s.ItemByID[sword.ID] {
-		t.Fatalf("sword: %+v", sword)
-	}
-	lich := s.MonsterByID[204] // from the second sheet of Monster.xlsx
-	if lich == nil || lich.Name != "Lich" || len(lich.Drops) != 3 || lich.Drops[0] != 10 {
-		t.Fatalf("lich: %+v", lich)
-	}
-	if set := s.GetKeyValue_Setting(); set.MaxLevel != 15 || len(set.StartItems) != 8 {
-		t.Fatalf("settings: %+v", set)
-	}
-	rows := s.Rows()
-	if rows["Monster"] != 8 || rows["Level"] != 15 {
-		t.Fatalf("rows %v", rows)
-	}
-	if len(s.Rules) == 0 {
-		t.Fatal("the data file carries no rules")
-	}
-}
-
-func embeddedBytes(t *testing.T) []byte {
-	data, err := os.ReadFile(export.DataFile)
+func sampleBytes(t *testing.T) []byte {
+	data, err := os.ReadFile(sampleData)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +32,7 @@ func embeddedBytes(t *testing.T) []byte {
 }
 
 func TestDamagedFilesAreRefused(t *testing.T) {
-	good := embeddedBytes(t)
+	good := sampleBytes(t)
 	flip := func(i int) []byte {
 		b := bytes.Clone(good)
 		b[i] ^= 0xff
@@ -97,7 +49,7 @@ func TestDamagedFilesAreRefused(t *testing.T) {
 		"checksum":  {flip(len(good) - 1), "checksum"},
 		"truncated": {good[:len(good)-10], "checksum"},
 	} {
-		_, err := tables.Decode(tc.data)
+		_, err := gamedata.Schema.Decode(tc.data)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error about %q", name, err, tc.want)
 		}
@@ -107,7 +59,7 @@ func TestDamagedFilesAreRefused(t *testing.T) {
 // The rules the data was exported with run again on load: a table that
 // breaks one is refused with every problem listed.
 func TestLoadRunsTheRules(t *testing.T) {
-	s, err := tables.Embedded()
+	s, err := gamedata.Schema.Embedded()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,19 +81,22 @@ func TestLoadRunsTheRules(t *testing.T) {
 func TestHolderReloadsRefusesAndWatches(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tables.bin")
-	good := embeddedBytes(t)
+	good := sampleBytes(t)
 	if err := os.WriteFile(path, good, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h, err := tables.NewHolder(tables.HolderConfig{Path: path})
+	h, err := tables.NewHolder(gamedata.Schema, tables.HolderConfig{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	v1 := h.Current()
+	if h.Pin() != tables.Set(v1) {
+		t.Fatal("Pin and Current disagree")
+	}
 
 	// A damaged file is refused; the current tables stay.
 	os.WriteFile(path, good[:len(good)/2], 0o644)
-	if _, err := h.Reload(); err == nil {
+	if err := h.Reload(); err == nil {
 		t.Fatal("a truncated file was accepted")
 	}
 	if h.Current() != v1 {
@@ -149,14 +104,17 @@ func TestHolderReloadsRefusesAndWatches(t *testing.T) {
 	}
 
 	// A new version (re-exported from changed sources) is swapped in.
-	v2data, _ := tablestest.Export(t, tablestest.Replace("Item.csv", "4,sword,Iron Sword,Weapon,120,12", "4,sword,Iron Sword,Weapon,120,13"))
+	v2data, _ := tablestest.Export(t, sampleSrc, tablestest.Replace("Item.csv", "4,sword,Iron Sword,Weapon,120,12", "4,sword,Iron Sword,Weapon,120,13"))
 	os.WriteFile(path, v2data, 0o644)
-	s, err := h.Reload()
-	if err != nil {
+	if err := h.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if s.Version == v1.Version || h.Current().ItemByKey["sword"].Power != 13 || v1.ItemByKey["sword"].Power != 12 {
-		t.Fatalf("reload: version %s (was %s), sword %d", s.Version, v1.Version, h.Current().ItemByKey["sword"].Power)
+	s := h.Current()
+	if s.Version == v1.Version || s.ItemByKey["sword"].Power != 13 || v1.ItemByKey["sword"].Power != 12 {
+		t.Fatalf("reload: version %s (was %s), sword %d", s.Version, v1.Version, s.ItemByKey["sword"].Power)
+	}
+	if gamedata.Of(h.Pin()) != s {
+		t.Fatal("Pin does not give the reloaded set")
 	}
 
 	// Watch picks up a change of the file.
@@ -171,5 +129,20 @@ func TestHolderReloadsRefusesAndWatches(t *testing.T) {
 			t.Fatal("watch did not reload the changed file")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Built-in tables come from the schema; without a path and without any
+// built in, the holder says what to do.
+func TestHolderUsesTheBuiltInTables(t *testing.T) {
+	h, err := tables.NewHolder(gamedata.Schema, tables.HolderConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Current().ItemByKey["sword"] == nil {
+		t.Fatal("no sword in the built-in tables")
+	}
+	if err := h.Watch(context.Background(), time.Second); err == nil || !strings.Contains(err.Error(), "built in") {
+		t.Fatalf("watching built-in tables: %v", err)
 	}
 }

@@ -1,11 +1,13 @@
-// Command citadel-tables checks and exports the designer tables.
+// Command citadel-tables checks and exports a game's designer tables. It
+// runs from any module that requires Citadel (tabtoy is built in):
 //
-//	go run ./cmd/citadel-tables check  [-src tables/src]
-//	go run ./cmd/citadel-tables export [-src tables/src] [-out tables]
+//	go run github.com/citadel-go/citadel/cmd/citadel-tables check  -src tables/src
+//	go run github.com/citadel-go/citadel/cmd/citadel-tables export -src tables/src -out gamedata [-package gamedata]
 //
-// check runs tabtoy and Citadel's checks and prints every problem with its
-// file, sheet, row and column; export does the same and, when nothing is
-// wrong, writes the generated code and data. Either exits 1 on problems
+// check runs Citadel's checks and tabtoy and prints every problem with its
+// file, sheet, row and column and how to fix it; export does the same and,
+// when nothing is wrong, writes the game's tables package (tabtoy's Go
+// types, the generated reader, the data file). Either exits 1 on problems
 // (and then writes nothing), 2 on a usage or tool error.
 package main
 
@@ -26,7 +28,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: citadel-tables check|export [-src DIR] [-index Index.csv] [-checks Checks.csv] [-out DIR]")
+		fmt.Fprintln(stderr, "usage: citadel-tables check -src DIR [-index Index.csv] [-checks Checks.csv]\n"+
+			"       citadel-tables export -src DIR -out DIR [-package NAME] [-index Index.csv] [-checks Checks.csv]")
 	}
 	if len(args) == 0 || (args[0] != "check" && args[0] != "export") {
 		usage()
@@ -35,12 +38,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd := args[0]
 	fs := flag.NewFlagSet("citadel-tables "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	src := fs.String("src", "tables/src", "folder with the index and the files it names")
+	src := fs.String("src", "", "folder with the index and the files it names (required)")
 	index := fs.String("index", "Index.csv", "index file, in -src")
 	checks := fs.String("checks", "Checks.csv", "Citadel's rules file, in -src (optional)")
-	out := fs.String("out", "tables", "export: where the generated code and data/ go")
-	pkg := fs.String("package", "tables", "export: Go package of the generated code")
+	out := fs.String("out", "", "export: the folder of the game's tables package: the generated code and data/ go there (required)")
+	pkg := fs.String("package", "", "export: Go package of the generated code (default: -out's folder name)")
 	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if *src == "" || cmd == "export" && *out == "" || fs.NArg() > 0 {
+		usage()
 		return 2
 	}
 	opts := export.Options{Src: *src, Index: *index, Checks: *checks, Package: *pkg}

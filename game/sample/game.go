@@ -8,6 +8,7 @@ import (
 
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/game"
+	"github.com/citadel-go/citadel/game/sample/gamedata"
 	"github.com/citadel-go/citadel/tables"
 )
 
@@ -52,7 +53,7 @@ func (g *Game) PluginSources() map[string]string {
 // NewService implements game.Game: the tables (built in, or env's file,
 // watched if asked), the world and the sample's handlers.
 func (g *Game) NewService(node *framework.Node, env game.Env) (game.Runner, error) {
-	h, err := tables.NewHolder(tables.HolderConfig{Path: env.TablesPath, Logger: env.Logger, Metrics: env.Metrics})
+	h, err := tables.NewHolder(gamedata.Schema, tables.HolderConfig{Path: env.TablesPath, Logger: env.Logger, Metrics: env.Metrics})
 	if err != nil {
 		if env.TablesPath != "" {
 			return nil, fmt.Errorf("-tables %s: %w", env.TablesPath, err)

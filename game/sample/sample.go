@@ -16,6 +16,7 @@ import (
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/game"
+	"github.com/citadel-go/citadel/game/sample/gamedata"
 	"github.com/citadel-go/citadel/plugins"
 	"github.com/citadel-go/citadel/plugins/examples/combat"
 	"github.com/citadel-go/citadel/services"
@@ -65,7 +66,7 @@ type Options struct {
 	Metrics      prometheus.Registerer
 	// Tables holds the designer tables (items, monsters, levels,
 	// settings). Nil uses the tables built into the binary.
-	Tables *tables.Holder
+	Tables *tables.Holder[*gamedata.Set]
 	// Plugins runs the combat plugin. Nil (or no "combat" loaded): the
 	// v1 combat rules built into the server decide fights.
 	Plugins *plugins.Host
@@ -110,7 +111,7 @@ func New(node *framework.Node, st store.Store, opts Options) (*game.Service[Stat
 	game.MustHandle(r, hunt)
 	game.MustHandle(r, itemInfo)
 	if opts.Tables == nil {
-		h, err := tables.NewHolder(tables.HolderConfig{Logger: node.Logger(), Metrics: opts.Metrics})
+		h, err := tables.NewHolder(gamedata.Schema, tables.HolderConfig{Logger: node.Logger(), Metrics: opts.Metrics})
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +142,7 @@ func New(node *framework.Node, st store.Store, opts Options) (*game.Service[Stat
 const spawnGroup = 8
 
 // newState starts a player with the settings table's level and items.
-func newState(t *tables.Set, id uint64) *State {
+func newState(t *gamedata.Set, id uint64) *State {
 	cells := uint64(services.MapSize / services.NearbyRadius)
 	h := (id / spawnGroup) * 2654435761 % (cells * cells) // Knuth's multiplicative hash
 	cx, cy := int32(h%cells), int32(h/cells)
@@ -252,7 +253,7 @@ func pickUp(p *Player, m *services.PickUp) (*services.Inventory, error) {
 	if m.Count < 1 || m.Count > 100 {
 		return nil, framework.NewError(CodeBadItem, "count 1-100")
 	}
-	item := p.Tables().ItemByKey[m.Item]
+	item := gamedata.Of(p.Tables()).ItemByKey[m.Item]
 	if item == nil {
 		return nil, framework.NewError(CodeBadItem, fmt.Sprintf("there is no item %q", m.Item))
 	}
@@ -273,12 +274,12 @@ func useItem(p *Player, m *services.UseItem) (*services.ItemUsed, error) {
 	if n <= 0 {
 		return nil, framework.NewError(CodeNoItem, fmt.Sprintf("no %q in the bag", m.Item))
 	}
-	t := p.Tables()
+	t := gamedata.Of(p.Tables())
 	item := t.ItemByKey[m.Item]
 	if item == nil {
 		return nil, framework.NewError(CodeBadItem, fmt.Sprintf("%q is no longer in the item table", m.Item))
 	}
-	if item.Kind != tables.ItemKind_Consumable {
+	if item.Kind != gamedata.ItemKind_Consumable {
 		return nil, framework.NewError(CodeBadItem, fmt.Sprintf("%s cannot be used (%s)", item.Name, item.Kind))
 	}
 	n--
@@ -294,7 +295,7 @@ func useItem(p *Player, m *services.UseItem) (*services.ItemUsed, error) {
 
 // gainXP adds experience and levels up along the level table, up to the
 // settings' MaxLevel.
-func gainXP(t *tables.Set, s *State, xp int64) {
+func gainXP(t *gamedata.Set, s *State, xp int64) {
 	s.XP += xp
 	maxLevel := t.GetKeyValue_Setting().MaxLevel
 	for s.Level < maxLevel {
@@ -310,7 +311,7 @@ func gainXP(t *tables.Set, s *State, xp int64) {
 // the fight from the monster's row and the player's stats, which the game
 // passes in; the game applies the outcome to the player's state.
 func hunt(p *Player, m *services.Hunt) (*services.Hunted, error) {
-	t := p.Tables()
+	t := gamedata.Of(p.Tables())
 	mon := t.MonsterByID[m.Monster]
 	if mon == nil {
 		return nil, framework.NewError(CodeNoMonster, fmt.Sprintf("there is no monster %d", m.Monster))
@@ -362,10 +363,10 @@ func fight(p *Player, req *combat.Request) (*combat.Result, error) {
 }
 
 // bestPower is the power of the strongest weapon the player carries.
-func bestPower(t *tables.Set, s *State) int32 {
+func bestPower(t *gamedata.Set, s *State) int32 {
 	var best int32
 	for key := range s.Items {
-		if item := t.ItemByKey[key]; item != nil && item.Kind == tables.ItemKind_Weapon {
+		if item := t.ItemByKey[key]; item != nil && item.Kind == gamedata.ItemKind_Weapon {
 			best = max(best, item.Power)
 		}
 	}
@@ -374,7 +375,7 @@ func bestPower(t *tables.Set, s *State) int32 {
 
 // itemInfo answers with an item's row and the tables version it came from.
 func itemInfo(p *Player, m *services.ItemInfo) (*services.ItemStats, error) {
-	t := p.Tables()
+	t := gamedata.Of(p.Tables())
 	item := t.ItemByKey[m.Item]
 	if item == nil {
 		return nil, framework.NewError(CodeBadItem, fmt.Sprintf("there is no item %q", m.Item))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/citadel-go/citadel/framework"
+	"github.com/citadel-go/citadel/game/sample/gamedata"
 	"github.com/citadel-go/citadel/services"
 )
 
@@ -61,7 +62,7 @@ func offer(p *Player, m *services.TradeOffer, ttl time.Duration) (*services.Trad
 	if s.Items[m.Give] < 1 {
 		return nil, framework.NewError(CodeNoItem, fmt.Sprintf("no %q to give", m.Give))
 	}
-	if p.Tables().ItemByKey[m.Take] == nil {
+	if gamedata.Of(p.Tables()).ItemByKey[m.Take] == nil {
 		return nil, framework.NewError(CodeBadItem, fmt.Sprintf("there is no item %q", m.Take))
 	}
 	now := time.Now()

@@ -6,6 +6,7 @@ import (
 
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/game"
+	"github.com/citadel-go/citadel/game/sample/gamedata"
 	"github.com/citadel-go/citadel/services"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -112,7 +113,7 @@ func (w *world) Receive(c *framework.Context) {
 
 // onWorldBonus rewards the player, and tells its client if it has one.
 func onWorldBonus(p *Player, m *worldBonus) (*game.NoReply, error) {
-	gainXP(p.Tables(), p.State, m.XP)
+	gainXP(gamedata.Of(p.Tables()), p.State, m.XP)
 	p.MarkDirty()
 	if _, ok := p.Session(); ok {
 		p.Push(&services.WorldBonus{Event: m.Event, XPGain: m.XP, XP: p.State.XP, Level: p.State.Level})

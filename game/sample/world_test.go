@@ -11,6 +11,7 @@ import (
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/game"
 	"github.com/citadel-go/citadel/game/sample"
+	"github.com/citadel-go/citadel/game/sample/gamedata"
 	"github.com/citadel-go/citadel/mq"
 	"github.com/citadel-go/citadel/services"
 	"github.com/citadel-go/citadel/tables"
@@ -50,7 +51,7 @@ func TestWorldEventRewardsHunters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	holder, err := tables.NewHolder(tables.HolderConfig{})
+	holder, err := tables.NewHolder(gamedata.Schema, tables.HolderConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package export
 
 import (
 	"fmt"
+	"go/token"
 	"hash/fnv"
 	"sort"
 	"strings"
@@ -40,6 +41,7 @@ type field struct {
 	split         string // array separator; arrays by repeated columns have none
 	array         bool
 	index         bool
+	where         rules.Location // its type cell
 }
 
 // table is one table of the index, with its files merged.
@@ -52,6 +54,16 @@ type table struct {
 	kvCells map[string]kvCell
 	// data: rows with their cells by field (arrays: one cell per column).
 	rows []dataRow
+	// where the index names it
+	where rules.Location
+	// arrayCols: the columns of an array spread over several, as first
+	// seen.
+	arrayCols map[*field]arrayCols
+}
+
+type arrayCols struct {
+	n     int
+	where rules.Location
 }
 
 type kvCell struct {
@@ -63,17 +75,31 @@ type dataRow struct {
 	cells map[string][]string
 	where map[string]rules.Location
 	loc   rules.Location // the row
+	at    []cellAt       // every cell, for the value checks
+}
+
+// cellAt is one cell of a data row.
+type cellAt struct {
+	f     *field
+	v     string
+	where rules.Location
+	multi bool // one of an array's several columns: the cell is one element
 }
 
 type schema struct {
-	enums  map[string][]string
-	order  []*table // in index order
-	tables map[string]*table
-	rules  []rules.Rule
+	enums      map[string][]string        // field names, in order
+	enumValues map[string]map[string]bool // what a cell may hold: field or display names
+	typeRows   []typeRow
+	order      []*table // in index order
+	tables     map[string]*table
+	rules      []rules.Rule
+	entries    []indexEntry
+	typeFiles  []string
 }
 
-// headerIndex maps header names (Chinese or English) to column positions.
-func headerIndex(cells []string, names ...[2]string) map[string]int {
+// headerIndex maps header names (Chinese or English) to column positions
+// and lists the names it did not find (as "中文 (English)").
+func headerIndex(cells []string, names ...[2]string) (map[string]int, []string) {
 	idx := make(map[string]int)
 	for i, c := range cells {
 		c = strings.TrimSpace(c)
@@ -83,7 +109,26 @@ func headerIndex(cells []string, names ...[2]string) map[string]int {
 			}
 		}
 	}
-	return idx
+	var missing []string
+	for _, n := range names {
+		if _, ok := idx[n[1]]; !ok {
+			missing = append(missing, n[0]+" ("+n[1]+")")
+		}
+	}
+	return idx, missing
+}
+
+// required keeps the missing columns that are among need (English names).
+func required(missing []string, need ...string) []string {
+	var out []string
+	for _, m := range missing {
+		for _, n := range need {
+			if strings.HasSuffix(m, "("+n+")") {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
 }
 
 func cell(cells []string, idx map[string]int, name string) string {
@@ -94,26 +139,34 @@ func cell(cells []string, idx map[string]int, name string) string {
 	return strings.TrimSpace(cells[i])
 }
 
-// loadSchema reads the index and everything it names.
+// indexEntry is one row of the index that names a table and its file.
+type indexEntry struct {
+	kind, name, file string // as written
+	where            rules.Location
+	table            *table // nil for a type table
+}
+
+// loadSchema reads the index and everything it names, and checks every
+// cell the way tabtoy would (and what tabtoy misses), so that one run
+// reports every problem. A nil schema means the index itself could not be
+// read.
 func loadSchema(dir, index string) (*schema, []rules.Problem) {
 	sheets, problems := readSheets(dir, index)
 	if len(problems) > 0 {
 		return nil, problems
 	}
-	sc := &schema{enums: map[string][]string{}, tables: map[string]*table{}}
-	var typeFiles []string
+	sc := &schema{enums: map[string][]string{}, enumValues: map[string]map[string]bool{}, tables: map[string]*table{}}
+	files := map[string]rules.Location{}
 	for _, s := range sheets {
 		rows, ps := s.shape()
 		problems = append(problems, ps...)
 		if len(rows) == 0 {
 			continue
 		}
-		hi := headerIndex(rows[0].cells, [2]string{"模式", "TableKind"}, [2]string{"表类型", "TableType"}, [2]string{"表文件名", "TableFileName"})
-		for _, need := range []string{"TableKind", "TableType", "TableFileName"} {
-			if _, ok := hi[need]; !ok {
-				problems = append(problems, rules.Problem{Where: s.at(rows[0].n, 0), What: "the index needs the columns 模式, 表类型 and 表文件名"})
-				return nil, problems
-			}
+		hi, missing := headerIndex(rows[0].cells, [2]string{"模式", "TableKind"}, [2]string{"表类型", "TableType"}, [2]string{"表文件名", "TableFileName"})
+		if len(missing) > 0 {
+			problems = append(problems, s.missingColumns(rows[0].n, missing, "the index"))
+			return nil, problems
 		}
 		for _, r := range rows[1:] {
 			kindCell, name, file := cell(r.cells, hi, "TableKind"), cell(r.cells, hi, "TableType"), cell(r.cells, hi, "TableFileName")
@@ -124,20 +177,33 @@ func loadSchema(dir, index string) (*schema, []rules.Problem) {
 				continue
 			}
 			if file == "" {
-				problems = append(problems, rules.Problem{Where: s.at(r.n, hi["TableFileName"]), What: "no file name"})
+				problems = append(problems, rules.Problem{Where: s.at(r.n, hi["TableFileName"]), What: "no file name (表文件名): name the .csv or .xlsx file, relative to the index's folder"})
 				continue
 			}
+			if first, dup := files[file]; dup {
+				problems = append(problems, rules.Problem{Where: s.at(r.n, hi["TableFileName"]),
+					What: fmt.Sprintf("%s is already listed at %s: tabtoy would read its rows twice; delete one of the rows", file, first)})
+				continue
+			}
+			files[file] = s.at(r.n, hi["TableFileName"])
+			e := indexEntry{kind: kindCell, name: name, file: file, where: s.at(r.n, 0)}
 			if kind == kindType {
-				typeFiles = append(typeFiles, file)
+				sc.typeFiles = append(sc.typeFiles, file)
+				sc.entries = append(sc.entries, e)
 				continue
 			}
 			if name == "" {
-				problems = append(problems, rules.Problem{Where: s.at(r.n, hi["TableType"]), What: "a data or key-value table needs a name (表类型)"})
+				problems = append(problems, rules.Problem{Where: s.at(r.n, hi["TableType"]), What: "a data or key-value table needs a name (表类型): the Go type of its rows"})
+				continue
+			}
+			if reserved[name] {
+				problems = append(problems, rules.Problem{Where: s.at(r.n, hi["TableType"]),
+					What: fmt.Sprintf("a table cannot be called %s: the generated package uses that name; rename the table", name)})
 				continue
 			}
 			t := sc.tables[name]
 			if t == nil {
-				t = &table{name: name, kind: kind}
+				t = &table{name: name, kind: kind, where: e.where}
 				sc.tables[name] = t
 				sc.order = append(sc.order, t)
 			} else if t.kind != kind {
@@ -145,22 +211,26 @@ func loadSchema(dir, index string) (*schema, []rules.Problem) {
 				continue
 			}
 			t.files = append(t.files, file)
+			e.table = t
+			sc.entries = append(sc.entries, e)
 		}
 	}
-	if len(problems) > 0 {
-		return nil, problems
+	if len(sc.typeFiles) == 0 {
+		problems = append(problems, rules.Problem{Where: rules.Location{File: index},
+			What: "the index names no type table: add a row 类型表,,Type.csv (the file with the fields and enums)"})
 	}
 	structs := map[string][]*field{}
-	for _, f := range typeFiles {
+	for _, f := range sc.typeFiles {
 		problems = append(problems, sc.readTypes(dir, f, structs)...)
 	}
+	problems = append(problems, sc.checkTypes(structs)...)
 	for _, t := range sc.order {
 		switch t.kind {
 		case kindData:
 			t.fields = structs[t.name]
 			if len(t.fields) == 0 {
-				problems = append(problems, rules.Problem{Where: rules.Location{File: index},
-					What: fmt.Sprintf("data table %s has no fields in the type table (表头 rows with 对象类型 %s)", t.name, t.name)})
+				problems = append(problems, rules.Problem{Where: t.where,
+					What: fmt.Sprintf("data table %s has no fields in the type table: add 表头 rows with 对象类型 %s", t.name, t.name)})
 				continue
 			}
 			for _, f := range t.files {
@@ -171,9 +241,14 @@ func loadSchema(dir, index string) (*schema, []rules.Problem) {
 				problems = append(problems, sc.readKV(t, dir, f)...)
 			}
 		}
+		problems = append(problems, sc.checkValues(t)...)
 	}
 	return sc, problems
 }
+
+// reserved are the names the generated package declares beside tabtoy's
+// types; a table or enum of the same name would not compile.
+var reserved = map[string]bool{"Set": true, "Schema": true, "Of": true, "Table": true, "TableEnumValue": true}
 
 func (sc *schema) readTypes(dir, file string, structs map[string][]*field) []rules.Problem {
 	sheets, problems := readSheets(dir, file)
@@ -183,27 +258,53 @@ func (sc *schema) readTypes(dir, file string, structs map[string][]*field) []rul
 		if len(rows) == 0 {
 			continue
 		}
-		hi := headerIndex(rows[0].cells, [2]string{"种类", "Kind"}, [2]string{"对象类型", "ObjectType"}, [2]string{"标识名", "Name"},
+		hi, missing := headerIndex(rows[0].cells, [2]string{"种类", "Kind"}, [2]string{"对象类型", "ObjectType"}, [2]string{"标识名", "Name"},
 			[2]string{"字段名", "FieldName"}, [2]string{"字段类型", "FieldType"}, [2]string{"数组切割", "ArraySplitter"},
 			[2]string{"值", "Value"}, [2]string{"索引", "MakeIndex"})
+		if missing = required(missing, "Kind", "ObjectType", "FieldName", "FieldType"); len(missing) > 0 {
+			problems = append(problems, s.missingColumns(rows[0].n, missing, "the type table"))
+			continue
+		}
 		for _, r := range rows[1:] {
 			obj, name := cell(r.cells, hi, "ObjectType"), cell(r.cells, hi, "FieldName")
+			where := func(col string) rules.Location {
+				i, ok := hi[col]
+				if !ok {
+					return s.at(r.n, 0)
+				}
+				return s.at(r.n, i)
+			}
+			d := typeRow{obj: obj, name: name, display: cell(r.cells, hi, "Name"), value: cell(r.cells, hi, "Value"),
+				typ: cell(r.cells, hi, "FieldType"), at: where}
 			switch cell(r.cells, hi, "Kind") {
 			case "枚举", "Enum":
+				d.enum = true
 				sc.enums[obj] = append(sc.enums[obj], name)
+				if sc.enumValues[obj] == nil {
+					sc.enumValues[obj] = map[string]bool{}
+				}
+				sc.enumValues[obj][name] = true
+				if d.display != "" {
+					sc.enumValues[obj][d.display] = true
+				}
 			case "表头", "HeaderStruct":
-				f := &field{name: name, display: cell(r.cells, hi, "Name"), typ: cell(r.cells, hi, "FieldType"),
-					split: cell(r.cells, hi, "ArraySplitter")}
+				f := &field{name: name, display: d.display, typ: d.typ, split: cell(r.cells, hi, "ArraySplitter"), where: where("FieldType")}
 				f.array = f.split != ""
-				switch strings.ToLower(cell(r.cells, hi, "MakeIndex")) {
-				case "是", "yes", "true", "1":
+				switch idx := cell(r.cells, hi, "MakeIndex"); idx {
+				case "是", "yes", "YES", "1", "true", "TRUE", "True":
 					f.index = true
+				case "", "否", "no", "NO", "0", "false", "FALSE", "False":
+				default:
+					problems = append(problems, rules.Problem{Where: where("MakeIndex"),
+						What: fmt.Sprintf("索引 (MakeIndex) %q is not a yes/no value: write 是 (or true) to index the field, or leave it empty", idx)})
 				}
 				structs[obj] = append(structs[obj], f)
 			default:
-				problems = append(problems, rules.Problem{Where: s.at(r.n, hi["Kind"]),
+				problems = append(problems, rules.Problem{Where: where("Kind"),
 					What: fmt.Sprintf("unknown kind %q (want 表头/HeaderStruct or 枚举/Enum)", cell(r.cells, hi, "Kind"))})
+				continue
 			}
+			sc.typeRows = append(sc.typeRows, d)
 		}
 	}
 	return problems
@@ -239,7 +340,8 @@ func (t *table) readData(dir, file string) []rules.Problem {
 			}
 			f := byName[h]
 			if f == nil {
-				problems = append(problems, rules.Problem{Where: s.at(rows[0].n, i), What: fmt.Sprintf("header %q is not a field of %s", h, t.name)})
+				problems = append(problems, rules.Problem{Where: s.at(rows[0].n, i),
+					What: fmt.Sprintf("header %q is not a field of %s (fields: %s): fix the name, add the field to the type table, or start it with # to mark a comment column", h, t.name, t.fieldList())})
 				continue
 			}
 			cols[i] = f
@@ -248,8 +350,25 @@ func (t *table) readData(dir, file string) []rules.Problem {
 		for i, f := range cols {
 			if f != nil && count[f] > 1 && !f.array {
 				problems = append(problems, rules.Problem{Where: s.at(rows[0].n, i),
-					What: fmt.Sprintf("%s has several columns but is not an array: give it a 数组切割 in the type table", f.name)})
+					What: fmt.Sprintf("%s has several columns but is not an array: give it a 数组切割 in the type table, or delete the extra column", f.name)})
 				count[f] = 1 // report once
+			}
+		}
+		for _, f := range t.fields {
+			if f.index && count[f] == 0 && len(rows) > 1 {
+				problems = append(problems, rules.Problem{Where: s.at(rows[0].n, len(rows[0].cells)),
+					What: fmt.Sprintf("no column for %s, which is indexed: every row would have the same empty key; add the column", f.name)})
+			}
+			if f.array && count[f] > 1 {
+				if t.arrayCols == nil {
+					t.arrayCols = map[*field]arrayCols{}
+				}
+				if prev, ok := t.arrayCols[f]; !ok {
+					t.arrayCols[f] = arrayCols{count[f], s.at(rows[0].n, 0)}
+				} else if prev.n != count[f] {
+					problems = append(problems, rules.Problem{Where: s.at(rows[0].n, 0),
+						What: fmt.Sprintf("array %s has %d columns here but %d at %s: tabtoy needs the same number of columns in every sheet", f.name, count[f], prev.n, prev.where)})
+				}
 			}
 		}
 		for _, r := range rows[1:] {
@@ -266,6 +385,7 @@ func (t *table) readData(dir, file string) []rules.Problem {
 					d.where[f.name] = rules.Location{File: s.file, Sheet: s.name, Row: r.n, Col: colName(i), Field: f.name}
 				}
 				d.cells[f.name] = append(d.cells[f.name], v)
+				d.at = append(d.at, cellAt{f: f, v: v, where: rules.Location{File: s.file, Sheet: s.name, Row: r.n, Col: colName(i), Field: f.name}, multi: count[f] > 1})
 			}
 			t.rows = append(t.rows, d)
 		}
@@ -284,12 +404,24 @@ func (sc *schema) readKV(t *table, dir, file string) []rules.Problem {
 		if len(rows) == 0 {
 			continue
 		}
-		hi := headerIndex(rows[0].cells, [2]string{"字段名", "FieldName"}, [2]string{"字段类型", "FieldType"}, [2]string{"标识名", "Name"},
+		hi, missing := headerIndex(rows[0].cells, [2]string{"字段名", "FieldName"}, [2]string{"字段类型", "FieldType"}, [2]string{"标识名", "Name"},
 			[2]string{"值", "Value"}, [2]string{"数组切割", "ArraySplitter"})
+		if missing = required(missing, "FieldName", "FieldType", "Value"); len(missing) > 0 {
+			problems = append(problems, s.missingColumns(rows[0].n, missing, "a key-value table"))
+			continue
+		}
 		for _, r := range rows[1:] {
 			f := &field{name: cell(r.cells, hi, "FieldName"), display: cell(r.cells, hi, "Name"), typ: cell(r.cells, hi, "FieldType"),
-				split: cell(r.cells, hi, "ArraySplitter")}
+				split: cell(r.cells, hi, "ArraySplitter"), where: s.at(r.n, hi["FieldType"])}
 			f.array = f.split != ""
+			nameAt := s.at(r.n, hi["FieldName"])
+			if !token.IsIdentifier(f.name) {
+				problems = append(problems, rules.Problem{Where: nameAt, What: fmt.Sprintf("field name %q is not a Go identifier (letters, digits, _; not starting with a digit)", f.name)})
+			}
+			if prev, dup := t.kvCells[f.name]; dup {
+				problems = append(problems, rules.Problem{Where: nameAt, What: fmt.Sprintf("%s is already a field of %s at %s: tabtoy refuses a key-value field twice; delete or rename one", f.name, t.name, prev.where)})
+				continue
+			}
 			t.fields = append(t.fields, f)
 			v := ""
 			if i, ok := hi["Value"]; ok && i < len(r.cells) {
@@ -427,7 +559,11 @@ func (sc *schema) readRules(dir, file string) []rules.Problem {
 		if len(rows) == 0 {
 			continue
 		}
-		hi := headerIndex(rows[0].cells, [2]string{"表", "Table"}, [2]string{"字段", "Field"}, [2]string{"规则", "Rule"}, [2]string{"参数", "Arg"})
+		hi, missing := headerIndex(rows[0].cells, [2]string{"表", "Table"}, [2]string{"字段", "Field"}, [2]string{"规则", "Rule"}, [2]string{"参数", "Arg"})
+		if missing = required(missing, "Table", "Field", "Rule"); len(missing) > 0 {
+			problems = append(problems, s.missingColumns(rows[0].n, missing, "the rules file"))
+			continue
+		}
 		for _, r := range rows[1:] {
 			rule, err := rules.Parse(cell(r.cells, hi, "Table"), cell(r.cells, hi, "Field"), cell(r.cells, hi, "Rule"), cell(r.cells, hi, "Arg"),
 				rules.Location{File: s.file, Sheet: s.name, Row: r.n})

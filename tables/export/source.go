@@ -13,6 +13,7 @@ import (
 
 	"github.com/citadel-go/citadel/tables/rules"
 	"github.com/xuri/excelize/v2"
+	"golang.org/x/text/encoding/simplifiedchinese"
 )
 
 // sheet is one grid of cells: a CSV file, or one sheet of an .xlsx.
@@ -62,7 +63,7 @@ func readSheets(dir, file string) ([]*sheet, []rules.Problem) {
 				"which tabtoy reads as part of the first header; save it as UTF-8 without BOM"}}
 		}
 		if !utf8.Valid(data) {
-			return nil, []rules.Problem{{Where: where, What: "the file is not UTF-8; save it as UTF-8 (without BOM)"}}
+			return nil, []rules.Problem{notUTF8(file, data)}
 		}
 		s := &sheet{file: file}
 		r := csv.NewReader(bytes.NewReader(data))
@@ -83,7 +84,14 @@ func readSheets(dir, file string) ([]*sheet, []rules.Problem) {
 			line, _ := r.FieldPos(0)
 			s.rows = append(s.rows, row{n: line, cells: rec})
 		}
-		return []*sheet{s}, nil
+		var problems []rules.Problem
+		for _, r := range s.rows[min(1, len(s.rows)):] {
+			if want := len(s.rows[0].cells); len(r.cells) != want {
+				problems = append(problems, rules.Problem{Where: rules.Location{File: file, Row: r.n},
+					What: fmt.Sprintf("this row has %d cells, the first row %d: tabtoy refuses a CSV whose rows differ in length; give every row %d (add or remove commas)", len(r.cells), want, want)})
+			}
+		}
+		return []*sheet{s}, problems
 	case ".xlsx":
 		f, err := excelize.OpenFile(path)
 		if err != nil {
@@ -91,7 +99,21 @@ func readSheets(dir, file string) ([]*sheet, []rules.Problem) {
 		}
 		defer f.Close()
 		var out []*sheet
+		var problems []rules.Problem
 		for _, name := range f.GetSheetList() {
+			merged, err := f.GetMergeCells(name)
+			if err != nil {
+				return nil, []rules.Problem{{Where: rules.Location{File: file, Sheet: name}, What: "cannot read sheet: " + err.Error()}}
+			}
+			for _, m := range merged {
+				col, rowN, err := excelize.CellNameToCoordinates(m.GetStartAxis())
+				if err != nil {
+					continue
+				}
+				problems = append(problems, rules.Problem{Where: rules.Location{File: file, Sheet: name, Row: rowN, Col: colName(col - 1)},
+					What: fmt.Sprintf("cells %s:%s are merged: tabtoy reads the value only into %s and the other cells as empty; unmerge them (Excel: Home, Merge & Center, Unmerge Cells) and fill every cell",
+						m.GetStartAxis(), m.GetEndAxis(), m.GetStartAxis())})
+			}
 			rows, err := f.GetRows(name)
 			if err != nil {
 				return nil, []rules.Problem{{Where: rules.Location{File: file, Sheet: name}, What: "cannot read sheet: " + err.Error()}}
@@ -105,10 +127,35 @@ func readSheets(dir, file string) ([]*sheet, []rules.Problem) {
 			}
 			out = append(out, s)
 		}
-		return out, nil
+		return out, problems
 	default:
 		return nil, []rules.Problem{{Where: where, What: "unsupported file type (want .csv or .xlsx)"}}
 	}
+}
+
+// notUTF8 explains a CSV that is not UTF-8: most often one saved as "CSV"
+// by Excel on a Chinese Windows, which writes GBK.
+func notUTF8(file string, data []byte) rules.Problem {
+	bad := 0
+	for bad < len(data) {
+		r, size := utf8.DecodeRune(data[bad:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		bad += size
+	}
+	where := rules.Location{File: file, Row: 1 + bytes.Count(data[:bad], []byte("\n"))}
+	enc := "an unknown encoding"
+	if gbk, err := simplifiedchinese.GBK.NewDecoder().Bytes(data); err == nil && utf8.Valid(gbk) && !bytes.ContainsRune(gbk, utf8.RuneError) {
+		enc = "GBK (what Excel writes for \"CSV\" on a Chinese Windows)"
+	}
+	return rules.Problem{Where: where, What: fmt.Sprintf("the file is not UTF-8 (it reads as %s): convert it, "+
+		"e.g. iconv -f GBK -t UTF-8 %s > %s.utf8 and rename that over it, or in Excel save it again as \"CSV UTF-8 (Comma delimited)\"", enc, file, file)}
+}
+
+// missingColumns reports header columns a sheet must have.
+func (s *sheet) missingColumns(row int, missing []string, what string) rules.Problem {
+	return rules.Problem{Where: s.at(row, 0), What: fmt.Sprintf("%s needs the column(s) %s in its header row; add them", what, strings.Join(missing, ", "))}
 }
 
 func fileError(err error) string {

@@ -1,11 +1,10 @@
-// Package tablestest exports variants of the sample tables for tests: the
-// sources in tables/src with some files edited, through the real tabtoy and
-// citadel-tables export.
+// Package tablestest exports variants of a game's tables for tests: the
+// sources with some files edited, through the real checks, tabtoy and
+// export.
 package tablestest
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,21 +12,20 @@ import (
 	"github.com/citadel-go/citadel/tables/export"
 )
 
-// Sources copies tables/src into a temporary folder, passing each file
-// through edit (which may return it unchanged), and returns the folder.
-func Sources(t testing.TB, edit func(name string, data []byte) []byte) string {
+// Sources copies the source folder src (the index and the files it names)
+// into a temporary folder, passing each file through edit (which may
+// return it unchanged), and returns the folder.
+func Sources(t testing.TB, src string, edit func(name string, data []byte) []byte) string {
 	t.Helper()
-	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
-	if err != nil {
-		t.Fatalf("find the module: %v", err)
-	}
-	src := filepath.Join(strings.TrimSpace(string(root)), "tables", "src")
 	dst := t.TempDir()
 	entries, err := os.ReadDir(src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
 		data, err := os.ReadFile(filepath.Join(src, e.Name()))
 		if err != nil {
 			t.Fatal(err)
@@ -42,12 +40,12 @@ func Sources(t testing.TB, edit func(name string, data []byte) []byte) string {
 	return dst
 }
 
-// Export exports the sources with edit applied and returns the data file
-// and its version.
-func Export(t testing.TB, edit func(name string, data []byte) []byte) ([]byte, string) {
+// Export exports the sources in src with edit applied and returns the data
+// file and its version.
+func Export(t testing.TB, src string, edit func(name string, data []byte) []byte) ([]byte, string) {
 	t.Helper()
 	out := t.TempDir()
-	res, err := export.Run(export.Options{Src: Sources(t, edit), Out: out})
+	res, err := export.Run(export.Options{Src: Sources(t, src, edit), Out: out, Package: "tablestest"})
 	if err != nil {
 		t.Fatal(err)
 	}
