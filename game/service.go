@@ -171,6 +171,9 @@ func New[S any](cfg Config[S]) (*Service[S], error) {
 		cfg.Logger = cfg.Node.Logger()
 	}
 	reg := cfg.Node.Registry()
+	if err := services.RegisterClient(reg); err != nil { // the runtime answers with Error and pushes Kicked
+		return nil, err
+	}
 	if err := services.RegisterInternal(reg); err != nil {
 		return nil, err
 	}

@@ -58,10 +58,17 @@ func TestPlayTheFarm(t *testing.T) {
 	if p := r.(*farm.Planted); p.Crop != "radish" || p.ReadyAt <= time.Now().Add(-time.Minute).UnixMilli() {
 		t.Fatalf("planted %+v", p)
 	}
-	_, err = conn.Call(ctx, &farm.Harvest{Plot: 1})
+	// Wheat takes a minute: harvesting it now is too early.
+	if _, err = conn.Call(ctx, &farm.Plant{Plot: 2, Crop: "wheat"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Call(ctx, &farm.Harvest{Plot: 2})
 	var se *client.ServerError
 	if !errors.As(err, &se) || se.Code != farm.CodeNotReady {
 		t.Fatalf("an early harvest: %v", err)
+	}
+	if _, err = conn.Call(ctx, &farm.Plant{Plot: 2, Crop: "radish"}); !errors.As(err, &se) || se.Code != farm.CodeBusyPlot {
+		t.Fatalf("planting a plot in use: %v", err)
 	}
 	if _, err = conn.Call(ctx, &farm.Plant{Plot: 9, Crop: "radish"}); !errors.As(err, &se) || se.Code != farm.CodeBadPlot {
 		t.Fatalf("a plot that does not exist: %v", err)

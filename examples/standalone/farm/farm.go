@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"example.com/standalone/farm/farmdata"
+
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/game"
 )
@@ -92,7 +94,13 @@ func Register(reg *framework.Registry) error {
 }
 
 // handlers are the farm's rules on the player's actor.
-type handlers struct{ crops func() map[string]Crop }
+type handlers struct{}
+
+// crop looks a crop up in the tables pinned for the message.
+func crop(p *game.Player[State], key string) (*farmdata.Crop, bool) {
+	c, ok := farmdata.Of(p.Tables()).CropByKey[key]
+	return c, ok
+}
 
 func (h handlers) plot(p *game.Player[State], i int32) (*Plot, error) {
 	if i < 0 || int(i) >= len(p.State.Plots) {
@@ -109,14 +117,15 @@ func (h handlers) plant(p *game.Player[State], m *Plant) (*Planted, error) {
 	if pl.Crop != "" {
 		return nil, framework.NewError(CodeBusyPlot, fmt.Sprintf("plot %d grows %s; harvest it first", m.Plot, pl.Crop))
 	}
-	crop, ok := h.crops()[m.Crop]
+	c, ok := crop(p, m.Crop)
 	if !ok {
 		return nil, framework.NewError(CodeNoCrop, fmt.Sprintf("there is no crop %q", m.Crop))
 	}
 	now := time.Now()
-	*pl = Plot{Crop: m.Crop, PlantedAt: now.UnixMilli(), ReadyAt: now.Add(crop.Grow).UnixMilli()}
+	grow := time.Duration(c.GrowMS) * time.Millisecond
+	*pl = Plot{Crop: m.Crop, PlantedAt: now.UnixMilli(), ReadyAt: now.Add(grow).UnixMilli()}
 	p.MarkDirty()
-	if _, err := p.SendAfter(crop.Grow, &grown{Plot: m.Plot, Planted: pl.PlantedAt}); err != nil {
+	if _, err := p.SendAfter(grow, &grown{Plot: m.Plot, Planted: pl.PlantedAt}); err != nil {
 		return nil, err
 	}
 	return &Planted{Plot: m.Plot, Crop: m.Crop, ReadyAt: pl.ReadyAt}, nil
@@ -145,7 +154,10 @@ func (h handlers) harvest(p *game.Player[State], m *Harvest) (*Harvested, error)
 	if left := time.Until(time.UnixMilli(pl.ReadyAt)); left > 0 {
 		return nil, framework.NewError(CodeNotReady, fmt.Sprintf("%s in plot %d is ready in %v", pl.Crop, m.Plot, left.Round(time.Millisecond)))
 	}
-	paid := h.crops()[pl.Crop].Price
+	var paid int64
+	if c, ok := crop(p, pl.Crop); ok { // a crop the designers removed since sells for nothing
+		paid = int64(c.Price)
+	}
 	p.State.Gold += paid
 	out := &Harvested{Plot: m.Plot, Crop: pl.Crop, Gold: p.State.Gold, Paid: paid}
 	*pl = Plot{}
