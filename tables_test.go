@@ -32,7 +32,7 @@ type tableVariant struct {
 // changed.
 func exportTables(t testing.TB, price, power int32) tableVariant {
 	t.Helper()
-	data, version := tablestest.Export(t, "../../game/sample/gamedata/src", tablestest.Replace("Item.csv", "4,sword,Iron Sword,Weapon,120,12,",
+	data, version := tablestest.Export(t, "game/sample/gamedata/src", tablestest.Replace("Item.csv", "4,sword,Iron Sword,Weapon,120,12,",
 		fmt.Sprintf("4,sword,Iron Sword,Weapon,%d,%d,", price, power)))
 	return tableVariant{data: data, version: version, price: price, power: power}
 }
