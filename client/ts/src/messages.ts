@@ -219,7 +219,7 @@ export class PlayerInfo {
     o["Map"] = wire.put.string(this.Map);
     o["X"] = wire.put.int(this.X);
     o["Y"] = wire.put.int(this.Y);
-    o["Items"] = wire.encodeMap(this.Items, "string", (x) => wire.put.int(x));
+    o["Items"] = wire.encodeMap(this.Items, (x) => wire.put.int(x));
     o["Level"] = wire.put.int(this.Level);
     o["XP"] = wire.put.int64(this.XP);
     o["Moves"] = wire.put.int64(this.Moves);
@@ -233,7 +233,7 @@ export class PlayerInfo {
     if ("Map" in o) m.Map = wire.get.string(o["Map"], "PlayerInfo.Map");
     if ("X" in o) m.X = wire.get.int(o["X"], "PlayerInfo.X");
     if ("Y" in o) m.Y = wire.get.int(o["Y"], "PlayerInfo.Y");
-    if ("Items" in o) m.Items = wire.decodeMap(o["Items"], "PlayerInfo.Items", "string", (x) => wire.get.int(x, "PlayerInfo.Items"));
+    if ("Items" in o) m.Items = wire.decodeMap(o["Items"], "PlayerInfo.Items", (x) => wire.get.int(x, "PlayerInfo.Items"));
     if ("Level" in o) m.Level = wire.get.int(o["Level"], "PlayerInfo.Level");
     if ("XP" in o) m.XP = wire.get.int64(o["XP"], "PlayerInfo.XP");
     if ("Moves" in o) m.Moves = wire.get.int64(o["Moves"], "PlayerInfo.Moves");
@@ -365,7 +365,7 @@ export class SayOK {
   }
   /** Checks and converts a decoded msgpack value (missing fields keep their zero value). */
   static fromWire(v: unknown): SayOK {
-    const o = wire.object(v, "SayOK");
+    wire.object(v, "SayOK");
     const m = new SayOK();
     return m;
   }
@@ -460,7 +460,7 @@ export class GetInventory {
   }
   /** Checks and converts a decoded msgpack value (missing fields keep their zero value). */
   static fromWire(v: unknown): GetInventory {
-    const o = wire.object(v, "GetInventory");
+    wire.object(v, "GetInventory");
     const m = new GetInventory();
     return m;
   }
@@ -477,14 +477,14 @@ export class Inventory {
   /** The msgpack map the server's codec expects. */
   toWire(): Record<string, unknown> {
     const o: Record<string, unknown> = {};
-    o["Items"] = wire.encodeMap(this.Items, "string", (x) => wire.put.int(x));
+    o["Items"] = wire.encodeMap(this.Items, (x) => wire.put.int(x));
     return o;
   }
   /** Checks and converts a decoded msgpack value (missing fields keep their zero value). */
   static fromWire(v: unknown): Inventory {
     const o = wire.object(v, "Inventory");
     const m = new Inventory();
-    if ("Items" in o) m.Items = wire.decodeMap(o["Items"], "Inventory.Items", "string", (x) => wire.get.int(x, "Inventory.Items"));
+    if ("Items" in o) m.Items = wire.decodeMap(o["Items"], "Inventory.Items", (x) => wire.get.int(x, "Inventory.Items"));
     return m;
   }
 }
@@ -832,7 +832,7 @@ export class TradeDone {
     const o: Record<string, unknown> = {};
     o["OfferID"] = wire.put.uint64(this.OfferID);
     o["With"] = wire.put.uint64(this.With);
-    o["Items"] = wire.encodeMap(this.Items, "string", (x) => wire.put.int(x));
+    o["Items"] = wire.encodeMap(this.Items, (x) => wire.put.int(x));
     return o;
   }
   /** Checks and converts a decoded msgpack value (missing fields keep their zero value). */
@@ -841,7 +841,7 @@ export class TradeDone {
     const m = new TradeDone();
     if ("OfferID" in o) m.OfferID = wire.get.uint64(o["OfferID"], "TradeDone.OfferID");
     if ("With" in o) m.With = wire.get.uint64(o["With"], "TradeDone.With");
-    if ("Items" in o) m.Items = wire.decodeMap(o["Items"], "TradeDone.Items", "string", (x) => wire.get.int(x, "TradeDone.Items"));
+    if ("Items" in o) m.Items = wire.decodeMap(o["Items"], "TradeDone.Items", (x) => wire.get.int(x, "TradeDone.Items"));
     return m;
   }
 }
