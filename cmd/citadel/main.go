@@ -76,6 +76,7 @@ func run(args []string) error {
 	cert := fs.String("tls-cert", "", "TLS certificate for login HTTPS and gate wss")
 	key := fs.String("tls-key", "", "TLS key for -tls-cert")
 	fs.Var(&origins, "ws-origin", "browser origins allowed to open WebSockets (repeat; * for any)")
+	webClient := fs.Bool("web", false, "serve the browser sample client at / of the login listener (open the login URL); its origin is allowed to open WebSockets")
 	ticketKeyFile := fs.String("ticket-key-file", "", "file with the hex ticket signing key that login and gates share (default <data>/ticket.key, created if missing; "+envTicketKey+" wins)")
 	clusterKeyFile := fs.String("cluster-key-file", "", "file with the cluster key that signs NSQ messages, the same in every process (default <data>/cluster.key, created if missing only with the embedded NSQ; "+envClusterKey+" wins)")
 	adminTokenFile := fs.String("admin-token-file", "", "file with the admin HTTP token (default <data>/admin.token, created if missing; "+envAdminToken+" wins)")
@@ -123,6 +124,9 @@ func run(args []string) error {
 	if len(roles) == 0 {
 		roles = listFlag{services.Login, services.Gate, services.Game}
 	}
+	if *webClient {
+		origins = append(origins, webOrigins(*loginAddr, *cert != "")...)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("-log-level %s: want debug, info, warn or error", *logLevel)
@@ -148,7 +152,7 @@ func run(args []string) error {
 		NSQDTCP: *embTCP, NSQDHTTP: *embHTTP, LookupdTCP: *embLTCP, LookupdHTTP: *embLHTTP,
 		NSQD: nsqd, NSQDHTTPExt: nsqdHTTP, Lookupd: lookupd,
 		LoginAddr: *loginAddr, GateTCP: *gateTCP, GateWS: *gateWS, AdminAddr: *admin,
-		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
+		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins, Web: *webClient,
 		BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval, TradeOfferTTL: *tradeOfferTTL, LeaseTTL: *leaseTTL,
 		NodeHeartbeat: *nodeHeartbeat, MemberTTL: *memberTTL,
 		DrainRate: *drainRate, DrainTimeout: *drainTimeout, RebalanceRate: *rebalanceRate, HoldTimeout: *holdTimeout,
@@ -191,6 +195,9 @@ func run(args []string) error {
 	}
 	if srv.LoginURL != "" {
 		fmt.Printf("  login HTTP    %s  (POST /v1/register, /v1/login)\n", srv.LoginURL)
+		if *webClient {
+			fmt.Printf("  browser       %s/  (the sample client)\n", srv.LoginURL)
+		}
 	}
 	if srv.GateTCP != "" {
 		fmt.Printf("  gate TCP      %s\n", srv.GateTCP)
