@@ -49,8 +49,13 @@ func webOrigins(loginAddr string, tls bool) []string {
 		}
 		hosts = []string{host}
 	}
-	out := make([]string, 0, len(hosts))
+	// A browser leaves the scheme's default port out of the origin.
+	implicit := (!tls && port == "80") || (tls && port == "443")
+	out := make([]string, 0, 2*len(hosts))
 	for _, h := range hosts {
+		if implicit {
+			out = append(out, scheme+h)
+		}
 		out = append(out, scheme+h+":"+port)
 	}
 	return out

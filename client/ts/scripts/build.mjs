@@ -2,10 +2,11 @@
 // committed: CI rebuilds it and fails on a difference) and the browser tests
 // (test/browser.test.ts -> test/dist/tests.js, not committed).
 
+import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { resolve } from "node:path";
 
-const here = import.meta.dirname;
+const here = fileURLToPath(new URL(".", import.meta.url));
 const common = { bundle: true, format: "iife", target: "es2020", platform: "browser", logLevel: "warning", legalComments: "none" };
 
 await build({

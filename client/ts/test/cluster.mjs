@@ -2,6 +2,7 @@
 // built from this repository (go build ./cmd/citadel), every listener is
 // on a free port, every process has its own temporary data directory.
 
+import { fileURLToPath } from "node:url";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -9,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 
-export const repoRoot = resolve(import.meta.dirname, "../../..");
+export const repoRoot = resolve(fileURLToPath(new URL(".", import.meta.url)), "../../..");
 
 const tmp = mkdtempSync(join(tmpdir(), "citadel-ts-"));
 const children = [];

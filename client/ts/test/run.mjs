@@ -6,6 +6,7 @@
 // gate-only processes join it (a drain sends clients from one to the
 // other); "web" is an all-in-one server with -web for the sample page.
 
+import { fileURLToPath } from "node:url";
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, request } from "node:http";
@@ -15,7 +16,7 @@ import { tmpdir } from "node:os";
 import { chromium } from "playwright-core";
 import { buildServer, startCitadel, waitReady, freePort, cleanup } from "./cluster.mjs";
 
-const here = import.meta.dirname;
+const here = fileURLToPath(new URL(".", import.meta.url));
 const T = 120_000; // generous: a loaded 2-core machine
 let core, gates, web, page, browser, pageServer, pageOrigin;
 
