@@ -39,6 +39,8 @@ type rig struct {
 	signer *ticket.Signer
 	reg    *framework.Registry
 	next   uint64
+	broker *mq.Broker
+	gnode  *framework.Node // the gate's node
 }
 
 func logger() *slog.Logger {
@@ -129,7 +131,7 @@ func newRig(t *testing.T, tweak func(*gate.Config)) *rig {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return &rig{t: t, gate: g, signer: signer, reg: reg, next: 1000}
+	return &rig{t: t, gate: g, signer: signer, reg: reg, next: 1000, broker: broker, gnode: gateNode}
 }
 
 // ticketFor issues a valid ticket for a new player.

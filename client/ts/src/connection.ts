@@ -539,7 +539,7 @@ export class Connection {
     if (this.state !== "open" || from !== this.link) return;
     this.state = "moving";
     this.endedDuringMove = undefined;
-    this.log(`gate ${from.gate} drains: moving to ${r.Gate}`);
+    this.log(`gate ${from.gate} drains: moving to ${r.Gate} (${r.WS || "no WebSocket address"})`);
     const deadline = Date.now() + MOVE_WAIT_MS;
     while ([...this.pending.values()].some((p) => p.link === from) && Date.now() < deadline && !from.ended) await sleep(5);
     try {

@@ -73,7 +73,8 @@ async function newPlayer(): Promise<{ name: string; lr: LoginResponse }> {
 
 const conns: Connection[] = [];
 async function open(lr: LoginResponse, name?: string): Promise<{ c: Connection; info: Promise<PlayerInfo> }> {
-  const c = await connect(lr, name ? { relogin: () => api.login(name, PASSWORD) } : {});
+  const log = (m: string) => console.log(`[player ${lr.player_id}] ${m}`);
+  const c = await connect(lr, name ? { relogin: () => api.login(name, PASSWORD), log } : { log });
   const info = nextPush(c, PlayerInfo); // the game pushes it right after AuthOK
   conns.push(c);
   return { c, info };
