@@ -16,9 +16,14 @@ import {
   Moved,
   PlayerInfo,
   PROTOCOL_VERSION,
+  AuthOK,
+  decodeFrame,
+  encodeFrame,
   Say,
   SayOK,
   ServerError,
+  TradeOffer,
+  WireError,
   type LoginResponse,
   type Message,
   type MessageClass,
@@ -83,6 +88,29 @@ async function open(lr: LoginResponse, name?: string): Promise<{ c: Connection; 
 const drain: { c?: Connection; moved?: Moved; gate?: string } = {};
 
 const tests: Record<string, () => Promise<unknown>> = {
+  async "codec: Go's integer widths"() {
+    // 64-bit fields: small values go compact, large ones as int64/uint64
+    // (a number beyond 32 bits would go as a float, which Go refuses).
+    const big = encodeFrame(TradeOffer.id, 7, new TradeOffer({ With: 2n ** 40n, Give: "a", Take: "b" }).toWire(), 1 << 16);
+    const i = big.indexOf(0xcf);
+    assert(i > 0 && big[i + 3] === 1 && big[i + 4] === 0, `uint64 2^40 not written as 0xcf: ${Array.from(big).join(",")}`);
+    const small = encodeFrame(TradeOffer.id, 7, new TradeOffer({ With: 5n }).toWire(), 1 << 16);
+    assert(!small.includes(0xcf) && !small.includes(0xcb), "a small uint64 is written compact");
+    const f = decodeFrame(big, 1 << 16);
+    equal(f.id, TradeOffer.id, "id");
+    equal(f.seq, 7, "seq");
+    equal(TradeOffer.fromWire(f.body).With, 2n ** 40n, "uint64 round trip");
+    // Decoding normalizes: a uint64 the server wrote compactly is bigint.
+    const ok = AuthOK.fromWire({ PlayerID: 42, Resumed: true, HeartbeatMs: 10000n });
+    equal(ok.PlayerID, 42n, "uint64 from a number");
+    equal(ok.HeartbeatMs, 10000, "int32 from a bigint");
+    await rejects(Promise.resolve().then(() => AuthOK.fromWire({ PlayerID: "42" })), (e) => e instanceof WireError && String(e).includes("AuthOK.PlayerID"), "a string for a uint64");
+    await rejects(Promise.resolve().then(() => AuthOK.fromWire({ PlayerID: -1 })), (e) => e instanceof WireError, "a negative uint64");
+    await rejects(Promise.resolve().then(() => decodeFrame(new Uint8Array([0, 101, 0x93, 1, 2, 3]), 1 << 16)), (e) => e instanceof WireError, "a payload of 3");
+    await rejects(Promise.resolve().then(() => new TradeOffer({ With: -1n }).toWire()), (e) => e instanceof WireError, "a negative uint64 to send");
+    return "ok";
+  },
+
   async "register and login"() {
     const { name, lr } = await newPlayer();
     assert(lr.player_id > 0, "a player ID");

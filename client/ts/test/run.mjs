@@ -93,6 +93,10 @@ after(async () => {
 
 const inPage = (name) => page.evaluate((n) => window.citadelTests.run(n), name);
 
+test("codec: Go's integer widths", { timeout: T }, async () => {
+  assert.equal(await inPage("codec: Go's integer widths"), "ok");
+});
+
 test("register and login", { timeout: T }, async () => {
   assert.ok((await inPage("register and login")) > 0);
 });
