@@ -138,6 +138,9 @@ func run(args []string) error {
 	if *gogc < minGOGC || *gogc > maxGOGC {
 		return fmt.Errorf("-gogc %d: want %d to %d (GOGC=off in the environment turns the collector off)", *gogc, minGOGC, maxGOGC)
 	}
+	if *webClient && len(webOrigins(*loginAddr, *cert != "")) == 0 {
+		log.Warn("-web: the page's origin cannot be derived from -login (a port chosen at start?); allow it with -ws-origin or the page cannot open WebSockets", "login", *loginAddr)
+	}
 	if dsnHasPassword(*pgDSN) {
 		log.Warn("the -pg DSN holds a password, which every user can read in the process list; put it in PGPASSWORD or ~/.pgpass instead")
 	}
