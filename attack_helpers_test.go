@@ -623,7 +623,7 @@ func mustMarshal(v any) []byte {
 
 // auth sends Auth and waits for AuthOK (pushes before it are skipped).
 func (c *rawConn) auth(ticket string) error {
-	if err := c.send(services.IDAuth, payload(1, mustMarshal(&services.Auth{Ticket: ticket}))); err != nil {
+	if err := c.send(services.IDAuth, payload(1, mustMarshal(&services.Auth{Ticket: ticket, Protocol: services.ProtocolVersion}))); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(ioTimeout)

@@ -154,7 +154,7 @@ func testIdleConnections(t *testing.T) {
 		t.Errorf("%s: silent TCP client: %v, want kicked %s", attack, kick, services.KickIdle)
 	}
 	// Straight away, before the gate's close grace ends.
-	conn.send(services.IDAuth, payload(1, mustMarshal(&services.Auth{Ticket: again.Ticket})))
+	conn.send(services.IDAuth, payload(1, mustMarshal(&services.Auth{Ticket: again.Ticket, Protocol: services.ProtocolVersion})))
 	conn.send(services.IDPing, payload(2, mustMarshal(&services.Ping{ClientTime: 1})))
 	conn.send(services.IDMove, payload(3, mustMarshal(&services.Move{X: 1, Y: 1})))
 	if e := conn.awaitEnd(ioTimeout); !e.closed || e.frames > 0 {

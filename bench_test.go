@@ -302,7 +302,7 @@ func benchAuth(b *testing.B, srv *server) func(int) []byte {
 		if err != nil {
 			b.Fatal(err)
 		}
-		id, payload, _ := wire.Encode(clientRegistry(b), 1, &services.Auth{Ticket: tok})
+		id, payload, _ := wire.Encode(clientRegistry(b), 1, &services.Auth{Ticket: tok, Protocol: services.ProtocolVersion})
 		f, _ := wire.AppendTCP(nil, id, payload, 1<<20)
 		return f
 	}

@@ -79,7 +79,7 @@ func memoryPerConnection(b *testing.B, p *process, key string, conns int) {
 		}
 		open = append(open, c)
 		tok, _, _ := signer.Issue(uint64(i+1), "gate-1", time.Minute)
-		id, payload, _ := wire.Encode(reg, 1, &services.Auth{Ticket: tok})
+		id, payload, _ := wire.Encode(reg, 1, &services.Auth{Ticket: tok, Protocol: services.ProtocolVersion})
 		f, _ := wire.AppendTCP(nil, id, payload, 1<<20)
 		c.Write(f)
 		if i%500 == 499 || i == conns-1 {

@@ -95,6 +95,7 @@ func run(g game.Game, args []string) error {
 	cert := fs.String("tls-cert", "", "TLS certificate for login HTTPS and gate wss")
 	key := fs.String("tls-key", "", "TLS key for -tls-cert")
 	fs.Var(&origins, "ws-origin", "browser origins allowed to open WebSockets (repeat; * for any)")
+	webClient := fs.Bool("web", false, "serve the game's browser client at / of the login listener (open the login URL); its origin is allowed to open WebSockets")
 	ticketKeyFile := fs.String("ticket-key-file", "", "file with the hex ticket signing key that login and gates share (default <data>/ticket.key, created if missing; "+envTicketKey+" wins)")
 	clusterKeyFile := fs.String("cluster-key-file", "", "file with the cluster key that signs NSQ messages, the same in every process (default <data>/cluster.key, created if missing only with the embedded NSQ; "+envClusterKey+" wins)")
 	adminTokenFile := fs.String("admin-token-file", "", "file with the admin HTTP token (default <data>/admin.token, created if missing; "+envAdminToken+" wins)")
@@ -150,6 +151,12 @@ func run(g game.Game, args []string) error {
 	if len(roles) == 0 {
 		roles = listFlag{services.Login, services.Gate, services.Game}
 	}
+	if _, ok := g.(WebClient); *webClient && !ok {
+		return errors.New("-web: this game has no browser client to serve")
+	}
+	if *webClient {
+		origins = append(origins, webOrigins(*loginAddr, *cert != "")...)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("-log-level %s: want debug, info, warn or error", *logLevel)
@@ -160,6 +167,9 @@ func run(g game.Game, args []string) error {
 	}
 	if *gogc < minGOGC || *gogc > maxGOGC {
 		return fmt.Errorf("-gogc %d: want %d to %d (GOGC=off in the environment turns the collector off)", *gogc, minGOGC, maxGOGC)
+	}
+	if *webClient && len(webOrigins(*loginAddr, *cert != "")) == 0 {
+		log.Warn("-web: the page's origin cannot be derived from -login (a port chosen at start?); allow it with -ws-origin or the page cannot open WebSockets", "login", *loginAddr)
 	}
 	if dsnHasPassword(*pgDSN) {
 		log.Warn("the -pg DSN holds a password, which every user can read in the process list; put it in PGPASSWORD or ~/.pgpass instead")
@@ -175,7 +185,7 @@ func run(g game.Game, args []string) error {
 		NSQDTCP: *embTCP, NSQDHTTP: *embHTTP, LookupdTCP: *embLTCP, LookupdHTTP: *embLHTTP,
 		NSQD: nsqd, NSQDHTTPExt: nsqdHTTP, Lookupd: lookupd,
 		LoginAddr: *loginAddr, GateTCP: *gateTCP, GateWS: *gateWS, AdminAddr: *admin,
-		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins,
+		PublicTCP: *publicTCP, PublicWS: *publicWS, TLSCert: *cert, TLSKey: *key, AllowedOrigins: origins, Web: *webClient,
 		BcryptCost: *bcryptCost, Grace: *grace, SaveInterval: *saveInterval, LeaseTTL: *leaseTTL,
 		NodeHeartbeat: *nodeHeartbeat, MemberTTL: *memberTTL,
 		DrainRate: *drainRate, DrainTimeout: *drainTimeout, RebalanceRate: *rebalanceRate, HoldTimeout: *holdTimeout,
@@ -218,6 +228,9 @@ func run(g game.Game, args []string) error {
 	}
 	if srv.LoginURL != "" {
 		fmt.Printf("  login HTTP    %s  (POST /v1/register, /v1/login)\n", srv.LoginURL)
+		if *webClient {
+			fmt.Printf("  browser       %s/  (the game's browser client)\n", srv.LoginURL)
+		}
 	}
 	if srv.GateTCP != "" {
 		fmt.Printf("  gate TCP      %s\n", srv.GateTCP)

@@ -68,7 +68,7 @@ func BenchmarkRoundTripWhileSaving(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		return frame(&services.Auth{Ticket: tok})
+		return frame(&services.Auth{Ticket: tok, Protocol: services.ProtocolVersion})
 	}
 	start := time.Now()
 	playerConns := make([]*benchConn, 0, players)

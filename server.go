@@ -46,6 +46,7 @@ type config struct {
 	PublicTCP, PublicWS                   string
 	TLSCert, TLSKey                       string
 	AllowedOrigins                        []string
+	Web                                   bool // serve the game's browser client (WebClient) on the login listener
 	BcryptCost                            int
 	Grace                                 time.Duration
 	SaveInterval                          time.Duration
@@ -324,7 +325,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		if err != nil {
 			return s, fmt.Errorf("login HTTP: %w (choose another address with -login)", err)
 		}
-		s.login = &http.Server{Handler: s.account.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		s.login = &http.Server{Handler: withWeb(s.account.Handler(), webHandler(cfg)), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10,
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 		scheme, serve := "http", func() error { return s.login.Serve(ln) }

@@ -49,6 +49,10 @@ type Options struct {
 	// otherwise spend their CPU decoding what nobody reads. Kicked
 	// and Reconnect are still decoded.
 	IgnorePushes bool
+	// Protocol is the client protocol version sent in Auth. Default
+	// services.ProtocolVersion, the version this SDK speaks; set another
+	// only to test how a gate answers it.
+	Protocol int32
 }
 
 // ServerError is an Error reply to a Call.
@@ -174,6 +178,9 @@ func Connect(ctx context.Context, lr *services.LoginResponse, opts Options) (*Co
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 10 * time.Second
 	}
+	if opts.Protocol == 0 {
+		opts.Protocol = services.ProtocolVersion
+	}
 	ctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
 	c := &Conn{opts: opts, reg: opts.Registry, pending: make(map[uint32]*call),
@@ -184,9 +191,15 @@ func Connect(ctx context.Context, lr *services.LoginResponse, opts Options) (*Co
 	}
 	c.link.Store(l)
 	go c.readLoop(l)
-	r, err := c.Call(ctx, &services.Auth{Ticket: lr.Ticket})
+	r, err := c.Call(ctx, &services.Auth{Ticket: lr.Ticket, Protocol: opts.Protocol})
 	if err != nil {
 		c.Close()
+		var se *ServerError
+		if errors.As(err, &se) {
+			// The gate's answer (e.g. ErrCodeProtocol: update the client)
+			// says more than the close that follows it.
+			return nil, err
+		}
 		if kicked := c.Err(); kicked != nil && !errors.Is(kicked, ErrClosed) {
 			return nil, kicked
 		}
@@ -459,7 +472,7 @@ func (c *Conn) move(from *link, r *services.Reconnect) {
 		delete(c.pending, seq)
 		c.pmu.Unlock()
 	}()
-	_, body, err := c.reg.Marshal(&services.Auth{Ticket: r.Ticket})
+	_, body, err := c.reg.Marshal(&services.Auth{Ticket: r.Ticket, Protocol: c.opts.Protocol})
 	if err == nil {
 		err = c.writeFrameLocked(l, services.IDAuth, wire.AppendPayload(nil, seq, body))
 	}

@@ -561,7 +561,9 @@ func (m *Membership) SetLoad(load int64) {
 	m.mu.Unlock()
 }
 
-// SetMeta sets one advertised key from the next heartbeat on.
+// SetMeta sets one advertised key and announces it with an early
+// heartbeat: a node that starts its listeners after joining (a gate's
+// client addresses) is not seen without them for a heartbeat interval.
 func (m *Membership) SetMeta(key, value string) {
 	m.mu.Lock()
 	if m.meta == nil {
@@ -569,4 +571,8 @@ func (m *Membership) SetMeta(key, value string) {
 	}
 	m.meta[key] = value
 	m.mu.Unlock()
+	select {
+	case m.soon <- struct{}{}:
+	default: // an early heartbeat is due already
+	}
 }

@@ -515,3 +515,19 @@ func TestResendRequestsAreBounded(t *testing.T) {
 		t.Fatalf("a request right after another resent %d envelopes again, want each at most once per %v", got-mid, resendEvery)
 	}
 }
+
+// Meta set after the start (a gate's client addresses, once it listens)
+// reaches the others at once, not a heartbeat interval later: a login or
+// a drain in that interval would hand out a gate without an address.
+func TestSetMetaIsAnnouncedAtOnce(t *testing.T) {
+	broker := startBroker(t, mq.BrokerConfig{})
+	slow := func(c *NodeConfig) { c.HeartbeatInterval, c.MemberTTL = time.Hour, 3*time.Hour }
+	a := newNode(t, broker, "gate", "gate-1", slow)
+	b := newNode(t, broker, "login", "login-1", slow)
+	eventually(t, 5*time.Second, "login sees the gate", func() bool { _, ok := b.Members().Get("gate", "gate-1"); return ok })
+	a.Members().SetMeta("ws", "ws://127.0.0.1:7001/ws")
+	eventually(t, 5*time.Second, "the gate's new meta", func() bool {
+		m, _ := b.Members().Get("gate", "gate-1")
+		return m.Meta["ws"] == "ws://127.0.0.1:7001/ws"
+	})
+}

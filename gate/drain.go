@@ -72,6 +72,16 @@ func (g *Gate) tellReconnect(s *session) bool {
 	if !ok {
 		return false
 	}
+	// A gate that has not announced an address for this client's
+	// transport yet (it is starting) is no place to send it: try again on
+	// the drain's next round.
+	addr := services.MetaTCP
+	if s.transport == "ws" {
+		addr = services.MetaWS
+	}
+	if target.Meta[addr] == "" {
+		return false
+	}
 	tok, _, err := g.cfg.Tickets.Issue(s.player, target.Node, reconnectTicketTTL)
 	if err != nil {
 		g.log.Error("cannot issue a ticket for another gate", "err", err)

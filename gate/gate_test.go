@@ -39,6 +39,8 @@ type rig struct {
 	signer *ticket.Signer
 	reg    *framework.Registry
 	next   uint64
+	broker *mq.Broker
+	gnode  *framework.Node // the gate's node
 }
 
 func logger() *slog.Logger {
@@ -129,7 +131,7 @@ func newRig(t *testing.T, tweak func(*gate.Config)) *rig {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return &rig{t: t, gate: g, signer: signer, reg: reg, next: 1000}
+	return &rig{t: t, gate: g, signer: signer, reg: reg, next: 1000, broker: broker, gnode: gateNode}
 }
 
 // ticketFor issues a valid ticket for a new player.
@@ -236,7 +238,9 @@ func TestBadInputClosesOnlyTheOffendingSession(t *testing.T) {
 	r := newRig(t, nil)
 	w := r.witness()
 	r.stillWorks(w)
-	auth := func() []byte { return frame(r, 1, &services.Auth{Ticket: r.ticketFor()}) }
+	auth := func() []byte {
+		return frame(r, 1, &services.Auth{Ticket: r.ticketFor(), Protocol: services.ProtocolVersion})
+	}
 	rnd := rand.New(rand.NewPCG(7, 7))
 	random := make([]byte, 256)
 	for i := range random {
@@ -261,17 +265,17 @@ func TestBadInputClosesOnlyTheOffendingSession(t *testing.T) {
 		{"length below the ID", [][]byte{{0, 0, 0, 1, 7}}, services.KickBadFrame},
 		{"frame before Auth", [][]byte{frame(r, 1, &services.Move{X: 1, Y: 1})}, services.KickNotAuthenticated},
 		{"Auth that does not decode", [][]byte{rawFrame(services.IDAuth, []byte{0x92, 0x01, 0xc1})}, services.KickBadPayload},
-		{"forged ticket", [][]byte{frame(r, 1, &services.Auth{Ticket: forge(r.ticketFor())})}, services.KickBadTicket},
-		{"garbage ticket", [][]byte{frame(r, 1, &services.Auth{Ticket: "not-a-ticket"})}, services.KickBadTicket},
-		{"ticket for another gate", [][]byte{frame(r, 1, &services.Auth{Ticket: mustIssue(r, "gate-9")})}, services.KickBadTicket},
-		{"expired ticket", [][]byte{frame(r, 1, &services.Auth{Ticket: expired})}, services.KickTicketExpired},
-		{"reused ticket", [][]byte{frame(r, 1, &services.Auth{Ticket: reused})}, services.KickTicketReused},
+		{"forged ticket", [][]byte{frame(r, 1, &services.Auth{Ticket: forge(r.ticketFor()), Protocol: services.ProtocolVersion})}, services.KickBadTicket},
+		{"garbage ticket", [][]byte{frame(r, 1, &services.Auth{Ticket: "not-a-ticket", Protocol: services.ProtocolVersion})}, services.KickBadTicket},
+		{"ticket for another gate", [][]byte{frame(r, 1, &services.Auth{Ticket: mustIssue(r, "gate-9"), Protocol: services.ProtocolVersion})}, services.KickBadTicket},
+		{"expired ticket", [][]byte{frame(r, 1, &services.Auth{Ticket: expired, Protocol: services.ProtocolVersion})}, services.KickTicketExpired},
+		{"reused ticket", [][]byte{frame(r, 1, &services.Auth{Ticket: reused, Protocol: services.ProtocolVersion})}, services.KickTicketReused},
 		{"unknown msgID", [][]byte{auth(), rawFrame(4242, []byte{0x92, 0x01, 0x80})}, services.KickUnknownMessage},
 		{"server-only message", [][]byte{auth(), frame(r, 1, &services.AuthOK{})}, services.KickUnknownMessage},
 		{"payload that does not decode", [][]byte{auth(), rawFrame(services.IDMove, []byte{0x92, 0x01, 0xa3, 'a', 'b', 'c'})}, services.KickBadPayload},
 		{"payload without seq header", [][]byte{auth(), rawFrame(services.IDMove, mustPack(t, &services.Move{}))}, services.KickBadPayload},
 		{"trailing bytes", [][]byte{auth(), rawFrame(services.IDEcho, append(wire.AppendPayload(nil, 1, mustPack(t, &services.Echo{})), 0))}, services.KickBadPayload},
-		{"second Auth", [][]byte{auth(), frame(r, 2, &services.Auth{Ticket: r.ticketFor()})}, services.KickUnknownMessage},
+		{"second Auth", [][]byte{auth(), frame(r, 2, &services.Auth{Ticket: r.ticketFor(), Protocol: services.ProtocolVersion})}, services.KickUnknownMessage},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -439,7 +443,7 @@ func TestRateLimitAndSlowClients(t *testing.T) {
 	t.Run("rate limit", func(t *testing.T) {
 		// Moved has no handler and seq 0 asks for no answer: nothing comes
 		// back, so only the rate limit can end this session.
-		chunks := [][]byte{frame(r, 1, &services.Auth{Ticket: r.ticketFor()})}
+		chunks := [][]byte{frame(r, 1, &services.Auth{Ticket: r.ticketFor(), Protocol: services.ProtocolVersion})}
 		for i := 0; i < 60; i++ {
 			chunks = append(chunks, frame(r, 0, &services.Moved{}))
 		}
@@ -447,7 +451,7 @@ func TestRateLimitAndSlowClients(t *testing.T) {
 	})
 	t.Run("slow client", func(t *testing.T) {
 		conn := r.dialSmallReceiveBuffer(2048)
-		conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor()}))
+		conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor(), Protocol: services.ProtocolVersion}))
 		big := make([]byte, 7<<10)
 		// Ask for echoes without reading: the socket fills, then the queue.
 		for i := 0; i < 45; i++ {
@@ -529,7 +533,7 @@ func TestRepliesStayWholeAndOrderedWhenTheSocketFills(t *testing.T) {
 	conn := r.dialSmallReceiveBuffer(4096)
 	br := bufio.NewReader(conn)
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor()}))
+	conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor(), Protocol: services.ProtocolVersion}))
 	const n = 60
 	payload := func(i int) []byte { return filled(byte(i), 6<<10) }
 	// Paced so that each reply finds the send queue empty, the socket

@@ -68,7 +68,7 @@ func wsAuth(t *testing.T, r *rig) *websocket.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	f := frame(r, 1, &services.Auth{Ticket: r.ticketFor()})
+	f := frame(r, 1, &services.Auth{Ticket: r.ticketFor(), Protocol: services.ProtocolVersion})
 	if err := c.WriteMessage(websocket.BinaryMessage, f[wire.LenSize:]); err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +134,9 @@ func TestKickedConnectionGetsNoSecondSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor()}))
+	conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor(), Protocol: services.ProtocolVersion}))
 	time.Sleep(600 * time.Millisecond) // idle: kicked after 3 heartbeats
-	conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor()}))
+	conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor(), Protocol: services.ProtocolVersion}))
 	conn.Write(frame(r, 2, &services.Echo{Data: []byte("again")}))
 	br := bufio.NewReader(conn)
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -201,7 +201,7 @@ func TestConnectionCaps(t *testing.T) {
 	}
 	// One pending connection logs in: a pending slot frees, the total is
 	// then at its cap.
-	pending[0].Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor()}))
+	pending[0].Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor(), Protocol: services.ProtocolVersion}))
 	eventually(t, "the login", func() bool {
 		return gathered(t, metrics, "citadel_gate_sessions", map[string]string{"state": "active"}) == 2
 	})
@@ -258,7 +258,7 @@ func TestHandshakeAndAuthDeadlines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	auth := frame(r, 1, &services.Auth{Ticket: r.ticketFor()})
+	auth := frame(r, 1, &services.Auth{Ticket: r.ticketFor(), Protocol: services.ProtocolVersion})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -288,7 +288,7 @@ func TestSendQueueBoundedInBytes(t *testing.T) {
 	})
 	w := r.witness()
 	conn := r.dialSmallReceiveBuffer(2048)
-	conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor()}))
+	conn.Write(frame(r, 1, &services.Auth{Ticket: r.ticketFor(), Protocol: services.ProtocolVersion}))
 	big := make([]byte, 7<<10)
 	for i := 0; i < 40; i++ {
 		conn.SetWriteDeadline(time.Now().Add(time.Second))

@@ -223,8 +223,18 @@ func (g *Gate) authenticate(s *session, p *packet) {
 		g.kick(s, services.KickBadPayload, err.Error())
 		return
 	}
+	auth := msg.(*services.Auth)
+	if v := auth.Protocol; v < services.MinProtocolVersion || v > services.ProtocolVersion {
+		// A clear answer, not a kick without reason: the client can tell
+		// its user to update. The ticket is not used up.
+		g.m.auths.WithLabelValues("protocol").Inc()
+		reason := protocolMismatch(v)
+		g.sendTo(s, seq, &services.Error{Code: services.ErrCodeProtocol, Message: reason})
+		g.kick(s, services.KickProtocol, reason)
+		return
+	}
 	now := time.Now()
-	t, err := g.cfg.Tickets.Verify(msg.(*services.Auth).Ticket, g.node.Addr().Node, now)
+	t, err := g.cfg.Tickets.Verify(auth.Ticket, g.node.Addr().Node, now)
 	if err == nil {
 		err = g.guard.Use(t, now)
 	}
@@ -290,6 +300,22 @@ func (g *Gate) authenticate(s *session, p *packet) {
 	g.activate(s, seq, att.Resumed)
 	s.slot.authenticated()
 	g.m.auths.WithLabelValues("ok").Inc()
+}
+
+// protocolMismatch explains a refused client protocol version.
+func protocolMismatch(v int32) string {
+	accepts := fmt.Sprintf("version %d", services.ProtocolVersion)
+	if services.MinProtocolVersion != services.ProtocolVersion {
+		accepts = fmt.Sprintf("versions %d to %d", services.MinProtocolVersion, services.ProtocolVersion)
+	}
+	switch {
+	case v <= 0:
+		return fmt.Sprintf("the client sent no protocol version (Auth.Protocol is 0: it predates versioning); this server accepts client protocol %s: update the client", accepts)
+	case v < services.MinProtocolVersion:
+		return fmt.Sprintf("client protocol version %d is too old; this server accepts client protocol %s: update the client", v, accepts)
+	default:
+		return fmt.Sprintf("client protocol version %d is newer than this server's; it accepts client protocol %s: update the server, or use a client of protocol %d", v, accepts, services.ProtocolVersion)
+	}
 }
 
 // activate sends AuthOK, then whatever the game already pushed, then opens

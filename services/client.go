@@ -5,9 +5,13 @@ import "github.com/citadel-go/citadel/framework"
 // Client protocol messages handled by the gate itself (IDs 100–199). See
 // docs/protocol.md for framing.
 type (
-	// Auth must be a client's first frame: the ticket from login.
+	// Auth must be a client's first frame: the ticket from login and the
+	// client protocol version the client speaks (ProtocolVersion of the
+	// build it was made with). A gate refuses a version outside
+	// MinProtocolVersion..ProtocolVersion with Error{ErrCodeProtocol}.
 	Auth struct {
-		Ticket string
+		Ticket   string
+		Protocol int32
 	}
 	// AuthOK answers Auth: the session is attached to the player's actor.
 	AuthOK struct {
@@ -52,6 +56,19 @@ type (
 	}
 )
 
+// Client protocol versions. ProtocolVersion goes up when the client
+// protocol changes in a way an older client or server cannot follow (a
+// message's meaning, the framing, the session rules; adding a message or a
+// field does not need it: unknown fields are ignored both ways). A gate
+// accepts clients from MinProtocolVersion to ProtocolVersion and answers
+// any other with Error{ErrCodeProtocol} naming both, then closes the
+// connection. Version 1 is the first to send Auth.Protocol; a client that
+// sends none (0) predates versioning.
+const (
+	ProtocolVersion    = 1
+	MinProtocolVersion = 1
+)
+
 // Message IDs of the client protocol.
 const (
 	IDAuth      framework.MsgID = 100
@@ -82,6 +99,9 @@ const (
 	// KickServerFull: the gate is at its connection cap (all connections,
 	// or those not yet logged in); retry later or another gate.
 	KickServerFull = "server_full"
+	// KickProtocol: the client speaks a protocol version the gate does
+	// not accept; it follows an Error{ErrCodeProtocol} reply to Auth.
+	KickProtocol = "protocol"
 )
 
 // Error codes (Error.Code) the runtime uses; games add their own.
@@ -92,6 +112,10 @@ const (
 	// ErrCodeDraining: a draining game node refused a new player; the
 	// gate attaches the session to another node.
 	ErrCodeDraining = "draining"
+	// ErrCodeProtocol answers an Auth whose Protocol the gate does not
+	// accept; the message names both versions. Update the client (or the
+	// server).
+	ErrCodeProtocol = "protocol"
 )
 
 // RegisterClient registers the gate's own client protocol messages.
