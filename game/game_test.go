@@ -569,23 +569,7 @@ func TestFencedPlayerStopsAtOnce(t *testing.T) {
 // and released in one transaction) and the new node starts from that
 // state, with no wait for a lease or a grace period.
 func TestLoginElsewhereHandsThePlayerOff(t *testing.T) {
-	b, err := mq.StartBroker(mq.BrokerConfig{DataDir: t.TempDir(), TCPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		NoLookupd: true, Keys: keys(t), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bolt.Close() })
-	on := func(id string) func(*rigConfig) {
-		return func(c *rigConfig) {
-			bc := b.BusConfig()
-			c.id, c.bus, c.store = id, &bc, bolt
-		}
-	}
+	on := cluster(t)
 	a := newRig(t, time.Hour, on("game-1"))
 	bb := newRig(t, time.Hour, on("game-2"))
 	eventually(t, "the nodes to know each other", func() bool {
@@ -619,6 +603,29 @@ func TestLoginElsewhereHandsThePlayerOff(t *testing.T) {
 	bb.request(att2.Actor, 200, 1, &Inc{By: 1})
 	if _, v := bb.reply(); v.(*Count).N != 8 {
 		t.Fatalf("after the handoff %+v", v)
+	}
+}
+
+// cluster starts a broker and a store that rigs share: on(id) makes a rig
+// the game node id of that cluster.
+func cluster(t *testing.T) (on func(id string) func(*rigConfig)) {
+	t.Helper()
+	b, err := mq.StartBroker(mq.BrokerConfig{DataDir: t.TempDir(), TCPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		NoLookupd: true, Keys: keys(t), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bolt.Close() })
+	return func(id string) func(*rigConfig) {
+		return func(c *rigConfig) {
+			bc := b.BusConfig()
+			c.id, c.bus, c.store = id, &bc, bolt
+		}
 	}
 }
 

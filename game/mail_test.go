@@ -3,8 +3,6 @@ package game_test
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -12,9 +10,7 @@ import (
 	"time"
 
 	"github.com/citadel-go/citadel/framework"
-	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/game"
-	"github.com/citadel-go/citadel/mq"
 	"github.com/citadel-go/citadel/services"
 )
 
@@ -33,21 +29,10 @@ type (
 // take Gift from actors and count their own Ticks.
 func mailCluster(t *testing.T, ticks *atomic.Int64) (a, b *rig) {
 	t.Helper()
-	br, err := mq.StartBroker(mq.BrokerConfig{DataDir: t.TempDir(), TCPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		NoLookupd: true, Keys: keys(t), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { br.Close() })
-	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bolt.Close() })
+	cluster := cluster(t)
 	on := func(id string) func(*rigConfig) {
 		return func(c *rigConfig) {
-			bc := br.BusConfig()
-			c.id, c.bus, c.store = id, &bc, bolt
+			cluster(id)(c)
 			c.routes = func(r *game.Router[counter]) {
 				game.MustHandleMessage(r, func(p *game.Player[counter], m *Gift) (*Count, error) {
 					p.State.N += m.N
