@@ -131,6 +131,14 @@ interface Pending {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * Kicks after which logging in again is the expected answer (the gate
+ * stops, or the player's game node is gone): with relogin, the
+ * connection resumes. Any other kick (logged_in_elsewhere, idle_timeout,
+ * …) is the answer and ends it.
+ */
+const RESUMABLE_KICKS = new Set(["server_shutdown", "game_unavailable"]);
+
 /** How long a move to another gate waits for replies to requests already sent. */
 const MOVE_WAIT_MS = 5000;
 
@@ -498,7 +506,7 @@ export class Connection {
 
   /** The current link is gone: resume if a kick does not forbid it and relogin is set. */
   private lost(err: Error) {
-    if (err instanceof KickedError || !this.opts.relogin) {
+    if (!this.opts.relogin || (err instanceof KickedError && !RESUMABLE_KICKS.has(err.code))) {
       this.finish(err);
       return;
     }
