@@ -143,6 +143,22 @@ const tests: Record<string, () => Promise<unknown>> = {
     await rejects(c.call(new Echo({ Data: new Uint8Array([1]) }), Moved), (e) => String(e).includes("expected Moved, got Echo"), "reply type");
     c.close();
     await rejects(c.call(new Echo(), Echo), (e) => e instanceof Error && e.name === "ClosedError", "call after close");
+    // A studio's generated module may carry the client protocol's classes
+    // too: they must not replace the SDK's (Error replies still reject).
+    class StudioError {
+      static readonly id = 105;
+      static readonly messageName = "Error";
+      Code = "";
+      toWire() {
+        return { Code: this.Code };
+      }
+      static fromWire(): StudioError {
+        return new StudioError();
+      }
+    }
+    const studio = await connect(await api.login((await newPlayer()).name, PASSWORD), { messages: [StudioError] });
+    await rejects(studio.call(new Move({ X: -5, Y: -5 }), Moved), (e) => e instanceof ServerError && e.code === "bad_move", "Error with a studio's classes");
+    studio.close();
     return moved.Moves.toString();
   },
 
