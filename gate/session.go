@@ -225,12 +225,13 @@ func (g *Gate) authenticate(s *session, p *packet) {
 	}
 	auth := msg.(*services.Auth)
 	if v := auth.Protocol; v < services.MinProtocolVersion || v > services.ProtocolVersion {
-		// A clear answer, not a kick without reason: the client can tell
-		// its user to update. The ticket is not used up.
+		// A clear answer, not a kick: the reply to the Auth says what to
+		// update, then the connection closes (a session cannot start). The
+		// ticket is not used up.
 		g.m.auths.WithLabelValues("protocol").Inc()
 		reason := protocolMismatch(v)
 		g.sendTo(s, seq, &services.Error{Code: services.ErrCodeProtocol, Message: reason})
-		g.kick(s, services.KickProtocol, reason)
+		g.closeQuietly(s, services.ErrCodeProtocol, reason)
 		return
 	}
 	now := time.Now()
@@ -495,6 +496,18 @@ func (g *Gate) kick(s *session, code, reason string) {
 			s.out.Send(&outFrame{s: s, data: data, n: len(data), final: true})
 		}
 	}
+	s.out.Send(&closeFrame{code: code, reason: reason})
+	g.cleanup(s)
+}
+
+// closeQuietly closes a connection that never became a session once what
+// is queued for it (the Error that says why) is written: no Kicked frame,
+// no kick counted.
+func (g *Gate) closeQuietly(s *session, code, reason string) {
+	if !s.closing.CompareAndSwap(false, true) {
+		return
+	}
+	g.logClose(s, "connection refused", code, reason)
 	s.out.Send(&closeFrame{code: code, reason: reason})
 	g.cleanup(s)
 }

@@ -99,9 +99,6 @@ const (
 	// KickServerFull: the gate is at its connection cap (all connections,
 	// or those not yet logged in); retry later or another gate.
 	KickServerFull = "server_full"
-	// KickProtocol: the client speaks a protocol version the gate does
-	// not accept; it follows an Error{ErrCodeProtocol} reply to Auth.
-	KickProtocol = "protocol"
 )
 
 // Error codes (Error.Code) the runtime uses; games add their own.
