@@ -106,6 +106,12 @@ func toPlayer(n *framework.Node, id uint64, msg any) (framework.Addr, *services.
 	if !ok {
 		return framework.Addr{}, nil, fmt.Errorf("game: no game node is up to take a message for player %d: %w", id, framework.ErrNodeUnknown)
 	}
+	if _, err := n.Registry().ID((*services.ToPlayer)(nil)); err != nil {
+		// A node that is not a game node (a login, a tool) sends too.
+		if err := services.RegisterInternal(n.Registry()); err != nil {
+			return framework.Addr{}, nil, err
+		}
+	}
 	msgID, payload, err := n.Registry().Marshal(msg)
 	if err != nil {
 		return framework.Addr{}, nil, fmt.Errorf("game: message for player %d: %w", id, err)
