@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -127,21 +128,52 @@ func startServer(t *testing.T, bin string) string {
 			cmd.Process.Kill()
 		}
 	})
-	urls := make(chan string, 1)
+	// The start-up lines name the login URL and the admin address; the
+	// server takes players once /readyz says so (login sees a gate, the
+	// gate a game node).
+	lines := make(chan []string, 16)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "login" && f[1] == "HTTP" {
-				urls <- f[2]
+			lines <- strings.Fields(sc.Text())
+		}
+		close(lines)
+	}()
+	var loginURL, admin string
+	timeout := time.After(2 * time.Minute)
+	for loginURL == "" || admin == "" {
+		select {
+		case f, ok := <-lines:
+			if !ok {
+				t.Fatal("the server exited before printing its addresses")
 			}
+			switch {
+			case len(f) >= 3 && f[0] == "login" && f[1] == "HTTP":
+				loginURL = f[2]
+			case len(f) >= 2 && f[0] == "admin" && strings.HasPrefix(f[1], "http"):
+				admin = f[1]
+			}
+		case <-timeout:
+			t.Fatal("the server did not print its login and admin addresses")
+		}
+	}
+	go func() {
+		for range lines { // keep the pipe drained
 		}
 	}()
-	select {
-	case u := <-urls:
-		return u
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the server did not print its login address")
-		return ""
+	for {
+		resp, err := http.Get(admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return loginURL
+			}
+		}
+		select {
+		case <-timeout:
+			t.Fatalf("the server never became ready (%s/readyz)", admin)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
