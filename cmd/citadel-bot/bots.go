@@ -2,26 +2,22 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/url"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/citadel-go/citadel/client"
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/game/sample"
 	"github.com/citadel-go/citadel/services"
-	"github.com/gorilla/websocket"
 )
 
 type botConfig struct {
@@ -121,45 +117,10 @@ var errNoPlayerInfo = errors.New("no PlayerInfo within 5s of connecting")
 
 // cause names why err happened, in few enough words to count by.
 func cause(err error) string {
-	var (
-		le  *client.LoginError
-		ke  *client.KickedError
-		se  *client.ServerError
-		ce  *websocket.CloseError
-		dns *net.DNSError
-		cve *tls.CertificateVerificationError
-		rhe tls.RecordHeaderError
-		ne  net.Error
-	)
-	switch {
-	case errors.As(err, &le):
-		return fmt.Sprintf("HTTP %d %s", le.Status, le.Code)
-	case errors.As(err, &ke):
-		return "kicked " + ke.Code
-	case errors.As(err, &se):
-		return "server error " + se.Code
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "reset"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ce):
-		return "closed by the server"
-	case errors.As(err, &dns):
-		return "unknown host"
-	case errors.As(err, &cve), errors.As(err, &rhe):
-		return "TLS"
-	case errors.Is(err, websocket.ErrBadHandshake):
-		return "WebSocket upgrade refused"
-	case errors.Is(err, client.ErrClosed):
-		return "closed"
-	case errors.Is(err, errNoPlayerInfo):
+	if errors.Is(err, errNoPlayerInfo) {
 		return "no PlayerInfo"
 	}
-	return "other"
+	return client.Cause(err)
 }
 
 // summary is the final result.

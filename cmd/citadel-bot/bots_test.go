@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -314,9 +315,11 @@ func startServer(t *testing.T, extra ...string) server {
 	}()
 	loginLine := regexp.MustCompile(`login HTTP\s+(\S+)`)
 	nsqdLine := regexp.MustCompile(`embedded nsqd (\S+) \(http (\S+)\)`)
+	adminLine := regexp.MustCompile(`^\s*admin\s+(http\S+)`)
+	var admin string
 	s := server{data: data, kill: func() { killed.Store(true); cmd.Process.Kill() }}
 	deadline := time.After(60 * time.Second)
-	for s.login == "" {
+	for s.login == "" || admin == "" {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -328,26 +331,31 @@ func startServer(t *testing.T, extra ...string) server {
 			if m := loginLine.FindStringSubmatch(l); m != nil {
 				s.login = m[1]
 			}
+			if m := adminLine.FindStringSubmatch(l); m != nil {
+				admin = m[1]
+			}
 		case <-deadline:
 			t.Fatalf("server did not start within 60s:\n%s", stderr.String())
 		}
 	}
-	waitForGate(t, s.login)
+	waitReady(t, admin)
 	return s
 }
 
-// waitForGate waits until login can hand out a gate (the gate's first
-// heartbeat has reached the login node).
-func waitForGate(t *testing.T, loginURL string) {
+// waitReady waits until the server's /readyz says it takes players: login
+// sees a gate, the gate a game node. (A login with a wrong password does
+// not tell: credentials are checked before a gate is picked.)
+func waitReady(t *testing.T, admin string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		_, err := client.Login(context.Background(), loginURL, "nobody", "nobody-pass")
-		var le *client.LoginError
-		if errors.As(err, &le) && le.Code != services.LoginCodeNoGate {
-			return
+		if resp, err := http.Get(admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatal("login never found a gate")
+	t.Fatalf("the server was not ready within 60s (%s/readyz)", admin)
 }

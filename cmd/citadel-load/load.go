@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/citadel-go/citadel/client"
@@ -130,7 +127,7 @@ func (r *runner) hold(ctx context.Context, i int, stop <-chan struct{}) {
 	<-r.sem
 	r.attempted.Add(1)
 	if err != nil {
-		r.count(kindFailed, r.authFailed, cause(err), err)
+		r.count(kindFailed, r.authFailed, client.Cause(err), err)
 		return
 	}
 	r.mu.Lock()
@@ -155,7 +152,7 @@ func (r *runner) hold(ctx context.Context, i int, stop <-chan struct{}) {
 	case errors.As(ended, &ke):
 		r.count(kindKicked, r.kicked, ke.Code, ended)
 	default:
-		r.count(kindLost, r.lost, cause(ended), ended)
+		r.count(kindLost, r.lost, client.Cause(ended), ended)
 	}
 }
 
@@ -222,35 +219,3 @@ func clone[V any](m map[string]V) map[string]V {
 	return out
 }
 
-// cause names why err happened, in few enough words to count by.
-func cause(err error) string {
-	var (
-		le *client.LoginError
-		ke *client.KickedError
-		se *client.ServerError
-		ne net.Error
-	)
-	switch {
-	case errors.As(err, &le):
-		return fmt.Sprintf("login HTTP %d %s", le.Status, le.Code)
-	case errors.As(err, &ke):
-		return "kicked " + ke.Code
-	case errors.As(err, &se):
-		return "server error " + se.Code
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "reset"
-	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
-		return "too many open files"
-	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return "no free local port"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "closed by the server"
-	case errors.Is(err, client.ErrClosed):
-		return "closed"
-	}
-	return fmt.Sprintf("other (%T)", err)
-}
