@@ -43,15 +43,7 @@ func (s *server) startPlugins() error {
 		s.log.Warn("some plugins did not load; the sample game's combat falls back to its built-in rules", "err", err)
 	}
 	if cfg.PluginsWatch > 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		prev := s.cancel
-		s.cancel = func() {
-			cancel()
-			if prev != nil {
-				prev()
-			}
-		}
-		go s.plugins.Watch(ctx, cfg.PluginsWatch)
+		go s.plugins.Watch(s.bg, cfg.PluginsWatch)
 	}
 	return nil
 }

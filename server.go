@@ -94,21 +94,23 @@ func (c *config) has(role string) bool {
 
 // server is a running Citadel process: some or all roles.
 type server struct {
-	cfg      config
-	log      *slog.Logger
-	metrics  *prometheus.Registry
-	broker   *mq.Broker
-	store    store.Store
-	saver    *game.Saver
-	nodes    []*framework.Node // in start order
-	login    *http.Server
-	account  *login.Service
-	tlsPair  *tls.Certificate // -tls-cert and -tls-key, loaded at start
-	gate     *gate.Gate
-	game     game.Runner
-	plugins  *plugins.Host
-	cancel   context.CancelFunc // background work (plugin watch)
-	done     chan struct{}      // closed on stop: the game's background work (table watch) ends
+	cfg     config
+	log     *slog.Logger
+	metrics *prometheus.Registry
+	broker  *mq.Broker
+	store   store.Store
+	saver   *game.Saver
+	nodes   []*framework.Node // in start order
+	login   *http.Server
+	account *login.Service
+	tlsPair *tls.Certificate // -tls-cert and -tls-key, loaded at start
+	gate    *gate.Gate
+	game    game.Runner
+	plugins *plugins.Host
+	// bg is cancelled on stop: background work (plugin and table watches)
+	// ends with it.
+	bg       context.Context
+	cancel   context.CancelFunc
 	leases   []*store.LeaseKeeper
 	failOnce sync.Once
 	admin    *http.Server
@@ -140,7 +142,8 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 			*path = filepath.Join(cfg.DataDir, name)
 		}
 	}
-	s = &server{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry(), drainReq: make(chan struct{}, 1), done: make(chan struct{})}
+	s = &server{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry(), drainReq: make(chan struct{}, 1)}
+	s.bg, s.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			if stopErr := s.stop(context.Background()); stopErr != nil {
@@ -258,7 +261,7 @@ func start(ctx context.Context, cfg config) (s *server, err error) {
 		}
 		env := game.Env{Store: s.store, Lease: lease, Saver: s.saver, Plugins: s.plugins, Metrics: s.metrics, Logger: s.log,
 			SaveInterval: cfg.SaveInterval, Grace: cfg.Grace, DrainRate: cfg.DrainRate, RebalanceRate: rebalanceRate(cfg.RebalanceRate),
-			TablesPath: cfg.TablesPath, TablesWatch: cfg.TablesWatch, Done: s.done}
+			TablesPath: cfg.TablesPath, TablesWatch: cfg.TablesWatch, Context: s.bg}
 		if s.game, err = cfg.Game.NewService(n, env); err != nil {
 			return s, err
 		}
@@ -547,14 +550,7 @@ func (s *server) drainRequested() <-chan struct{} { return s.drainReq }
 // save (game node drain), then the mq and the store.
 func (s *server) stop(ctx context.Context) error {
 	s.ready.Store(false)
-	if s.cancel != nil {
-		s.cancel()
-	}
-	select {
-	case <-s.done:
-	default:
-		close(s.done)
-	}
+	s.cancel()
 	var errs []error
 	if s.login != nil {
 		errs = append(errs, s.login.Shutdown(ctx))

@@ -56,9 +56,9 @@ type Env struct {
 	// reload it when it changes (0: only on POST /tables/reload).
 	TablesPath  string
 	TablesWatch time.Duration
-	// Done is closed when the server stops: background work (a table
-	// watch) ends with it.
-	Done <-chan struct{}
+	// Context is cancelled when the server stops: background work (a
+	// table watch) ends with it.
+	Context context.Context
 }
 
 // WithEnv returns cfg with the node and everything env holds filled in

@@ -11,6 +11,7 @@ import (
 	"github.com/citadel-go/citadel/framework"
 	"github.com/citadel-go/citadel/framework/store"
 	"github.com/citadel-go/citadel/services"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Messages from other actors and from a player's own timers.
@@ -128,22 +129,22 @@ type mail struct {
 	gen  uint64 // the manager's generation of the actor: a retire asked for before this mail is ignored
 }
 
-// answer replies to a call, or logs what a send cannot be told.
-func (m *mail) answer(svc interface{ mailResult(string) }, reply any, err error) {
-	switch {
-	case err != nil:
-		svc.mailResult("error")
+// answer replies to a call (nothing for a send), and counts the result in
+// results (citadel_game_mail_total).
+func (m *mail) answer(results *prometheus.CounterVec, reply any, err error) {
+	if err != nil {
+		results.WithLabelValues("error").Inc()
 		if m.resp != nil {
 			m.resp.Error(err)
 		}
-	case m.resp != nil:
-		svc.mailResult("ok")
+		return
+	}
+	results.WithLabelValues("ok").Inc()
+	if m.resp != nil {
 		if reply == nil {
 			reply = &services.Delivered{}
 		}
 		m.resp.Reply(reply)
-	default:
-		svc.mailResult("ok")
 	}
 }
 
@@ -155,7 +156,7 @@ const mailForwardTimeout = 10 * time.Second
 // the sender retries).
 func (s *Service[S]) forward(m *mail, owner store.Owner) {
 	if m.msg.Hops > 0 || owner.Node == s.cfg.Node.Addr().Node {
-		m.answer(s, nil, framework.NewError(services.ErrCodeUnavailable, fmt.Sprintf("player %d is moving between game nodes; retry", m.msg.PlayerID)))
+		m.answer(s.mail, nil, framework.NewError(services.ErrCodeUnavailable, fmt.Sprintf("player %d is moving between game nodes; retry", m.msg.PlayerID)))
 		return
 	}
 	fwd := *m.msg
@@ -180,8 +181,6 @@ func (s *Service[S]) forward(m *mail, owner store.Owner) {
 	}()
 }
 
-func (s *Service[S]) mailResult(result string) { s.mail.WithLabelValues(result).Inc() }
-
 // onMail handles a message for the player from another actor. A player
 // with no session stays for a grace period after its last message.
 func (p *Player[S]) onMail(m *mail) {
@@ -194,12 +193,12 @@ func (p *Player[S]) onMail(m *mail) {
 	case p.State == nil || !p.save.owned:
 		// Handed off, fenced or failed to load: tell the sender to retry,
 		// by when the player's new owner serves it.
-		m.answer(p.svc, nil, framework.NewError(services.ErrCodeUnavailable, fmt.Sprintf("player %d is moving or cannot be served here now; retry", p.ID)))
+		m.answer(p.svc.mail, nil, framework.NewError(services.ErrCodeUnavailable, fmt.Sprintf("player %d is moving or cannot be served here now; retry", p.ID)))
 		p.retire()
 		return
 	case !p.exchange.lockedBy.IsZero():
 		p.stash(m, len(m.msg.Payload), func() {
-			m.answer(p.svc, nil, framework.NewError(CodePeerBusy, "the player is in an exchange; retry"))
+			m.answer(p.svc.mail, nil, framework.NewError(CodePeerBusy, "the player is in an exchange; retry"))
 		})
 		return
 	}
@@ -208,11 +207,16 @@ func (p *Player[S]) onMail(m *mail) {
 	}
 	msg, err := p.svc.cfg.Node.Registry().Unmarshal(m.msg.MsgID, m.msg.Payload)
 	if err != nil {
-		m.answer(p.svc, nil, framework.NewError(CodeBadRequest, err.Error()))
+		m.answer(p.svc.mail, nil, framework.NewError(CodeBadRequest, err.Error()))
 		return
 	}
-	reply, err := p.deliver(msg)
-	m.answer(p.svc, reply, err)
+	h, ok := p.svc.cfg.Router.mail[reflect.TypeOf(msg)]
+	if !ok {
+		m.answer(p.svc.mail, nil, framework.NewError(services.ErrCodeNoHandler, fmt.Sprintf("no player handler for %T", msg)))
+		return
+	}
+	reply, err := p.deliver(h, msg)
+	m.answer(p.svc.mail, reply, err)
 }
 
 // retire asks the manager to stop this actor (ignored if the manager gave
@@ -221,12 +225,8 @@ func (p *Player[S]) retire() {
 	p.ctx.Send(p.ctx.Node().ActorAddr(services.GameActorManager), &retire{id: p.ID, gen: p.gen})
 }
 
-// deliver runs the handler for a message from an actor or a timer.
-func (p *Player[S]) deliver(msg any) (reply any, err error) {
-	h, ok := p.svc.cfg.Router.mail[reflect.TypeOf(msg)]
-	if !ok {
-		return nil, framework.NewError(services.ErrCodeNoHandler, fmt.Sprintf("no player handler for %T", msg))
-	}
+// deliver runs h for a message from an actor or a timer.
+func (p *Player[S]) deliver(h mailHandler[S], msg any) (reply any, err error) {
 	if !p.svc.cfg.Lease.Valid() {
 		return nil, framework.NewError(services.ErrCodeUnavailable, "this server cannot confirm it still serves the player; retry")
 	}
@@ -250,7 +250,8 @@ func (p *Player[S]) deliver(msg any) (reply any, err error) {
 // straight to the actor's address). One with no handler is ignored: a
 // timer cannot be armed for it.
 func (p *Player[S]) onTimer(msg any) {
-	if _, ok := p.svc.cfg.Router.mail[reflect.TypeOf(msg)]; !ok || p.State == nil || !p.save.owned {
+	h, ok := p.svc.cfg.Router.mail[reflect.TypeOf(msg)]
+	if !ok || p.State == nil || !p.save.owned {
 		return
 	}
 	if !p.exchange.lockedBy.IsZero() {
@@ -259,7 +260,7 @@ func (p *Player[S]) onTimer(msg any) {
 		})
 		return
 	}
-	if _, err := p.deliver(msg); err != nil {
+	if _, err := p.deliver(h, msg); err != nil {
 		p.logger().Warn("timer message handler failed", "msg", fmt.Sprintf("%T", msg), "err", err)
 	}
 }
@@ -333,7 +334,7 @@ func (m *manager[S]) onMail(c *framework.Context, msg *services.ToPlayer) {
 		e.gen++
 		ml.gen = e.gen
 		if err := c.Send(e.addr, ml); err != nil {
-			ml.answer(m.svc, nil, err)
+			ml.answer(m.svc.mail, nil, err)
 		}
 		return
 	}
@@ -350,13 +351,13 @@ func (m *manager[S]) onMail(c *framework.Context, msg *services.ToPlayer) {
 		return &Player[S]{ID: id, svc: svc, gen: 1}
 	}, framework.SpawnOptions{Kind: "player", MailboxSize: svc.cfg.MailboxSize})
 	if err != nil {
-		ml.answer(svc, nil, err)
+		ml.answer(svc.mail, nil, err)
 		return
 	}
 	svc.mail.WithLabelValues("activated").Inc()
 	m.players[id] = &managed{addr: addr, gen: 1}
 	ml.gen = 1
 	if err := c.Send(addr, ml); err != nil {
-		ml.answer(svc, nil, err)
+		ml.answer(svc.mail, nil, err)
 	}
 }

@@ -1,7 +1,6 @@
 package sample
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"time"
@@ -66,12 +65,7 @@ func (g *Game) NewService(node *framework.Node, env game.Env) (game.Runner, erro
 	}
 	env.Logger.Info("tables loaded", "version", h.Current().Version, "from", source)
 	if env.TablesWatch > 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			<-env.Done
-			cancel()
-		}()
-		go h.Watch(ctx, env.TablesWatch)
+		go h.Watch(env.Context, env.TablesWatch)
 	}
 	return New(node, env.Store, Options{Saver: env.Saver, Lease: env.Lease, SaveInterval: env.SaveInterval, Grace: env.Grace,
 		Metrics: env.Metrics, Tables: h, Plugins: env.Plugins, TradeOfferTTL: g.TradeOfferTTL,

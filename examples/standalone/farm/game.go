@@ -1,7 +1,6 @@
 package farm
 
 import (
-	"context"
 	"fmt"
 
 	"example.com/standalone/farm/farmdata"
@@ -27,9 +26,7 @@ func (g *Game) NewService(node *framework.Node, env game.Env) (game.Runner, erro
 		return nil, fmt.Errorf("farm tables: %w", err)
 	}
 	if env.TablesWatch > 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() { <-env.Done; cancel() }()
-		go h.Watch(ctx, env.TablesWatch)
+		go h.Watch(env.Context, env.TablesWatch)
 	}
 	var rules handlers
 	r := game.NewRouter[State](node.Registry())
