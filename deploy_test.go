@@ -111,7 +111,7 @@ func TestDeployUsageHelper(t *testing.T) {
 	if os.Getenv("CITADEL_DEPLOY_USAGE_HELPER") != "1" {
 		t.Skip("run by citadelFlags in a child process")
 	}
-	if err := run(&sample.Game{}, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+	if err := Run(&sample.Game{}, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "run -h:", err)
 		os.Exit(3)
 	}

@@ -68,10 +68,6 @@ func Main(g game.Game) {
 // store. It returns when the server has stopped: after SIGINT or SIGTERM
 // (a drain first), POST /drain, or a failure it returns.
 func Run(g game.Game, args []string) error {
-	return run(g, args)
-}
-
-func run(g game.Game, args []string) error {
 	// Whatever happens below, no plugin process outlives this one.
 	defer plugin.CleanupClients()
 	fs := flag.NewFlagSet("citadel", flag.ContinueOnError)
